@@ -1,0 +1,145 @@
+"""Command line (DATA.md contract): demo, import, opportunities, export, users.
+
+Exit codes: 0 done, 1 rejected or failed with a message (never a traceback), 2 bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import db as dbmod
+from .config import database_path, settings
+from .opportunities import BENCHMARKS, TARGETS, Basis, opportunities
+from .scope import Scope, ScopeError
+
+
+def _db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=None,
+                        help="database file (default: $OPPORTUNITY_DB, else config.toml)")
+
+
+def _basis_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=TARGETS, default="median")
+    parser.add_argument("--benchmark", choices=BENCHMARKS, default="peer")
+    parser.add_argument("--csu", default=None, help="one CSU code")
+    parser.add_argument("--from", dest="period_from", default=None, metavar="YYYY-MM")
+    parser.add_argument("--to", dest="period_to", default=None, metavar="YYYY-MM")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m opportunity_engine",
+                                     description="Opportunity Explorer engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="build the synthetic demo database")
+    _db_arg(p)
+    p.add_argument("--seed", type=int, default=int(settings()["demo"]["seed"]))
+    p.add_argument("--scale", choices=("small", "trust", "large"), default=settings()["demo"]["scale"])
+    p.add_argument("--force", action="store_true", help="replace a file that is not a demo database")
+
+    p = sub.add_parser("import", help="validate and load template files (one transaction)")
+    _db_arg(p)
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("opportunities", help="print opportunities, one row per CSU, specialty and metric")
+    _db_arg(p)
+    _basis_args(p)
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+
+    p = sub.add_parser("export", help="write the opportunities workbook (.xlsx)")
+    _db_arg(p)
+    _basis_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--user", default="command line", help="name shown on the cover sheet")
+
+    p = sub.add_parser("schema", help="show or upgrade the database schema version")
+    _db_arg(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.db or database_path()
+    try:
+        return COMMANDS[args.command](args, Path(path))
+    except (ScopeError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the contract: a message, never a traceback
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "lock" in message.lower():
+            message += " (is the app running on this database? import through its Data page instead)"
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+def cmd_demo(args, path: Path) -> int:
+    from .demo import build
+
+    started = time.perf_counter()
+    summary = build(path, seed=args.seed, scale=args.scale, force=args.force)
+    rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
+    print(f"Built demo database {path} (seed {args.seed}, scale {args.scale}) in "
+          f"{time.perf_counter() - started:.1f} s: {rows}")
+    return 0
+
+
+def cmd_import(args, path: Path) -> int:
+    from .importer import import_files
+
+    def progress(message: str, fraction: float) -> None:
+        if not args.quiet:
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+
+    with dbmod.connect(path) as con:
+        result = import_files(con, args.files, progress=progress)
+    print(result.report(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _scope_for(con, csu: str | None) -> Scope:
+    if csu is None:
+        return Scope.trust()
+    known = con.execute("SELECT count(*) FROM csus WHERE csu_code = ?", [csu]).fetchone()[0]
+    if not known:
+        raise ValueError(f"unknown CSU code {csu}")
+    return Scope.of(csu)
+
+
+def cmd_opportunities(args, path: Path) -> int:
+    with dbmod.connect(path, read_only=True) as con:
+        basis = Basis(args.target, args.benchmark, args.period_from, args.period_to)
+        df = opportunities(con, _scope_for(con, args.csu), basis, csu=args.csu)
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False, float_format="%.17g")
+    else:
+        json.dump(json.loads(df.to_json(orient="records", double_precision=15)), sys.stdout, indent=1)
+        print()
+    return 0
+
+
+def cmd_export(args, path: Path) -> int:
+    from .export import opportunities_workbook
+
+    with dbmod.connect(path, read_only=True) as con:
+        basis = Basis(args.target, args.benchmark, args.period_from, args.period_to)
+        scope = _scope_for(con, args.csu)
+        data = opportunities_workbook(con, scope, basis, user=args.user, csu=args.csu)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"Wrote {args.out} ({len(data):,} bytes)")
+    return 0
+
+
+def cmd_schema(args, path: Path) -> int:
+    with dbmod.connect(path) as con:
+        print(f"{path}: schema version {dbmod.schema_version(con)} (engine {dbmod.LATEST_VERSION})")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
+            "export": cmd_export, "schema": cmd_schema}

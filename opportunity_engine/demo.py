@@ -1,0 +1,368 @@
+"""The synthetic trust: a deterministic demo database for a seed and a scale.
+
+Row-level activity (spells, outpatient appointments, theatre sessions, monthly workforce) is
+generated inside DuckDB from a small per-specialty parameter table, so the ``trust`` scale (about
+7 million rows) builds in seconds, not minutes. Randomness is ``hash(seed, specialty, row, k)``:
+the same seed gives the same database on every machine with the pinned DuckDB.
+
+Each (specialty, metric) gets a performance factor ``f`` (1 = typical; above 1 worse): most are
+near typical, a few are clear outliers, about a fifth beat the benchmark, and a handful of
+specialties improve over time. Peer benchmarks are then set so that the trust sits at ``f`` times
+the peer median over the latest year, which keeps the designed outliers visible whatever the
+sampling noise.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import random
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from . import catalogue, facts
+from .config import DATA_DIR
+from .db import connect, get_setting, set_setting
+from .reference import CSUS, KINDS, STAFF_GROUPS, specialty_rows
+
+SCALES = {
+    # name: (fraction of a large acute trust's yearly volumes, first day, last day)
+    "small": (0.03, date(2023, 4, 1), date(2026, 3, 31)),
+    "trust": (1.0, date(2023, 4, 1), date(2026, 3, 31)),
+    "large": (1.0, date(2021, 4, 1), date(2026, 3, 31)),
+}
+# Yearly volumes of a large acute trust (the `trust` scale).
+YEARLY = {"spells": 250_000, "outpatients": 1_500_000, "theatre_sessions": 25_000}
+
+# metric id -> factor key used by the generator (and for placing the peer benchmark)
+METRIC_FACTOR = {
+    "alos_elective": "alos_el", "alos_non_elective": "alos_nel", "preop_bed_days": "preop",
+    "daycase_rate_bads": "dc", "long_stay_21": "long", "readmission_30d": "readm",
+    "theatre_capped_util": "gap", "theatre_late_start": "late", "theatre_early_finish": "early",
+    "theatre_on_day_cancel": "cancel", "op_dna_rate": "dna", "op_new_fu_ratio": "fu",
+    "op_pifu_rate": "pifu", "op_virtual_rate": "virt", "op_hospital_cancel": "hc",
+}
+FACTOR_KEYS = sorted(set(METRIC_FACTOR.values()))
+TREND_KEYS = ("alos_nel", "dna")  # improving specialties improve on these
+WORKFORCE_PEER = {  # metric: (p10, p25, p50, p75, p90) of peer trusts' CSUs
+    "wf_agency_share": (0.020, 0.027, 0.035, 0.045, 0.060),
+    "wf_bank_share": (0.035, 0.048, 0.060, 0.075, 0.090),
+    "wf_sickness_rate": (0.040, 0.045, 0.050, 0.055, 0.062),
+}
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    path: str
+    seed: int
+    scale: str
+    rows: dict[str, int]
+
+
+def _factor(rng: random.Random) -> float:
+    """Performance factor: mostly near typical, ~7% clear outliers, ~20% beating the benchmark."""
+    draw = rng.random()
+    if draw < 0.07:
+        return rng.uniform(1.35, 1.65)
+    if draw < 0.27:
+        return rng.uniform(0.80, 0.93)
+    return math.exp(rng.gauss(0.05, 0.07))
+
+
+def specialty_parameters(seed: int, scale: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-specialty generator parameters and the (specialty, metric) factors at the latest year."""
+    fraction, first, last = SCALES[scale]
+    years = ((last - first).days + 1) / 365.25
+    rng = random.Random(seed)
+    specs = specialty_rows()
+    weights = {}
+    for code, _, _, kind in specs:
+        k = KINDS[kind]
+        jitter = rng.uniform(0.5, 1.5)
+        weights[code] = {w: k[w] * jitter for w in ("w_sp", "w_op", "w_th")}
+    totals = {w: sum(v[w] for v in weights.values()) for w in ("w_sp", "w_op", "w_th")}
+    improving = set(rng.sample([s[0] for s in specs if KINDS[s[3]]["w_sp"] > 0], 5))
+    rows, factors = [], []
+    for index, (code, _, csu, kind) in enumerate(specs):
+        k = KINDS[kind]
+        row = {"specialty_code": code, "csu_code": csu, "kind": kind, "spec_index": index}
+        row.update({f"n_{key}": k[key] for key in ("nel", "alos_el", "alos_nel", "preop", "bads", "dc", "readm",
+                                                   "dna", "fu", "pifu", "virt", "hc", "late", "early", "gap", "cancel")})
+        for volume, w, table in (("n_spells", "w_sp", "spells"), ("n_op", "w_op", "outpatients"),
+                                 ("n_th", "w_th", "theatre_sessions")):
+            share = weights[code][w] / totals[w] if totals[w] else 0
+            row[volume] = int(round(YEARLY[table] * fraction * years * share))
+        for key in FACTOR_KEYS:
+            row[f"f_{key}"] = _factor(rng)
+        row["trend_gain"] = 0.45 if code in improving else 0.0
+        rows.append(row)
+        for metric_id, key in METRIC_FACTOR.items():
+            f = row[f"f_{key}"]
+            if key in TREND_KEYS:
+                f *= 1 + row["trend_gain"] / 6  # mean of (1 + gain * (1 - t)) over the last third
+            # Every ninth specialty has no specialty-level peer benchmark: it exercises the
+            # fall-back to the all-specialty benchmark.
+            factors.append({"specialty_code": code, "metric_id": metric_id, "f_eff": f,
+                            "has_benchmark": index % 9 != 4})
+    return pd.DataFrame(rows), pd.DataFrame(factors)
+
+
+def csu_parameters(seed: int) -> pd.DataFrame:
+    rng = random.Random(seed * 7919 + 1)
+    out = []
+    for code, _, _ in CSUS:
+        out.append({"csu_code": code, "monthly_pay": rng.uniform(2.0e6, 7.5e6),
+                    "f_agency": _factor(rng) if rng.random() > 0.15 else rng.uniform(1.6, 2.2),
+                    "f_bank": _factor(rng), "f_sick": _factor(rng)})
+    return pd.DataFrame(out)
+
+
+# DuckDB's multi-argument hash() combines its arguments weakly: hash(a, b, i, 1) and
+# hash(a, b, i, 2) are correlated. So each row is hashed once (row_hash) and every uniform
+# re-hashes that value XOR a distinct odd constant, which goes through the full mixer.
+def _u(k: int) -> str:
+    constant = (0x9E3779B97F4A7C15 * (k + 1)) % (1 << 63)
+    return f"(hash(xor(row_hash, {constant}::UBIGINT)) / 18446744073709551616.0)"
+
+
+def _ln(k: int) -> str:
+    return f"ln(greatest({_u(k)}, 1e-12))"
+
+
+SPELLS_SQL = f"""
+INSERT INTO spells
+WITH base AS (
+    SELECT s.*, i, {_u(1)} AS t,
+           {_u(2)} AS u_type, {_u(3)} AS u_bads, {_u(4)} AS u_dc, {_u(5)} AS u_proc,
+           {_u(6)} AS u_pre, {_u(7)} AS u_readm, {_u(8)} AS u_long, -{_ln(9)} AS e_los, -{_ln(10)} AS e_long
+    FROM (SELECT *, hash($seed, specialty_code, i) AS row_hash FROM (SELECT *, unnest(range(n_spells)) AS i FROM demo_spec WHERE n_spells > 0)) s
+), typed AS (
+    SELECT *,
+        CASE WHEN u_type < n_nel THEN 'non_elective'
+             WHEN u_bads < n_bads THEN CASE WHEN u_dc < least(0.98, n_dc / f_dc) THEN 'day_case' ELSE 'elective' END
+             ELSE CASE WHEN u_dc < 0.40 THEN 'day_case' ELSE 'elective' END END AS admission_type,
+        f_alos_nel * (1 + trend_gain * (1 - t)) AS f_nel_t
+    FROM base
+), los AS (
+    SELECT *,
+        CASE admission_type
+            WHEN 'day_case' THEN 0
+            WHEN 'elective' THEN greatest(1, round(e_los * n_alos_el * f_alos_el))
+            ELSE round(e_los * n_alos_nel * f_nel_t)
+                 + CASE WHEN u_long < 0.03 * (n_alos_nel / 6) * f_long THEN 21 + round(e_long * 10) ELSE 0 END
+        END::INTEGER AS los,
+        $first::DATE + floor(t * $days)::INTEGER AS discharge_date
+    FROM typed
+)
+SELECT 'SP' || specialty_code || '-' || lpad(i::VARCHAR, 8, '0'),
+       csu_code, specialty_code,
+       discharge_date - los AS admission_date, discharge_date, admission_type,
+       CASE WHEN admission_type <> 'non_elective' AND u_bads < n_bads THEN 1 ELSE 0 END,
+       CASE WHEN admission_type = 'day_case' THEN discharge_date - los
+            WHEN admission_type = 'elective' AND u_proc < 0.9 THEN
+                 discharge_date - los + least(los, (u_pre < 2 * n_preop * f_preop)::INTEGER
+                                                    + (u_pre < 0.4 * n_preop * f_preop)::INTEGER)
+       END,
+       (u_readm < n_readm * f_readm)::INTEGER,
+       strftime(discharge_date, '%Y-%m')
+FROM los
+"""
+
+OUTPATIENTS_SQL = f"""
+INSERT INTO outpatients
+WITH base AS (
+    SELECT s.*, i, {_u(1)} AS t, {_u(2)} AS u_first, {_u(3)} AS u_out, {_u(4)} AS u_pifu, {_u(5)} AS u_virt
+    FROM (SELECT *, hash($seed, specialty_code, i) AS row_hash FROM (SELECT *, unnest(range(n_op)) AS i FROM demo_spec WHERE n_op > 0)) s
+), typed AS (
+    SELECT *, CASE WHEN u_first < 1 / (1 + n_fu * f_fu) THEN 'first' ELSE 'follow_up' END AS attendance_type,
+           n_dna * f_dna * (1 + trend_gain * (1 - t)) AS p_dna,
+           $first::DATE + floor(t * $days)::INTEGER AS appointment_date
+    FROM base
+)
+SELECT 'OP' || specialty_code || '-' || lpad(i::VARCHAR, 9, '0'), csu_code, specialty_code, appointment_date,
+       attendance_type,
+       CASE WHEN u_out < p_dna THEN 'dna'
+            WHEN u_out < p_dna + 0.05 THEN 'patient_cancelled'
+            WHEN u_out < p_dna + 0.05 + n_hc * f_hc THEN 'hospital_cancelled'
+            ELSE 'attended' END,
+       (attendance_type = 'follow_up' AND u_pifu < n_pifu / f_pifu)::INTEGER,
+       (u_virt < n_virt / f_virt)::INTEGER,
+       strftime(appointment_date, '%Y-%m')
+FROM typed
+"""
+
+THEATRE_SQL = f"""
+INSERT INTO theatre_sessions
+WITH base AS (
+    SELECT s.*, i, {_u(1)} AS t, {_u(2)} AS u_len, -{_ln(3)} AS e_late, -{_ln(4)} AS e_early,
+           {_u(5)} AS u_gap, {_u(6)} AS u_over, {_u(7)} AS u_over_len, {_u(8)} AS u_cases, {_u(9)} AS u_cancel
+    FROM (SELECT *, hash($seed, specialty_code, i) AS row_hash FROM (SELECT *, unnest(range(n_th)) AS i FROM demo_spec WHERE n_th > 0)) s
+), mins AS (
+    SELECT *, CASE WHEN u_len < 0.7 THEN 240 ELSE 480 END AS planned,
+           $first::DATE + floor(t * $days)::INTEGER AS session_date
+    FROM base
+), parts AS (
+    SELECT *, least(planned // 2, round(e_late * n_late * f_late * planned))::INTEGER AS late,
+              least(planned // 3, round(e_early * n_early * f_early * planned))::INTEGER AS early,
+              round(2 * u_gap * n_gap * f_gap * planned)::INTEGER AS gap,
+              (CASE WHEN planned = 240 THEN 2 ELSE 4 END + floor(u_cases * 4))::INTEGER AS cases
+    FROM mins
+)
+SELECT 'TH' || specialty_code || '-' || lpad(i::VARCHAR, 7, '0'), csu_code, specialty_code, session_date,
+       planned,
+       greatest(0, planned - late - early - gap + CASE WHEN u_over < 0.12 THEN round(u_over_len * 45)::INTEGER ELSE 0 END),
+       late, early, cases, (u_cancel < cases * n_cancel * f_cancel)::INTEGER,
+       strftime(session_date, '%Y-%m')
+FROM parts
+"""
+
+WORKFORCE_SQL = """
+INSERT INTO workforce
+WITH months AS (
+    SELECT strftime(m, '%Y-%m') AS period, row_number() OVER (ORDER BY m) AS month_no
+    FROM generate_series($first::DATE, $last::DATE, INTERVAL 1 MONTH) g(m)
+), groups AS (
+    SELECT * FROM (VALUES (1, 'Nursing and midwifery', 0.45, 1.3), (2, 'Medical and dental', 0.30, 0.8),
+                          (3, 'Allied health professionals', 0.12, 1.0), (4, 'Administrative and clerical', 0.13, 0.5))
+                  g(gid, staff_group, pay_share, agency_weight)
+), grid AS (
+    SELECT c.*, m.*, g.*,
+           hash(xor(hash($seed, csu_code, month_no, gid), 11400714819323198485::UBIGINT)) / 18446744073709551616.0 AS u1,
+           hash(xor(hash($seed, csu_code, month_no, gid), 4354685564936845355::UBIGINT)) / 18446744073709551616.0 AS u2
+    FROM demo_csu c, months m, groups g
+), amounts AS (
+    SELECT *, monthly_pay * pay_share * (0.97 + 0.06 * u1) AS total_pay,
+           0.035 * f_agency * agency_weight * (0.8 + 0.4 * u2) AS agency_share,
+           0.060 * f_bank * (0.85 + 0.3 * u1) AS bank_share
+    FROM grid
+)
+SELECT period, csu_code, staff_group,
+       round(total_pay * (1 - agency_share - bank_share), 2), round(total_pay * bank_share, 2),
+       round(total_pay * agency_share, 2),
+       round(total_pay / 3800, 1) AS wte,
+       round(total_pay / 3800 * 20.8 * 0.050 * f_sick * (0.8 + 0.4 * u2), 1),
+       round(total_pay / 3800 * 20.8, 1)
+FROM amounts
+"""
+
+BENCHMARK_SQL = """
+INSERT INTO benchmarks
+WITH latest AS (
+    SELECT metric_id, max(period) AS p_to FROM metric_facts GROUP BY metric_id
+), actual AS (
+    SELECT f.metric_id, f.specialty_code, sum(numerator) / sum(denominator) AS value, sum(denominator) AS den
+    FROM metric_facts f JOIN latest l USING (metric_id)
+    WHERE f.period > strftime(strptime(l.p_to, '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
+    GROUP BY ALL
+), placed AS (
+    SELECT a.metric_id, a.specialty_code, m.direction, m.value_format,
+           -- lower is better: the trust sits at f times the peer median. Higher is better: for
+           -- high rates (day case, utilisation) the shortfall from 100% is f times the peer's;
+           -- for low rates (PIFU, virtual) the rate is 1/f of the peer's.
+           CASE WHEN m.direction = 'lower' THEN a.value / f.f_eff
+                WHEN m.value_format = 'percent' AND a.value > 0.5 THEN 1 - (1 - a.value) / f.f_eff
+                ELSE least(0.95, a.value * f.f_eff) END AS p50
+    FROM actual a JOIN demo_factors f USING (specialty_code, metric_id) JOIN metrics m USING (metric_id)
+    WHERE f.has_benchmark AND a.den >= m.min_volume AND a.value > 0
+), spread AS (
+    SELECT metric_id, specialty_code, p50,
+        CASE WHEN direction = 'higher' AND value_format = 'percent' THEN p50 * 0.70 ELSE p50 * 0.70 END AS p10,
+        p50 * 0.85 AS p25,
+        CASE WHEN direction = 'higher' AND value_format = 'percent' THEN p50 + (1 - p50) * 0.25
+             WHEN value_format = 'percent' THEN least(1, p50 * 1.15) ELSE p50 * 1.15 END AS p75,
+        CASE WHEN direction = 'higher' AND value_format = 'percent' THEN p50 + (1 - p50) * 0.45
+             WHEN value_format = 'percent' THEN least(1, p50 * 1.30) ELSE p50 * 1.30 END AS p90
+    FROM placed
+)
+SELECT metric_id, specialty_code, $peer, p10, p25, p50, p75, p90,
+       'Synthetic peer group of 20 acute trusts (demo data)'
+FROM spread
+UNION ALL
+SELECT metric_id, '', $peer, median(p10), median(p25), median(p50), median(p75), median(p90),
+       'Synthetic peer group of 20 acute trusts, all specialties (demo data)'
+FROM spread GROUP BY metric_id
+"""
+
+
+def load_unit_costs(con: duckdb.DuckDBPyConnection, path: Path = DATA_DIR / "unit_costs.csv") -> int:
+    """The shipped, sourced unit costs (data/unit_costs.csv)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [(r["cost_driver"], r["specialty_code"], float(r["unit_cost_gbp"]), r["source"])
+                for r in csv.DictReader(fh)]
+    con.executemany("INSERT OR REPLACE INTO unit_costs VALUES (?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = False) -> DemoSummary:
+    """Write a fresh demo database at ``path``.
+
+    A file that is not a demo database is never overwritten unless ``force`` is given: the same
+    command pointed at a real database by mistake must not destroy it.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}")
+    path = Path(path)
+    if path.exists():
+        if not force:
+            with connect(path, read_only=True) as existing:
+                try:
+                    is_demo = get_setting(existing, "demo_seed") is not None
+                except duckdb.Error:
+                    is_demo = False
+            if not is_demo:
+                raise FileExistsError(f"{path} exists and is not a demo database; use --force to replace it")
+        path.unlink()
+        Path(str(path) + ".wal").unlink(missing_ok=True)
+    fraction, first, last = SCALES[scale]
+    spec, factors = specialty_parameters(seed, scale)
+    csu = csu_parameters(seed)
+    con = connect(path)
+    try:
+        con.begin()
+        con.executemany("INSERT INTO csus VALUES (?, ?)", [(c, n) for c, n, _ in CSUS])
+        con.executemany("INSERT INTO specialties VALUES (?, ?, ?)",
+                        [(s, n, c) for s, n, c, _ in specialty_rows()])
+        catalogue.install_shipped(con)
+        load_unit_costs(con)
+        con.register("demo_spec_df", spec)
+        con.register("demo_factors_df", factors)
+        con.register("demo_csu_df", csu)
+        con.execute("CREATE TEMP TABLE demo_spec AS SELECT * FROM demo_spec_df")
+        con.execute("CREATE TEMP TABLE demo_factors AS SELECT * FROM demo_factors_df")
+        con.execute("CREATE TEMP TABLE demo_csu AS SELECT * FROM demo_csu_df")
+        days = (last - first).days + 1
+        params = {"seed": seed, "first": first, "days": days}
+        con.execute(SPELLS_SQL, params)
+        con.execute(OUTPATIENTS_SQL, params)
+        con.execute(THEATRE_SQL, params)
+        con.execute(WORKFORCE_SQL, {"seed": seed, "first": first, "last": last})
+        facts.rebuild_all(con)
+        peer = "peer"
+        con.execute(BENCHMARK_SQL, {"peer": peer})
+        for metric_id, (p10, p25, p50, p75, p90) in WORKFORCE_PEER.items():
+            con.execute("INSERT INTO benchmarks VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)",
+                        [metric_id, peer, p10, p25, p50, p75, p90, "Synthetic peer group: NHS workforce returns style (demo data)"])
+        for table in ("spells", "outpatients", "theatre_sessions", "workforce"):
+            con.execute(
+                """INSERT INTO import_log (kind, file_name, row_count, period_from, period_to, loaded_by)
+                   SELECT ?, 'synthetic demo', count(*), min(period), max(period), 'demo generator' FROM """ + table,
+                [table],
+            )
+        set_setting(con, "demo_seed", str(seed))
+        set_setting(con, "demo_scale", scale)
+        con.commit()
+        for name in ("demo_spec", "demo_factors", "demo_csu"):
+            con.execute(f"DROP TABLE {name}")
+        con.execute("CHECKPOINT")
+        rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("csus", "specialties", "spells", "outpatients", "theatre_sessions", "workforce",
+                          "metric_facts", "benchmarks", "unit_costs", "metrics")}
+    except Exception:
+        con.close()
+        path.unlink(missing_ok=True)
+        raise
+    con.close()
+    return DemoSummary(str(path), seed, scale, rows)

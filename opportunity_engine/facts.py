@@ -1,0 +1,143 @@
+"""Metric facts: activity aggregated to (period, CSU, specialty, metric, numerator, denominator).
+
+Everything downstream (opportunities, trends, SPC, tracking evidence) reads ``metric_facts``, so a
+new metric needs a catalogue entry and data, not code. Only the v1 metrics are derived from raw
+activity here; their definitions follow data/metrics.toml. Facts are rebuilt per source and per
+period, so an import of one month recomputes one month.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class FactSource:
+    """How one activity table turns into metric facts.
+
+    ``rows`` is a SELECT over the activity table producing per-row columns; ``aggregates`` maps a
+    metric id to SQL for its numerator and denominator over those rows. Everything is a constant
+    of this module: no user value ever reaches these strings.
+    """
+    table: str
+    rows: str
+    grain: str  # columns that identify the grain besides period
+    aggregates: dict[str, tuple[str, str]]
+
+
+SOURCES: dict[str, FactSource] = {
+    "spells": FactSource(
+        table="spells",
+        rows="""SELECT period, csu_code, specialty_code, admission_type, bads_eligible, readmitted_30d,
+                       datediff('day', admission_date, discharge_date) AS los,
+                       greatest(datediff('day', admission_date, procedure_date), 0) AS preop
+                FROM spells""",
+        grain="csu_code, specialty_code",
+        aggregates={
+            "alos_elective": ("sum(los) FILTER (admission_type = 'elective' AND los >= 1)",
+                              "count(*) FILTER (admission_type = 'elective' AND los >= 1)"),
+            "alos_non_elective": ("sum(los) FILTER (admission_type = 'non_elective')",
+                                  "count(*) FILTER (admission_type = 'non_elective')"),
+            "preop_bed_days": ("sum(preop) FILTER (admission_type IN ('elective', 'day_case') AND preop IS NOT NULL)",
+                               "count(*) FILTER (admission_type IN ('elective', 'day_case') AND preop IS NOT NULL)"),
+            "daycase_rate_bads": ("count(*) FILTER (admission_type = 'day_case' AND bads_eligible = 1)",
+                                  "count(*) FILTER (admission_type IN ('elective', 'day_case') AND bads_eligible = 1)"),
+            "long_stay_21": ("sum(greatest(los - 21, 0)) FILTER (admission_type = 'non_elective')",
+                             "count(*) FILTER (admission_type = 'non_elective')"),
+            "readmission_30d": ("sum(readmitted_30d)", "count(*)"),
+        },
+    ),
+    "outpatients": FactSource(
+        table="outpatients",
+        rows="SELECT period, csu_code, specialty_code, attendance_type, outcome, pifu, virtual FROM outpatients",
+        grain="csu_code, specialty_code",
+        aggregates={
+            "op_dna_rate": ("count(*) FILTER (outcome = 'dna')", "count(*)"),
+            "op_new_fu_ratio": ("count(*) FILTER (attendance_type = 'follow_up' AND outcome = 'attended')",
+                                "count(*) FILTER (attendance_type = 'first' AND outcome = 'attended')"),
+            "op_pifu_rate": ("count(*) FILTER (attendance_type = 'follow_up' AND pifu = 1)",
+                             "count(*) FILTER (attendance_type = 'follow_up')"),
+            "op_virtual_rate": ("count(*) FILTER (outcome = 'attended' AND virtual = 1)",
+                                "count(*) FILTER (outcome = 'attended')"),
+            "op_hospital_cancel": ("count(*) FILTER (outcome = 'hospital_cancelled')", "count(*)"),
+        },
+    ),
+    "theatre_sessions": FactSource(
+        table="theatre_sessions",
+        rows="SELECT * FROM theatre_sessions",
+        grain="csu_code, specialty_code",
+        aggregates={
+            "theatre_capped_util": ("sum(least(used_minutes, planned_minutes))", "sum(planned_minutes)"),
+            "theatre_late_start": ("sum(late_start_minutes)", "sum(planned_minutes)"),
+            "theatre_early_finish": ("sum(early_finish_minutes)", "sum(planned_minutes)"),
+            "theatre_on_day_cancel": ("sum(on_day_cancellations)", "sum(cases + on_day_cancellations)"),
+        },
+    ),
+    "workforce": FactSource(
+        table="workforce",
+        rows="""SELECT period, csu_code, '' AS specialty_code, substantive_cost_gbp, bank_cost_gbp,
+                       agency_cost_gbp, sickness_fte_days, available_fte_days FROM workforce""",
+        grain="csu_code, specialty_code",
+        aggregates={
+            "wf_agency_share": ("sum(agency_cost_gbp)",
+                                "sum(substantive_cost_gbp + bank_cost_gbp + agency_cost_gbp)"),
+            "wf_bank_share": ("sum(bank_cost_gbp)",
+                              "sum(substantive_cost_gbp + bank_cost_gbp + agency_cost_gbp)"),
+            "wf_sickness_rate": ("sum(sickness_fte_days)", "sum(available_fte_days)"),
+        },
+    ),
+}
+
+ACTIVITY_METRICS = {m: name for name, src in SOURCES.items() for m in src.aggregates}
+
+
+
+
+def rebuild(con: duckdb.DuckDBPyConnection, source_name: str, periods: list[str] | None = None) -> int:
+    """Recompute the activity facts of one source, for the given periods (None = all).
+
+    Runs inside the caller's transaction when there is one, so an import and its facts commit
+    together. Returns the number of fact rows written.
+    """
+    source = SOURCES[source_name]
+    metric_ids = list(source.aggregates)
+    params: dict = {"metrics": metric_ids}
+    period_filter = ""
+    if periods is not None:
+        params["periods"] = sorted(set(periods))
+        period_filter = "AND list_contains($periods, period)"
+    con.execute(
+        f"DELETE FROM metric_facts WHERE source = 'activity' AND list_contains($metrics, metric_id) {period_filter}",
+        params,
+    )
+    insert = f"""
+        INSERT INTO metric_facts (period, csu_code, specialty_code, metric_id, numerator, denominator, source)
+        {_select_sql(source, periods is not None)}
+    """
+    before = con.execute("SELECT count(*) FROM metric_facts").fetchone()[0]
+    con.execute(insert, {"periods": params["periods"]} if periods is not None else {})
+    return con.execute("SELECT count(*) FROM metric_facts").fetchone()[0] - before
+
+
+def _select_sql(source: FactSource, filtered: bool) -> str:
+    """One pass over the activity table; each metric becomes a row via a LATERAL VALUES list."""
+    where = "WHERE list_contains($periods, period)" if filtered else ""
+    columns = ",\n".join(
+        f"coalesce({num}, 0) AS n_{i}, coalesce({den}, 0) AS d_{i}"
+        for i, (num, den) in enumerate(source.aggregates.values())
+    )
+    values = ", ".join(
+        f"('{mid}', n_{i}, d_{i})" for i, mid in enumerate(source.aggregates)
+    )
+    return f"""
+        WITH r AS ({source.rows}),
+             agg AS (SELECT period, {source.grain}, {columns} FROM r {where} GROUP BY ALL)
+        SELECT agg.period, agg.csu_code, agg.specialty_code, v.metric_id, v.num, v.den, 'activity'
+        FROM agg, LATERAL (VALUES {values}) v(metric_id, num, den)
+        WHERE v.den > 0
+    """
+
+
+def rebuild_all(con: duckdb.DuckDBPyConnection) -> int:
+    return sum(rebuild(con, name) for name in SOURCES)

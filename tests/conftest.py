@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny hand-built trust for the maths, and a small demo database."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from opportunity_engine import catalogue, db, demo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_tiny(con) -> None:
+    """The hand-worked trust of tests/test_opportunities.py (figures worked in its docstring)."""
+    catalogue.install_shipped(con)
+    con.executemany("INSERT INTO csus VALUES (?, ?)", [("A", "Alpha CSU"), ("B", "Beta CSU")])
+    con.executemany("INSERT INTO specialties VALUES (?, ?, ?)",
+                    [("100", "General Surgery", "A"), ("300", "Small Specialty", "A"), ("200", "Cardiology", "B")])
+    con.executemany("INSERT INTO unit_costs VALUES (?, ?, ?, ?)", [
+        ("bed_day", "", 300, "all-specialty bed day"), ("bed_day", "100", 400, "surgical bed day"),
+        ("daycase_conversion", "", 700, "conversion"), ("agency_premium", "", 0.4, "premium"),
+    ])
+    con.executemany("INSERT INTO benchmarks VALUES (?, ?, 'peer', ?, ?, ?, ?, ?, 'test')", [
+        ("alos_elective", "100", 2.0, 2.5, 3.0, 3.5, 4.0),
+        ("alos_elective", "", 2.2, 2.7, 3.2, 3.7, 4.2),
+        ("daycase_rate_bads", "", 0.6, 0.7, 0.8, 0.85, 0.9),
+        ("wf_agency_share", "", 0.02, 0.027, 0.035, 0.045, 0.06),
+    ])
+    rows = [
+        # period, csu, specialty, metric, numerator, denominator
+        ("2025-02", "A", "100", "alos_elective", 200, 50), ("2025-03", "A", "100", "alos_elective", 200, 50),
+        ("2023-01", "A", "100", "alos_elective", 1000, 100),  # outside the latest-12-month window
+        ("2025-03", "B", "200", "alos_elective", 300, 100),
+        ("2025-03", "A", "300", "alos_elective", 40, 10),
+        ("2025-03", "A", "100", "daycase_rate_bads", 60, 100),
+        ("2025-03", "A", "", "wf_agency_share", 50_000, 1_000_000),
+    ]
+    con.executemany("INSERT INTO metric_facts VALUES (?, ?, ?, ?, ?, ?, 'activity')", rows)
+
+
+@pytest.fixture
+def tiny():
+    con = db.memory()
+    build_tiny(con)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory) -> Path:
+    """A small-scale demo database, built once per test session (read it; copy it to change it)."""
+    path = tmp_path_factory.mktemp("demo") / "small.duckdb"
+    demo.build(path, seed=42, scale="small")
+    return path
+
+
+@pytest.fixture
+def demo_copy(small_demo, tmp_path) -> Path:
+    path = tmp_path / "copy.duckdb"
+    shutil.copy(small_demo, path)
+    return path
