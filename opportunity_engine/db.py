@@ -16,6 +16,7 @@ import duckdb
 CONNECT_CONFIG = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "enable_progress_bar": False,
 }
 
 
@@ -161,3 +162,11 @@ def get_setting(con: duckdb.DuckDBPyConnection, key: str, default: str | None = 
 
 def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
+
+
+def bump_data_version(con: duckdb.DuckDBPyConnection) -> None:
+    """Mark the analytical data as changed (inside the caller's transaction): caches keyed on
+    the data version then miss."""
+    import uuid
+
+    set_setting(con, "data_version", uuid.uuid4().hex)

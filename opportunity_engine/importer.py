@@ -21,6 +21,7 @@ import duckdb
 import pandas as pd
 
 from . import facts
+from .db import bump_data_version
 from .config import settings
 from .templates import ORDER, TEMPLATES, Column, Template
 
@@ -104,6 +105,9 @@ def _cell_text(value) -> str:
 def _read_header(path: Path) -> list[str]:
     if path.suffix.lower() == ".xlsx":
         return _xlsx_rows(path, header_only=True)[0][1]
+    with path.open("rb") as fh:
+        if b"\x00" in fh.read(4096):
+            raise _Reject("the file is binary, not CSV text")
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
             first = fh.readline()
@@ -231,7 +235,7 @@ def _typed(col: Column) -> str:
     return {
         "date": f"try_cast({raw} AS DATE)",
         "flag": f"try_cast({raw} AS TINYINT)",
-        "count": f"try_cast({raw} AS BIGINT)",
+        "count": f"CASE WHEN regexp_full_match({raw}, '-?[0-9]+') THEN try_cast({raw} AS BIGINT) END",
         "amount": f"try_cast({raw} AS DOUBLE)",
         "number": f"try_cast({raw} AS DOUBLE)",
     }.get(col.type, raw)
@@ -255,7 +259,7 @@ def _column_checks(col: Column) -> list[tuple[str, str]]:
     elif col.type == "flag":
         checks.append((present + f"{v} NOT IN ('0', '1')", "must be 0 or 1"))
     elif col.type == "count":
-        checks.append((present + f"try_cast({v} AS BIGINT) IS NULL", "must be a whole number"))
+        checks.append((present + f"NOT regexp_full_match({v}, '-?[0-9]+')", "must be a whole number"))
         checks.append((present + f"try_cast({v} AS BIGINT) < 0", "must not be negative"))
         checks.append((present + f"try_cast({v} AS BIGINT) > {MAX_COUNT}", f"is implausibly large (over {MAX_COUNT:,})"))
     elif col.type in ("amount", "number"):
@@ -392,8 +396,9 @@ def _load(con, template: Template, table: str, header: list[str], periods: list[
     if template.mode == "activity":
         con.execute(f"DELETE FROM {template.table} WHERE list_contains($periods, period)", {"periods": periods})
         target = ", ".join(_q(n) for n in names)
-        con.execute(f"""INSERT INTO {template.table} ({target}, period)
-                        SELECT {target}, {template.period_expr} FROM (SELECT {typed} FROM {table})""")
+        extra = "" if "period" in names else f", {template.period_expr}"
+        con.execute(f"""INSERT INTO {template.table} ({target}{', period' if extra else ''})
+                        SELECT {target}{extra} FROM (SELECT {typed} FROM {table})""")
         facts.rebuild(con, template.kind, periods)
     elif template.mode == "facts":
         con.execute(f"""DELETE FROM metric_facts WHERE source = 'import' AND (period, metric_id) IN
@@ -418,7 +423,7 @@ def _load_metrics(con, table: str, cols: list[Column]) -> None:
         return f"coalesce({_q(name)}, {default_sql})" if name in present else default_sql
 
     def listed(name: str) -> str:
-        return (f"coalesce(list_filter(list_transform(string_split({_q(name)}, ';'), x -> trim(x)), x -> x <> ''), [])"
+        return (f"coalesce(list_filter(list_transform(string_split({_q(name)}, ';'), lambda x: trim(x)), lambda x: x <> ''), [])"
                 if name in present else "[]::VARCHAR[]")
 
     con.execute(f"""
@@ -503,6 +508,7 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
             order = {path.name: i for i, (path, _, _) in enumerate(plan)}
             result.issues.sort(key=lambda i: (order.get(i.file, 0), i.row if i.row is not None else 1 << 62))
         else:
+            bump_data_version(con)
             con.commit()
             say("Done", 1.0)
     except Exception as exc:  # anything unexpected: roll back and say so, never a traceback

@@ -16,6 +16,7 @@ trust (they are percentiles, not any one CSU's data), so a CSU user sees the sam
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import duckdb
@@ -203,9 +204,41 @@ COLUMNS = [
 ]
 
 
+_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+_CACHE_SIZE = 128
+
+
+def data_version(con: duckdb.DuckDBPyConnection) -> str:
+    """Changes whenever facts, benchmarks, unit costs or the catalogue change (import, demo)."""
+    row = con.execute("SELECT value FROM settings WHERE key = 'data_version'").fetchone()
+    return row[0] if row else "0"
+
+
 def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
                   csu: str | None = None, specialty: str | None = None,
                   metric: str | None = None) -> pd.DataFrame:
+    """Cached :func:`compute_opportunities`: keyed on the database, its data version, the scope,
+    the basis and the filters, so a page re-run or a second user with the same view costs a
+    dictionary look-up. A new import changes the data version and so misses the cache."""
+    scope.check(csu)
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    if path is None:  # in-memory databases are scratch work: never cached
+        return compute_opportunities(con, scope, basis, csu, specialty, metric)
+    key = (path, data_version(con), scope.csus, basis, csu, specialty, metric)
+    hit = _CACHE.get(key)
+    if hit is None:
+        hit = compute_opportunities(con, scope, basis, csu, specialty, metric)
+        _CACHE[key] = hit
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return hit.copy()
+
+
+def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
+                          csu: str | None = None, specialty: str | None = None,
+                          metric: str | None = None) -> pd.DataFrame:
     """One row per (CSU, specialty, metric) in scope, ranked: real gaps first, then by £.
 
     ``csu`` outside the scope raises ScopeError (the page says "not available to you"); the

@@ -1,0 +1,98 @@
+"""Speed figures at a named scale (a benchmark, not a timed test): `python -m opportunity_engine.bench`.
+
+Prints: demo build time; import throughput of a 1.5M-row outpatient CSV; full metric-facts
+rebuild; and all-opportunities time beside a bare DuckDB GROUP BY over the facts table (cold:
+computed afresh; cached: the engine's result cache, as the app uses it).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from . import db, demo, facts
+from .importer import import_files
+from .opportunities import Basis, compute_opportunities, opportunities
+from .scope import Scope
+
+
+def _median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 15, keep: Path | None = None) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="oe-bench-"))
+    figures: dict[str, float] = {}
+    try:
+        path = work / "bench.duckdb"
+        started = time.perf_counter()
+        summary = demo.build(path, scale=scale)
+        figures["demo_build_s"] = time.perf_counter() - started
+        print(f"demo build ({scale}): {figures['demo_build_s']:.1f} s for "
+              f"{sum(v for k, v in summary.rows.items() if k in ('spells', 'outpatients', 'theatre_sessions')):,} activity rows")
+
+        csv_path = work / "outpatients.csv"
+        with db.connect(path) as con:
+            latest = con.execute("SELECT max(period) FROM outpatients").fetchone()[0]
+            con.execute(f"""COPY (SELECT appointment_id, csu_code, specialty_code, appointment_date, attendance_type,
+                                         outcome, pifu, virtual FROM outpatients
+                                  WHERE period > strftime(strptime('{latest}', '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
+                                  ORDER BY appointment_id LIMIT {int(rows)})
+                            TO '{csv_path}' (HEADER)""")
+            n = con.execute(f"SELECT count(*) FROM read_csv('{csv_path}')").fetchone()[0]
+            started = time.perf_counter()
+            result = import_files(con, [csv_path], loaded_by="bench")
+            seconds = time.perf_counter() - started
+            assert result.ok, result.report()
+            figures["import_rows"] = n
+            figures["import_s"] = seconds
+            print(f"import {n:,}-row outpatient CSV (validate + replace 12 months + facts): {seconds:.1f} s "
+                  f"= {n / seconds:,.0f} rows/s")
+
+            con.begin()
+            started = time.perf_counter()
+            written = facts.rebuild_all(con)
+            figures["facts_rebuild_s"] = time.perf_counter() - started
+            con.commit()
+            print(f"metric facts full rebuild: {figures['facts_rebuild_s']:.2f} s ({written:,} fact rows)")
+
+            bare_sql = """SELECT csu_code, specialty_code, metric_id, sum(numerator), sum(denominator)
+                          FROM metric_facts WHERE period > ? GROUP BY ALL"""
+            cutoff = con.execute("SELECT strftime(strptime(max(period), '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m') FROM metric_facts").fetchone()[0]
+            bare = _median_ms(lambda: con.execute(bare_sql, [cutoff]).fetchall(), runs)
+            cold = _median_ms(lambda: compute_opportunities(con, Scope.trust(), Basis()), runs)
+            opportunities(con, Scope.trust(), Basis())
+            cached = _median_ms(lambda: opportunities(con, Scope.trust(), Basis()), runs)
+            one_csu = _median_ms(lambda: compute_opportunities(con, Scope.of("EMA"), Basis()), runs)
+            facts_rows = con.execute("SELECT count(*) FROM metric_facts").fetchone()[0]
+            figures.update(bare_ms=bare, cold_ms=cold, cached_ms=cached, one_csu_ms=one_csu)
+            print(f"bare GROUP BY over metric_facts ({facts_rows:,} rows): {bare:.1f} ms")
+            print(f"all opportunities, computed afresh: {cold:.1f} ms ({cold / bare:.1f} x bare)")
+            print(f"all opportunities, engine cache hit: {cached:.2f} ms ({cached / bare:.2f} x bare)")
+            print(f"one CSU's opportunities, computed afresh: {one_csu:.1f} ms")
+        if keep:
+            shutil.copy(path, keep)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", default="trust", choices=("small", "trust", "large"))
+    parser.add_argument("--rows", type=int, default=1_500_000)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    run(args.scale, args.rows, args.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""SPC (XmR, Making Data Count rules) on series with and without a known signal."""
+from opportunity_engine.stats import xmr
+
+
+def test_limits_are_mean_plus_minus_2_66_mean_moving_range():
+    chart = xmr([10, 12, 10, 12, 10, 12])
+    assert chart.mean == 11 and chart.mr_bar == 2
+    assert chart.ucl == 11 + 2.66 * 2 and chart.lcl == 11 - 2.66 * 2
+    assert not any(chart.special_cause)
+
+
+def test_point_beyond_limits():
+    chart = xmr([10, 11, 10, 11, 10, 11, 30], baseline=6)
+    assert chart.beyond == [False] * 6 + [True]
+
+
+def test_shift_of_seven_points_after_baseline():
+    series = [10, 11, 10, 11, 10, 11, 10, 11] + [9.8] * 7
+    chart = xmr(series, baseline=8)
+    assert chart.shift[-7:] == [True] * 7 and not any(chart.shift[:8])
+
+
+def test_trend_of_seven_rising_points():
+    chart = xmr([5, 5.1, 5.2, 5.3, 5.4, 5.5, 5.6, 5.7])
+    assert all(chart.trend[1:])
+
+
+def test_no_signal_in_noise():
+    chart = xmr([10, 11, 9, 10.5, 9.5, 10, 11, 9, 10, 10.4, 9.7, 10.2])
+    assert not any(chart.special_cause)
+
+
+def test_too_short_a_series_has_no_chart():
+    assert xmr([1.0]) is None
