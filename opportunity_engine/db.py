@@ -16,7 +16,6 @@ import duckdb
 CONNECT_CONFIG = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
-    "enable_progress_bar": False,
 }
 
 
@@ -91,6 +90,19 @@ MIGRATIONS: tuple[Migration, ...] = (
              period_from VARCHAR, period_to VARCHAR, loaded_by VARCHAR NOT NULL,
              loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     )),
+    Migration(2, "users with roles and CSU scope; shortlist selections", (
+        """CREATE TABLE users (
+             username VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, email VARCHAR NOT NULL DEFAULT '',
+             password_hash VARCHAR NOT NULL, role VARCHAR NOT NULL, csus VARCHAR[] NOT NULL DEFAULT [],
+             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        """CREATE SEQUENCE shortlist_seq""",
+        """CREATE TABLE shortlist_items (
+             item_id BIGINT PRIMARY KEY DEFAULT nextval('shortlist_seq'), csu_code VARCHAR NOT NULL,
+             specialty_code VARCHAR NOT NULL, metric_id VARCHAR NOT NULL, target VARCHAR NOT NULL,
+             benchmark VARCHAR NOT NULL, period_from VARCHAR, period_to VARCHAR,
+             actual DOUBLE, target_value DOUBLE, opportunity_gbp DOUBLE NOT NULL,
+             created_by VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -107,6 +119,7 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
         raise FileNotFoundError(f"No database at {path}: build one with `python -m opportunity_engine demo --db {path}`")
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only, config=CONNECT_CONFIG)
+    con.execute("SET enable_progress_bar = false")  # a session setting: it cannot go in the config
     if not read_only:
         migrate(con)
     return con

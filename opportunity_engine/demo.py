@@ -26,6 +26,7 @@ import pandas as pd
 from . import catalogue, facts
 from .config import DATA_DIR
 from .db import bump_data_version, connect, get_setting, set_setting
+from .users import add_demo_users
 from .reference import CSUS, KINDS, STAFF_GROUPS, specialty_rows
 
 SCALES = {
@@ -351,6 +352,7 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
                    SELECT ?, 'synthetic demo', count(*), min(period), max(period), 'demo generator' FROM """ + table,
                 [table],
             )
+        add_demo_users(con)
         bump_data_version(con)
         set_setting(con, "demo_seed", str(seed))
         set_setting(con, "demo_scale", scale)

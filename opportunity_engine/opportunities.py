@@ -353,3 +353,19 @@ def periods(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def _window_months() -> int:
     return int(settings()["analysis"]["window_months"])
+
+
+def csu_list(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
+    """(code, name) of the CSUs in scope that have metric facts, by name."""
+    return [tuple(r) for r in con.execute(
+        f"""SELECT csu_code, csu_name FROM csus WHERE {SCOPE_FILTER}
+            AND csu_code IN (SELECT DISTINCT csu_code FROM metric_facts) ORDER BY csu_name""",
+        scope.sql_params()).fetchall()]
+
+
+def freshness(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Latest load of each source: months held, rows, who loaded it and when."""
+    return con.execute("""
+        SELECT kind AS source, arg_max(period_to, loaded_at) AS latest_period, arg_max(row_count, loaded_at) AS rows,
+               arg_max(loaded_by, loaded_at) AS loaded_by, max(loaded_at) AS loaded_at, count(*) AS loads
+        FROM import_log GROUP BY kind ORDER BY kind""").df()

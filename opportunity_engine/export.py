@@ -1,0 +1,200 @@
+"""The opportunities workbook (openpyxl): cover, summary with a native chart, opportunities table
+with the "how calculated" columns and a live £ formula, and metric definitions.
+
+Money is exact here (the UI rounds to £1.2m / £45k). Every text cell goes through ``safe_text`` so
+that nothing a user or an import wrote can run as a formula when the file is opened.
+"""
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.chart import BarChart, Reference
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.table import Table, TableStyleInfo
+
+from .catalogue import all_metrics
+from .opportunities import Basis, opportunities, summarise, totals
+from .scope import Scope
+
+GBP = '"£"#,##0;[Red]-"£"#,##0'
+GBP_EXACT = '"£"#,##0.00;[Red]-"£"#,##0.00'
+PCT = "0.0%"
+NHS_BLUE = "005EB8"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def safe_text(value: str) -> str:
+    """Text that Excel or LibreOffice will never read as a formula (OWASP CSV-injection advice)."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def _put(ws, row: int, col: int, value, number_format: str | None = None):
+    cell = ws.cell(row=row, column=col)
+    if isinstance(value, str):
+        cell.value = safe_text(value)
+        cell.data_type = "s"
+    elif value is None or (isinstance(value, float) and pd.isna(value)):
+        cell.value = None
+    elif hasattr(value, "item"):  # numpy scalar
+        cell.value = value.item()
+    else:
+        cell.value = value
+    if number_format:
+        cell.number_format = number_format
+    return cell
+
+
+OPP_COLUMNS = [
+    # header, source column, format
+    ("CSU code", "csu_code", None), ("CSU", "csu_name", None), ("Specialty code", "specialty_code", None),
+    ("Specialty", "specialty_name", None), ("Metric id", "metric_id", None), ("Metric", "metric_name", None),
+    ("Domain", "domain", None), ("Better when", "direction", None),
+    ("Numerator", "numerator", "#,##0.0"), ("Denominator", "denominator", "#,##0.0"),
+    ("Actual", "actual", "value"), ("Target", "target_value", "value"),
+    ("Gap (units)", "gap_units", "#,##0.0"), ("Gap unit", "unit", None),
+    ("Unit cost £", "unit_cost_gbp", GBP_EXACT), ("Opportunity £", None, GBP),
+    ("At median £", "opportunity_median_gbp", GBP), ("At top quartile £", "opportunity_top_quartile_gbp", GBP),
+    ("At top decile £", "opportunity_top_decile_gbp", GBP), ("Saving type", "saving_type", None),
+    ("Counted in net", "counted_in_net", None), ("Low volume", "low_volume", None),
+    ("Significant", "significant", None), ("Benchmark level", "benchmark_level", None),
+    ("Benchmark source", "benchmark_source", None), ("Unit cost source", "unit_cost_source", None),
+    ("From", "period_from", None), ("To", "period_to", None),
+]
+
+
+def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, user: str,
+                           csu: str | None = None, now: datetime | None = None) -> bytes:
+    """The workbook for a scope (and optionally one CSU: the CSU briefing pack) as .xlsx bytes."""
+    df = opportunities(con, scope, basis, csu=csu)
+    metrics = all_metrics(con)
+    now = now or datetime.now()
+    book = Workbook()
+    cover = book.active
+    cover.title = "Cover"
+    opp = book.create_sheet("Opportunities")
+    summary = book.create_sheet("Summary")
+    defs = book.create_sheet("Metric definitions")
+
+    # Opportunities: an Excel table, frozen header, £ formula = gap × unit cost.
+    n = len(df)
+    for c, (header, _, _) in enumerate(OPP_COLUMNS, start=1):
+        _put(opp, 1, c, header)
+    letter = {h: get_column_letter(i) for i, (h, _, _) in enumerate(OPP_COLUMNS, start=1)}
+    for r, row in enumerate(df.itertuples(index=False), start=2):
+        values = row._asdict()
+        for c, (header, source, fmt) in enumerate(OPP_COLUMNS, start=1):
+            if header == "Opportunity £":
+                cell = opp.cell(row=r, column=c, value=f"={letter['Gap (units)']}{r}*{letter['Unit cost £']}{r}")
+                cell.number_format = GBP
+                continue
+            value = values[source]
+            if isinstance(value, bool) or source in ("counted_in_net", "low_volume", "significant"):
+                value = "Yes" if bool(value) else "No"
+            if fmt == "value":
+                fmt = PCT if values["value_format"] == "percent" else "0.00"
+            _put(opp, r, c, value, fmt)
+    last_col = get_column_letter(len(OPP_COLUMNS))
+    if n:
+        table = Table(displayName="Opportunities", ref=f"A1:{last_col}{n + 1}")
+        table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
+        opp.add_table(table)
+    opp.freeze_panes = "A2"
+    for c, (header, _, _) in enumerate(OPP_COLUMNS, start=1):
+        opp.column_dimensions[get_column_letter(c)].width = max(12, min(40, len(header) + 4))
+
+    # Summary: net and gross by CSU (or by specialty in a briefing pack) and a native bar chart.
+    grain = ["specialty_code", "specialty_name"] if csu else ["csu_code", "csu_name"]
+    label = "Specialty" if csu else "CSU"
+    table_df = summarise(df, grain)
+    _put(summary, 1, 1, f"Opportunity by {label.lower()} (£, net of overlap)").font = Font(bold=True, size=13)
+    for c, h in enumerate((f"{label} code", label, "Net £", "Gross £", "Opportunities"), start=1):
+        _put(summary, 3, c, h).font = Font(bold=True, color="FFFFFF")
+        summary.cell(row=3, column=c).fill = PatternFill("solid", fgColor=NHS_BLUE)
+    for r, row in enumerate(table_df.itertuples(index=False), start=4):
+        _put(summary, r, 1, row[0])
+        _put(summary, r, 2, row[1])
+        _put(summary, r, 3, float(row.net_gbp), GBP)
+        _put(summary, r, 4, float(row.gross_gbp), GBP)
+        _put(summary, r, 5, int(row.opportunities))
+    summary.column_dimensions["B"].width = 38
+    summary.column_dimensions["C"].width = 16
+    summary.column_dimensions["D"].width = 16
+    if len(table_df):
+        chart = BarChart()
+        chart.type = "bar"
+        chart.title = f"Net opportunity by {label.lower()}"
+        chart.y_axis.title = "£"
+        chart.y_axis.numFmt = '"£"#,##0'
+        shown = min(len(table_df), 20)
+        data = Reference(summary, min_col=3, min_row=3, max_row=3 + shown)
+        cats = Reference(summary, min_col=2, min_row=4, max_row=3 + shown)
+        chart.add_data(data, titles_from_data=True)
+        chart.set_categories(cats)
+        chart.height, chart.width = 12, 22
+        chart.legend = None
+        summary.add_chart(chart, "G3")
+
+    # Metric definitions.
+    def_headers = ("Metric id", "Metric", "Domain", "Definition", "Numerator", "Denominator", "Better when",
+                   "Gap unit", "Cost driver", "Saving type", "Overlap group", "Minimum volume", "Data source",
+                   "Benchmark source", "Scheme ideas")
+    for c, h in enumerate(def_headers, start=1):
+        _put(defs, 1, c, h).font = Font(bold=True)
+    for r, m in enumerate(metrics.values(), start=2):
+        for c, v in enumerate((m.metric_id, m.metric_name, m.domain, m.definition, m.numerator_label,
+                               m.denominator_label, m.direction, m.unit, m.cost_driver, m.saving_type,
+                               m.overlap_group, m.min_volume, m.data_source, m.benchmark_source,
+                               "; ".join(m.scheme_ideas)), start=1):
+            _put(defs, r, c, v)
+    defs.freeze_panes = "A2"
+    defs.column_dimensions["D"].width = 60
+    defs.column_dimensions["B"].width = 32
+
+    # Cover: who, when, scope, basis, totals (live formulas over the table, exact values beside).
+    t = totals(df)
+    title = "CSU briefing pack" if csu else "Opportunity Explorer export"
+    _put(cover, 1, 1, title).font = Font(bold=True, size=16, color=NHS_BLUE)
+    rows = [
+        ("Prepared by", user), ("Generated", now.strftime("%Y-%m-%d %H:%M")), ("Scope", scope.label),
+        ("CSU", csu or "All in scope"), ("Target", basis.label),
+        ("Period", f"{df['period_from'].min()} to {df['period_to'].max()}" if n else "no data"),
+    ]
+    for r, (k, v) in enumerate(rows, start=3):
+        _put(cover, r, 1, k).font = Font(bold=True)
+        _put(cover, r, 2, v)
+    base = 3 + len(rows) + 1
+    opp_col = letter["Opportunity £"]
+    net_col = letter["Counted in net"]
+    cash_col = letter["Saving type"]
+    end = n + 1
+    figures = [
+        ("Total opportunity, net of overlap", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes")', t.net_gbp),
+        ("Total opportunity, gross", f"=SUM(Opportunities!{opp_col}2:{opp_col}{end})", t.gross_gbp),
+        ("Cash-releasing (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"cash")', t.cash_gbp),
+        ("Productivity (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"productivity")', t.productivity_gbp),
+    ]
+    _put(cover, base, 1, "Totals").font = Font(bold=True, size=13)
+    _put(cover, base, 3, "Value when exported").font = Font(italic=True)
+    for r, (k, formula, value) in enumerate(figures, start=base + 1):
+        _put(cover, r, 1, k)
+        cell = cover.cell(row=r, column=2, value=formula if n else 0)
+        cell.number_format = GBP
+        _put(cover, r, 3, value, GBP)
+    note_row = base + len(figures) + 2
+    _put(cover, note_row, 1, "Net counts, for each CSU and specialty, only the largest opportunity among metrics "
+                             "that free the same resource. Low-volume and not-significant gaps are flagged in the "
+                             "Opportunities sheet.").alignment = Alignment(wrap_text=True)
+    cover.merge_cells(start_row=note_row, start_column=1, end_row=note_row, end_column=4)
+    cover.row_dimensions[note_row].height = 45
+    cover.column_dimensions["A"].width = 36
+    cover.column_dimensions["B"].width = 36
+    cover.column_dimensions["C"].width = 22
+
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

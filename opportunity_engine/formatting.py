@@ -1,0 +1,37 @@
+"""How numbers are shown: £1.2m / £45k in the UI (exports keep exact values), metric values in
+their own units. Pure functions, so pages never do arithmetic on money themselves."""
+from __future__ import annotations
+
+import math
+
+
+def gbp_short(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if v >= 1e6:
+        return f"{sign}£{v / 1e6:.1f}m"
+    if v >= 1e3:
+        return f"{sign}£{v / 1e3:.0f}k"
+    return f"{sign}£{v:,.0f}"
+
+
+def metric_value(value: float | None, value_format: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value_format == "percent":
+        return f"{value * 100:.1f}%"
+    if value_format == "days":
+        return f"{value:.2f} days"
+    if value_format == "minutes":
+        return f"{value:.0f} min"
+    if value_format == "gbp":
+        return gbp_short(value)
+    return f"{value:.2f}"
+
+
+def units(value: float | None, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.0f} {unit}" if abs(value) >= 10 else f"{value:,.1f} {unit}"

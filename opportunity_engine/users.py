@@ -1,0 +1,106 @@
+"""Users, roles and CSU scope, stored in the database with bcrypt password hashes.
+
+The sign-in widget (streamlit-authenticator) is given a credentials dictionary built from this
+table, never a YAML file. A user's role and CSUs are always read from here by username, so
+nothing a browser sends can widen what a session may see.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import bcrypt
+import duckdb
+
+from .scope import Scope
+
+ROLES = ("admin", "finance", "csu", "viewer")
+DEMO_PASSWORD = "demo"
+DEMO_CSU = "EMA"
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    name: str
+    email: str
+    role: str
+    csus: tuple[str, ...]
+
+    @property
+    def scope(self) -> Scope:
+        if self.role == "csu":
+            return Scope.of(*self.csus) if self.csus else Scope(frozenset(), "No CSU assigned")
+        return Scope.trust()
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in ("admin", "finance", "csu")
+
+
+def hash_password(password: str) -> str:
+    data = password.encode("utf-8")
+    if not password or len(data) > 72:
+        raise ValueError("a password must be 1 to 72 bytes long")
+    return bcrypt.hashpw(data, bcrypt.gensalt(rounds=12)).decode("ascii")
+
+
+def add_user(con: duckdb.DuckDBPyConnection, username: str, name: str, password: str, role: str,
+             csus: list[str] | tuple[str, ...] = (), email: str = "") -> User:
+    username = username.strip().lower()  # the sign-in widget lower-cases usernames
+    if not USERNAME.fullmatch(username):
+        raise ValueError("a username is 2-32 lower-case letters, digits, '.', '_' or '-'")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    csus = sorted(set(csus))
+    if role == "csu" and not csus:
+        raise ValueError("a csu user needs at least one CSU (--csu CODE)")
+    unknown = [c for c in csus if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [c]).fetchone()]
+    if unknown:
+        raise ValueError(f"unknown CSU code(s): {', '.join(unknown)}")
+    if con.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
+        raise ValueError(f"user {username} already exists")
+    con.execute("INSERT INTO users (username, name, email, password_hash, role, csus) VALUES (?, ?, ?, ?, ?, ?)",
+                [username, name, email, hash_password(password), role, csus])
+    return get_user(con, username)
+
+
+def remove_user(con: duckdb.DuckDBPyConnection, username: str) -> None:
+    if not con.execute("DELETE FROM users WHERE username = ? RETURNING username", [username.lower()]).fetchall():
+        raise ValueError(f"no user {username}")
+
+
+def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> None:
+    if not con.execute("UPDATE users SET password_hash = ? WHERE username = ? RETURNING username",
+                       [hash_password(password), username.lower()]).fetchall():
+        raise ValueError(f"no user {username}")
+
+
+def get_user(con: duckdb.DuckDBPyConnection, username: str | None) -> User | None:
+    if not username:
+        return None
+    row = con.execute("SELECT username, name, email, role, csus FROM users WHERE username = ?",
+                      [username.lower()]).fetchone()
+    return User(row[0], row[1], row[2], row[3], tuple(row[4] or ())) if row else None
+
+
+def list_users(con: duckdb.DuckDBPyConnection) -> list[User]:
+    return [User(r[0], r[1], r[2], r[3], tuple(r[4] or ())) for r in
+            con.execute("SELECT username, name, email, role, csus FROM users ORDER BY username").fetchall()]
+
+
+def credentials(con: duckdb.DuckDBPyConnection) -> dict:
+    """The credentials dictionary streamlit-authenticator expects (hashes, never passwords)."""
+    rows = con.execute("SELECT username, name, email, password_hash, role FROM users").fetchall()
+    return {"usernames": {u: {"name": n, "email": e or f"{u}@example.invalid", "password": h, "roles": [r]}
+                          for u, n, e, h, r in rows}}
+
+
+def add_demo_users(con: duckdb.DuckDBPyConnection) -> None:
+    """Demo databases only: admin, finance, viewer and csu (scoped to EMA), password 'demo'."""
+    for username, name, role, csus in (("admin", "Demo Administrator", "admin", ()),
+                                       ("finance", "Demo Finance Partner", "finance", ()),
+                                       ("viewer", "Demo Viewer", "viewer", ()),
+                                       ("csu", "Demo CSU Tri-team", "csu", (DEMO_CSU,))):
+        add_user(con, username, name, DEMO_PASSWORD, role, csus)

@@ -1,0 +1,104 @@
+"""Explore: CSU → its specialties ranked by £ → a specialty's metrics ranked by £ → Metric detail.
+
+Selections (table rows, chart bars or the pickers) write the URL's query parameters, so every
+step is a deep link and the back button works.
+"""
+import altair as alt
+import streamlit as st
+
+import ui
+from opportunity_engine import views
+from opportunity_engine.export import opportunities_workbook
+from opportunity_engine.formatting import gbp_short
+from opportunity_engine.opportunities import csu_list, opportunities, totals
+
+user = ui.current_user()
+basis = ui.basis()
+cur = ui.cursor()
+csus = dict(csu_list(cur, user.scope))
+st.title("Explore")
+if not csus:
+    st.info("No CSU data is available to you yet. An admin can load extracts on the Data page.")
+    st.stop()
+
+csu = ui.param("csu")
+user.scope.check(csu)  # a link naming another CSU stops here with "not available to you"
+if csu is None or csu not in csus:
+    csu = next(iter(csus))
+codes = list(csus)
+picked = st.selectbox("CSU", codes, index=codes.index(csu), format_func=lambda c: f"{csus[c]} ({c})",
+                      help="Clinical service unit. CSU users see only their own.")
+if picked != ui.param("csu"):
+    st.query_params["csu"] = picked
+    if picked != csu and "specialty" in st.query_params:
+        del st.query_params["specialty"]
+csu = picked
+
+df = opportunities(cur, user.scope, basis, csu=csu)
+specialty = ui.specialty_from_param(ui.param("specialty"))
+
+crumb = f"Trust › **{csus[csu]}**"
+if specialty is not None:
+    crumb += f" › **{'CSU-wide' if specialty == '' else specialty}**"
+st.markdown(crumb)
+t = totals(df)
+c1, c2, c3 = st.columns(3)
+c1.metric(f"{csus[csu]}: net opportunity", gbp_short(t.net_gbp))
+c2.metric("Gross", gbp_short(t.gross_gbp))
+c3.metric("Cash-releasing", gbp_short(t.cash_gbp))
+
+specs = views.by_specialty(df)
+st.subheader("Specialties by net opportunity")
+left, right = st.columns([3, 2])
+with left:
+    table_event = st.dataframe(
+        specs[["specialty_code", "specialty_name", "net", "gross", "opportunities"]].rename(columns={
+            "specialty_code": "Code", "specialty_name": "Specialty", "net": "Net £", "gross": "Gross £",
+            "opportunities": "Opportunities"}),
+        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="specialty_table")
+with right:
+    chart_event = st.altair_chart(
+        alt.Chart(specs).mark_bar(color="#005EB8").encode(
+            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=alt.Axis(format="~s")),
+            y=alt.Y("specialty_name:N", sort="-x", title=None),
+            tooltip=[alt.Tooltip("specialty_name:N", title="Specialty"), alt.Tooltip("net:N", title="Net")],
+        ).add_params(alt.selection_point(name="pick", fields=["specialty_code"])),
+        width="stretch", on_select="rerun", key="specialty_chart")
+
+clicked = ui.selected_value(specs, table_event, "specialty_code") or ui.selected_value(specs, chart_event, "specialty_code")
+spec_codes = list(specs["specialty_code"])
+labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
+if clicked is not None and clicked != specialty:
+    st.query_params["specialty"] = ui.specialty_param(clicked)
+    st.rerun()
+choice = st.selectbox("Specialty", [None] + spec_codes, index=(spec_codes.index(specialty) + 1) if specialty in spec_codes else 0,
+                      format_func=lambda c: "Choose a specialty…" if c is None else f"{labels[c]} ({gbp_short(float(specs.set_index('specialty_code').loc[c, 'net_gbp']))})",
+                      help="Or click a row or a bar above.")
+if choice != specialty:
+    if choice is None:
+        del st.query_params["specialty"]
+    else:
+        st.query_params["specialty"] = ui.specialty_param(choice)
+    st.rerun()
+
+if specialty is not None:
+    rows = views.metric_rows(df[df["specialty_code"] == specialty])
+    st.subheader(f"{labels.get(specialty, specialty)}: metrics by opportunity")
+    metric_event = st.dataframe(
+        rows[["Metric", "Domain", "Actual", "Target", "Gap", "Opportunity", "Type", "Flags"]],
+        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="metric_table")
+    picked_metric = ui.selected_value(rows, metric_event, "metric_id")
+    names = dict(zip(rows["metric_id"], rows["Metric"]))
+    metric = st.selectbox("Metric", list(names), format_func=lambda m: f"{names[m]} ({rows.set_index('metric_id').loc[m, 'Opportunity']})",
+                          help="Or click a row above.")
+    if picked_metric or st.button("Open metric detail", icon=":material/monitoring:", type="primary"):
+        st.switch_page("pages/metric.py", query_params=ui.view_params(
+            csu=csu, specialty=ui.specialty_param(specialty), metric=picked_metric or metric))
+
+cursor_factory = ui.cursor
+st.download_button(
+    f"Download {csu} briefing pack (Excel)", icon=":material/download:",
+    data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name, csu=csu),
+    file_name=f"briefing-pack-{csu}.xlsx",
+    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    help="All of this CSU's opportunities, summary by specialty with a chart, and definitions.")

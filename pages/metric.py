@@ -1,0 +1,128 @@
+"""Metric detail: actual vs target, the £ range, monthly trend with SPC limits, the distribution
+across units, definition and sources, how it was calculated, scheme ideas, add to shortlist."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import ui
+from opportunity_engine.catalogue import all_metrics
+from opportunity_engine.formatting import gbp_short, metric_value, units
+from opportunity_engine.opportunities import distribution, opportunities, trend
+from opportunity_engine.shortlist import add_selection
+
+user = ui.current_user()
+basis = ui.basis()
+cur = ui.cursor()
+csu, metric_id = ui.param("csu"), ui.param("metric")
+specialty = ui.specialty_from_param(ui.param("specialty"))
+st.title("Metric detail")
+if not (csu and metric_id and specialty is not None):
+    st.info("Choose a CSU, specialty and metric on the Explore page to see its detail here.")
+    st.page_link("pages/explore.py", label="Go to Explore", icon=":material/account_tree:",
+                 query_params=ui.view_params(csu=csu))
+    st.stop()
+
+rows = opportunities(cur, user.scope, basis, csu=csu, specialty=specialty, metric=metric_id)
+metric = all_metrics(cur).get(metric_id)
+if rows.empty or metric is None:
+    st.warning("There is no data for that CSU, specialty and metric. Check the link, or pick again on Explore.")
+    st.page_link("pages/explore.py", label="Back to Explore", query_params=ui.view_params(csu=csu))
+    st.stop()
+r = rows.iloc[0]
+fmt = metric.value_format
+
+st.page_link("pages/explore.py", label=f"Trust › {r.csu_name} › {r.specialty_name}", icon=":material/arrow_back:",
+             query_params=ui.view_params(csu=csu, specialty=ui.specialty_param(specialty)))
+st.header(f"{metric.metric_name}: {r.specialty_name}, {r.csu_name}")
+st.caption(f"{metric.domain} · {'lower' if metric.lower_is_better else 'higher'} is better · {basis.label} · "
+           f"{r.period_from} to {r.period_to}")
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Actual", metric_value(r.actual, fmt))
+c2.metric("Target", metric_value(r.target_value, fmt), help=f"Benchmark level: {r.benchmark_level or 'none'}")
+c3.metric("Opportunity", gbp_short(r.opportunity_gbp), help=f"{r.saving_type.capitalize()} saving")
+c4.metric("Gap", units(r.gap_units, metric.unit),
+          help=f"Capacity: {units(r.capacity_units, metric.capacity_unit)} a year" if metric.capacity_unit else None)
+flags = []
+if r.low_volume:
+    flags.append(f"low volume ({r.denominator:,.0f} below the minimum of {metric.min_volume:,.0f})")
+if not r.significant and pd.notna(r.target_value):
+    flags.append("the gap is within the 95% funnel limit (may be noise)")
+if flags:
+    st.warning("Treat with care: " + "; ".join(flags) + ".")
+
+st.subheader("Opportunity range")
+range_df = pd.DataFrame({
+    "Target": ["Median", "Top quartile", "Top decile"],
+    "Target value": [metric_value(v, fmt) for v in (r.target_median, r.target_top_quartile, r.target_top_decile)],
+    "Opportunity": [gbp_short(v) for v in (r.opportunity_median_gbp, r.opportunity_top_quartile_gbp, r.opportunity_top_decile_gbp)],
+})
+st.dataframe(range_df, hide_index=True, width="content")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Monthly trend (SPC)")
+    series = trend(cur, user.scope, metric_id, csu=csu, specialty=specialty)
+    if len(series) >= 2:
+        base = alt.Chart(series).encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
+        line = base.mark_line(color="#005EB8", point=True).encode(
+            y=alt.Y("value:Q", title=metric.metric_name, scale=alt.Scale(zero=False)),
+            tooltip=["period", alt.Tooltip("value:Q", format=".3f")])
+        limits = base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q") + \
+            base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q") + \
+            base.mark_line(color="#425563").encode(y="mean:Q")
+        signals = alt.Chart(series[series["special_cause"]]).mark_point(color="#ED8B00", size=90, filled=True).encode(
+            x="period:N", y="value:Q")
+        layers = line + limits + signals
+        if pd.notna(r.target_value):
+            layers += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
+        st.altair_chart(layers, width="stretch")
+        st.caption("Blue: monthly value; grey dashed: XmR process limits; green: target; orange: special cause "
+                   "(beyond a limit, a run of 7 on one side of the mean, or 7 rising/falling).")
+    else:
+        st.info("Not enough months for a trend.")
+with right:
+    st.subheader("Across the trust's units")
+    dist = distribution(cur, user.scope, basis, metric_id)
+    dist["this"] = (dist["csu_code"] == csu) & (dist["specialty_code"] == specialty)
+    dist["order"] = range(len(dist))
+    chart = alt.Chart(dist).mark_bar().encode(
+        x=alt.X("order:O", title="Units, lowest to highest", axis=None),
+        y=alt.Y("value:Q", title=metric.metric_name),
+        color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
+        tooltip=["unit", alt.Tooltip("value:Q", format=".3f")])
+    if pd.notna(r.target_value):
+        chart += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
+    st.altair_chart(chart, width="stretch")
+    st.caption("Orange: this unit. Other CSUs' units are anonymised. Green: target.")
+
+st.subheader("How this was calculated")
+better = "lower" if metric.lower_is_better else "higher"
+calc = pd.DataFrame({"Step": [
+    f"Numerator: {metric.numerator_label}", f"Denominator: {metric.denominator_label}", "Actual = numerator ÷ denominator",
+    f"Target ({basis.label}, {r.benchmark_level or 'no'} benchmark)",
+    f"Gap = {'numerator − target × denominator' if better == 'lower' else 'target × denominator − numerator'} (never below 0)",
+    f"Unit cost ({metric.cost_driver}, {r.unit_cost_level or 'none'})", "Opportunity = gap × unit cost"],
+    "Value": [f"{r.numerator:,.1f}", f"{r.denominator:,.1f}", metric_value(r.actual, fmt), metric_value(r.target_value, fmt),
+              units(r.gap_units, metric.unit), f"£{r.unit_cost_gbp:,.2f}" if pd.notna(r.unit_cost_gbp) else "–",
+              gbp_short(r.opportunity_gbp)]})
+st.dataframe(calc, hide_index=True, width="stretch")
+
+d1, d2 = st.columns(2)
+with d1:
+    st.markdown(f"**Definition.** {metric.definition}")
+    st.markdown(f"**Data source.** {metric.data_source or '–'}")
+    st.markdown(f"**Benchmark source.** {r.benchmark_source or '–'}")
+    st.markdown(f"**Unit cost source.** {r.unit_cost_source or '–'}")
+with d2:
+    st.markdown("**Scheme ideas**")
+    for idea in metric.scheme_ideas or ("No ideas recorded yet.",):
+        st.markdown(f"- {idea}")
+    if metric.quality_risks:
+        st.markdown("**Quality risks to consider (QIA)**: " + "; ".join(metric.quality_risks))
+
+if user.can_edit and not ui.presenting():
+    if st.button("Add to shortlist", icon=":material/playlist_add:", type="primary",
+                 help="Stores this opportunity with today's figures for a scheme."):
+        item = add_selection(cur, user.username, user.scope, basis, csu, specialty, metric_id)
+        st.success(f"Added to the shortlist (item {item}) with an opportunity of {gbp_short(r.opportunity_gbp)}.")

@@ -1,0 +1,69 @@
+"""Overview: the trust's (or my CSUs') total opportunity, net of overlap, by domain and CSU."""
+import altair as alt
+import streamlit as st
+
+import ui
+from opportunity_engine import views
+from opportunity_engine.export import opportunities_workbook
+from opportunity_engine.formatting import gbp_short
+from opportunity_engine.opportunities import opportunities, totals
+
+user = ui.current_user()
+basis = ui.basis()
+df = opportunities(ui.cursor(), user.scope, basis)
+
+st.title("Overview")
+st.caption(f"{user.scope.label} · {basis.label} · latest 12 months of each metric")
+if df.empty:
+    st.info("No data yet. An admin can load extracts on the Data page, or build the demo database with "
+            "`make run`.")
+    st.stop()
+
+t = totals(df)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Total opportunity (net)", gbp_short(t.net_gbp), help="Net of overlap: for each CSU and specialty only "
+          "the largest of the metrics that free the same resource counts.")
+c2.metric("Gross (all metrics summed)", gbp_short(t.gross_gbp))
+c3.metric("Cash-releasing", gbp_short(t.cash_gbp), help="Money leaves the ledger (e.g. agency premium).")
+c4.metric("Productivity", gbp_short(t.productivity_gbp), help="Capacity released (bed days, theatre time, clinic "
+          "slots): cash only if capacity is removed or refilled with income.")
+st.caption(f"Net of overlap. {gbp_short(t.flagged_gbp)} of the net total is from low-volume or not-significant gaps, "
+           f"flagged below. {t.opportunities} opportunities in all.")
+
+left, right = st.columns([1, 2])
+with left:
+    st.subheader("By domain")
+    domains = views.by_domain(df)
+    st.altair_chart(
+        alt.Chart(domains).mark_bar(color="#005EB8").encode(
+            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=alt.Axis(format="~s")),
+            y=alt.Y("domain:N", sort="-x", title=None),
+            tooltip=[alt.Tooltip("domain:N", title="Domain"), alt.Tooltip("net:N", title="Net")]),
+        width="stretch")
+with right:
+    st.subheader("By CSU and domain")
+    heat = views.heatmap(df)
+    base = alt.Chart(heat).encode(x=alt.X("domain:N", title=None), y=alt.Y("csu_code:N", title="CSU"))
+    st.altair_chart(
+        base.mark_rect().encode(color=alt.Color("net_gbp:Q", title="Net £", scale=alt.Scale(scheme="blues")),
+                                tooltip=[alt.Tooltip("csu_code:N", title="CSU"), alt.Tooltip("domain:N", title="Domain"),
+                                         alt.Tooltip("net:N", title="Net")])
+        + base.mark_text(fontSize=11).encode(text="net:N"),
+        width="stretch")
+
+st.subheader("Top 10 opportunities")
+top = views.top(df, 10)
+st.dataframe(top[["CSU", "Specialty", "Metric", "Actual", "Target", "Gap", "Opportunity", "Type", "Flags"]],
+             hide_index=True, width="stretch")
+for i, row in top.head(3).iterrows():
+    st.page_link("pages/metric.py", label=f"{row['Metric']} in {row['Specialty']} ({row['CSU']}): {row['Opportunity']}",
+                 query_params=ui.view_params(csu=row["csu_code"], specialty=ui.specialty_param(row["specialty_code"]),
+                                             metric=row["metric_id"]), icon=":material/arrow_forward:")
+
+cursor_factory = ui.cursor
+st.download_button(
+    "Download Excel workbook", icon=":material/download:",
+    data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name),
+    file_name="opportunity-explorer.xlsx",
+    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    help="Cover, summary chart, every opportunity with how it was calculated, and metric definitions.")

@@ -1,0 +1,177 @@
+"""End to end in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): start the app
+on a demo database, sign in, drill CSU → specialty → metric, open a deep link, download the Excel
+export. Screenshots go to test-artifacts/ for a person to look at."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from .conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+
+playwright = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
+    pytest.skip("Debian chromium not installed (make test installs it)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(small_demo, tmp_path_factory):
+    db_path = tmp_path_factory.mktemp("e2e") / "e2e.duckdb"
+    shutil.copy(small_demo, db_path)
+    port = free_port()
+    env = {**os.environ, "OPPORTUNITY_DB": str(db_path), "OPPORTUNITY_COOKIE_KEY": "e2e-test-key"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+                             "--server.headless", "true", "--server.runOnSave", "false",
+                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def settle(page, timeout: float = 30) -> None:
+    """Wait until the script has finished and nothing is stale, held for about a second."""
+    deadline = time.time() + timeout
+    calm_since = None
+    while time.time() < deadline:
+        ready = page.evaluate("""() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            if (!app) return false;
+            if (app.getAttribute('data-test-script-state') === 'running') return false;
+            if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stSpinner"], [data-stale="true"]')) return false;
+            return true; }""")
+        if ready:
+            calm_since = calm_since or time.time()
+            if time.time() - calm_since > 1.0:
+                return
+        else:
+            calm_since = None
+        time.sleep(0.15)
+    raise AssertionError("page did not settle")
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, url: str, username: str, path: str = "") -> None:
+    page.goto(url + path)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill("demo")
+    page.get_by_role("button", name="Sign in").click()
+    settle(page)
+
+
+def choose(page, label: str, option_text: str) -> None:
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option_text).first.click()
+    settle(page)
+
+
+def test_sign_in_drill_deep_link_and_export(server, browser, tmp_path):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    started = time.time()
+    sign_in(page, server, "finance")
+    first_page_s = time.time() - started
+    page.get_by_text("Total opportunity (net)").wait_for()
+    assert "£" in page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    shot(page, "overview")
+
+    # drill: CSU -> specialty -> metric
+    page.get_by_role("link", name="Explore").click()
+    settle(page)
+    choose(page, "CSU", "Emergency and Acute Medicine (EMA)")
+    assert "csu=EMA" in page.url
+    page.get_by_role("combobox", name="Specialty", exact=True).click()
+    page.get_by_role("option").nth(1).click()
+    settle(page)
+    assert "specialty=" in page.url
+    page.get_by_text("metrics by opportunity").wait_for()
+    shot(page, "explore")
+    page.get_by_role("button", name="Open metric detail").click()
+    settle(page)
+    page.get_by_text("How this was calculated").wait_for()
+    assert "/metric" in page.url and "metric=" in page.url
+    shot(page, "metric")
+
+    # the Excel export from Explore
+    page.goto(server + "/explore?csu=EMA")
+    settle(page)
+    shot(page, "explore-before-download")
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile("Download EMA briefing pack")).click()
+    path = tmp_path / "pack.xlsx"
+    download.value.save_as(path)
+    book = load_workbook(path)
+    assert {"Cover", "Opportunities", "Summary", "Metric definitions"} <= set(book.sheetnames)
+    codes = {row[0] for row in book["Opportunities"].iter_rows(min_row=2, values_only=True)}
+    assert codes == {"EMA"}
+    context.close()
+    print(f"first page after sign-in: {first_page_s:.2f} s")
+
+
+def test_deep_link_survives_sign_in_and_refresh(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    link = "/metric?csu=EMA&specialty=300&metric=alos_non_elective&target=top_quartile"
+    sign_in(page, server, "csu", link)
+    shot(page, "deep-link-after-sign-in")
+    page.get_by_text("Opportunity range").wait_for()
+    assert "metric=alos_non_elective" in page.url and "/metric" in page.url
+    page.reload()
+    settle(page)
+    page.get_by_text("Non-elective length of stay: General Internal Medicine").wait_for()
+    assert "/metric" in page.url and "target=top_quartile" in page.url
+
+    # a CSU user opening another CSU's link sees a clear message, never its data
+    page.goto(server + "/explore?csu=ABD")
+    settle(page)
+    page.get_by_text("CSU ABD is not available to you").wait_for()
+    assert "Abdominal" not in page.locator('[data-testid="stMain"]').inner_text()
+    shot(page, "not-available")
+    context.close()
