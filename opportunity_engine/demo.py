@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 
 from . import catalogue, facts
-from .config import DATA_DIR
+from .config import DATA_DIR, settings
 from .db import bump_data_version, connect, get_setting, set_setting
 from .users import add_demo_users
 from .reference import CSUS, KINDS, STAFF_GROUPS, specialty_rows
@@ -270,7 +270,7 @@ WITH latest AS (
     WHERE f.has_benchmark AND a.den >= m.min_volume AND a.value > 0
 ), spread AS (
     SELECT metric_id, specialty_code, p50,
-        CASE WHEN direction = 'higher' AND value_format = 'percent' THEN p50 * 0.70 ELSE p50 * 0.70 END AS p10,
+        p50 * 0.70 AS p10,
         p50 * 0.85 AS p25,
         CASE WHEN direction = 'higher' AND value_format = 'percent' THEN p50 + (1 - p50) * 0.25
              WHEN value_format = 'percent' THEN least(1, p50 * 1.15) ELSE p50 * 1.15 END AS p75,
@@ -341,7 +341,7 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
         con.execute(THEATRE_SQL, params)
         con.execute(WORKFORCE_SQL, {"seed": seed, "first": first, "last": last})
         facts.rebuild_all(con)
-        peer = "peer"
+        peer = settings()["analysis"]["peer_group"]  # the group "peer" targets read
         con.execute(BENCHMARK_SQL, {"peer": peer})
         for metric_id, (p10, p25, p50, p75, p90) in WORKFORCE_PEER.items():
             con.execute("INSERT INTO benchmarks VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)",

@@ -92,8 +92,6 @@ SOURCES: dict[str, FactSource] = {
 ACTIVITY_METRICS = {m: name for name, src in SOURCES.items() for m in src.aggregates}
 
 
-
-
 def rebuild(con: duckdb.DuckDBPyConnection, source_name: str, periods: list[str] | None = None) -> int:
     """Recompute the activity facts of one source, for the given periods (None = all).
 

@@ -241,6 +241,12 @@ def _typed(col: Column) -> str:
     }.get(col.type, raw)
 
 
+def _present(template: Template, header: list[str]) -> tuple[list[Column], str]:
+    """The template's columns present in this file, and the SQL that casts them to their types."""
+    cols = [c for c in template.all_columns if c.name in header]
+    return cols, ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
+
+
 def _column_checks(col: Column) -> list[tuple[str, str]]:
     """(SQL condition that marks a bad row, rule text) for one column."""
     v = f"nullif(trim({_q(col.name)}), '')"
@@ -323,11 +329,10 @@ def _row_checks(template: Template) -> list[tuple[str, str, str]]:
 
 
 def _validate(con, template: Template, table: str, header: list[str], file: str, limit: int) -> list[Issue]:
-    cols = [c for c in template.all_columns if c.name in header]
+    cols, typed = _present(template, header)
     checks: list[tuple[str | None, str, str]] = []
     for col in cols:
         checks += [(col.name, cond, rule) for cond, rule in _column_checks(col)]
-    typed = ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
     row_checks = _row_checks(template)
     issues = _run_checks(con, f"SELECT _row, {', '.join(_q(c.name) for c in cols)} FROM {table}",
                          checks, file, limit)
@@ -369,8 +374,7 @@ def _run_checks(con, source_sql: str, checks, file: str, limit: int) -> list[Iss
 # ---------------------------------------------------------------- loading
 
 def _periods(con, template: Template, table: str, header: list[str]) -> list[str]:
-    cols = [c for c in template.all_columns if c.name in header]
-    typed = ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
+    _, typed = _present(template, header)
     rows = con.execute(f"SELECT DISTINCT {template.period_expr} AS p FROM (SELECT {typed} FROM {table}) ORDER BY p").fetchall()
     return [r[0] for r in rows]
 
@@ -390,8 +394,7 @@ def _clashes(con, template: Template, table: str, periods: list[str], file: str,
 
 
 def _load(con, template: Template, table: str, header: list[str], periods: list[str]) -> None:
-    cols = [c for c in template.all_columns if c.name in header]
-    typed = ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
+    cols, typed = _present(template, header)
     names = [c.name for c in cols]
     if template.mode == "activity":
         con.execute(f"DELETE FROM {template.table} WHERE list_contains($periods, period)", {"periods": periods})
@@ -407,7 +410,7 @@ def _load(con, template: Template, table: str, header: list[str], periods: list[
                         SELECT period, csu_code, coalesce(specialty_code, ''), metric_id, numerator, denominator, 'import'
                         FROM (SELECT {typed} FROM {table})""")
     elif template.kind == "metrics":
-        _load_metrics(con, table, cols)
+        _load_metrics(con, table, cols, typed)
     else:
         blankable = {"specialty_code"}
         select = ", ".join(f"coalesce({_q(n)}, '')" if n in blankable else _q(n) for n in names)
@@ -415,8 +418,7 @@ def _load(con, template: Template, table: str, header: list[str], periods: list[
                         SELECT {select} FROM (SELECT {typed} FROM {table})""")
 
 
-def _load_metrics(con, table: str, cols: list[Column]) -> None:
-    typed = ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
+def _load_metrics(con, table: str, cols: list[Column], typed: str) -> None:
     present = {c.name for c in cols}
 
     def opt(name: str, default_sql: str) -> str:

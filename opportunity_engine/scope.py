@@ -44,4 +44,10 @@ class Scope:
         return {"all_csus": self.csus is None, "csus": sorted(self.csus or ())}
 
 
-SCOPE_FILTER = "($all_csus OR list_contains($csus, csu_code))"
+def scope_filter(column: str = "csu_code") -> str:
+    """SQL keeping rows whose ``column`` is in the scope (parameters from Scope.sql_params).
+    ``column`` is always a constant of the engine, never user input."""
+    return f"($all_csus OR list_contains($csus, {column}))"
+
+
+SCOPE_FILTER = scope_filter()

@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 
 from .opportunities import Basis, opportunities
-from .scope import SCOPE_FILTER, Scope
+from .scope import Scope, scope_filter
 
 
 def add_selection(con: duckdb.DuckDBPyConnection, username: str, scope: Scope, basis: Basis,
@@ -31,5 +31,5 @@ def add_selection(con: duckdb.DuckDBPyConnection, username: str, scope: Scope, b
 def selections(con: duckdb.DuckDBPyConnection, scope: Scope) -> pd.DataFrame:
     return con.execute(
         f"""SELECT i.*, m.metric_name FROM shortlist_items i JOIN metrics m USING (metric_id)
-            WHERE {SCOPE_FILTER.replace('csu_code', 'i.csu_code')} ORDER BY i.created_at DESC""",
+            WHERE {scope_filter('i.csu_code')} ORDER BY i.created_at DESC""",
         scope.sql_params()).df()
