@@ -113,7 +113,6 @@ def selected_value(frame, selection, column: str) -> str | None:
 PRESENTATION_CSS = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
-[data-testid="stMetricValue"] { font-size: 3rem; }
 h1 { font-size: 2.8rem !important; }
 </style>
 """
@@ -121,6 +120,8 @@ h1 { font-size: 2.8rem !important; }
 BASE_CSS = """
 <style>
 [data-testid="stMetricValue"] { color: #003087; }
+/* never cut a number short with an ellipsis: wrap it instead */
+[data-testid="stMetricValue"] div { overflow: visible; text-overflow: clip; white-space: normal; }
 .oe-breadcrumb { color: #425563; font-size: 0.95rem; margin-bottom: 0.5rem; }
 </style>
 """

@@ -32,6 +32,11 @@ def metric_value(value: float | None, value_format: str) -> str:
 
 
 def units(value: float | None, unit: str) -> str:
+    """A quantity in its unit: '7,584 bed days', '8.6 spells', '£413k agency spend', '0 bed days'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if unit.startswith("£"):  # money-valued gaps (e.g. agency spend) read as money
+        return f"{gbp_short(value)} {unit[1:].strip()}"
+    if value == 0:
+        return f"0 {unit}"
     return f"{value:,.0f} {unit}" if abs(value) >= 10 else f"{value:,.1f} {unit}"

@@ -13,4 +13,6 @@ if fresh.empty:
 else:
     st.dataframe(fresh.rename(columns={"source": "Source", "latest_period": "Latest month", "rows": "Rows in last load",
                                        "loaded_by": "Loaded by", "loaded_at": "Loaded at", "loads": "Loads"}),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch",
+                 column_config={"Rows in last load": st.column_config.NumberColumn(format="localized"),
+                                "Loads": st.column_config.NumberColumn(format="localized")})

@@ -37,17 +37,19 @@ csu = picked
 df = opportunities(cur, user.scope, basis, csu=csu)
 specialty = ui.specialty_from_param(ui.param("specialty"))
 
+
+specs = views.by_specialty(df)
+labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
+nets = dict(zip(specs["specialty_code"], specs["net"]))
 crumb = f"Trust › **{csus[csu]}**"
 if specialty is not None:
-    crumb += f" › **{'CSU-wide' if specialty == '' else specialty}**"
+    crumb += f" › **{labels.get(specialty, specialty)}**"
 st.markdown(crumb)
 t = totals(df)
 c1, c2, c3 = st.columns(3)
 c1.metric(f"{csus[csu]}: net opportunity", gbp_short(t.net_gbp))
 c2.metric("Gross", gbp_short(t.gross_gbp))
 c3.metric("Cash-releasing", gbp_short(t.cash_gbp))
-
-specs = views.by_specialty(df)
 st.subheader("Specialties by net opportunity")
 left, right = st.columns([3, 2])
 with left:
@@ -67,12 +69,11 @@ with right:
 
 clicked = ui.selected_value(specs, table_event, "specialty_code") or ui.selected_value(specs, chart_event, "specialty_code")
 spec_codes = list(specs["specialty_code"])
-labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
 if clicked is not None and clicked != specialty:
     st.query_params["specialty"] = ui.specialty_param(clicked)
     st.rerun()
 choice = st.selectbox("Specialty", [None] + spec_codes, index=(spec_codes.index(specialty) + 1) if specialty in spec_codes else 0,
-                      format_func=lambda c: "Choose a specialty…" if c is None else f"{labels[c]} ({gbp_short(float(specs.set_index('specialty_code').loc[c, 'net_gbp']))})",
+                      format_func=lambda c: "Choose a specialty…" if c is None else f"{labels[c]} ({nets[c]})",
                       help="Or click a row or a bar above.")
 if choice != specialty:
     if choice is None:
@@ -88,8 +89,8 @@ if specialty is not None:
         rows[["Metric", "Domain", "Actual", "Target", "Gap", "Opportunity", "Type", "Flags"]],
         hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="metric_table")
     picked_metric = ui.selected_value(rows, metric_event, "metric_id")
-    names = dict(zip(rows["metric_id"], rows["Metric"]))
-    metric = st.selectbox("Metric", list(names), format_func=lambda m: f"{names[m]} ({rows.set_index('metric_id').loc[m, 'Opportunity']})",
+    names = dict(zip(rows["metric_id"], rows["Metric"] + " (" + rows["Opportunity"] + ")"))
+    metric = st.selectbox("Metric", list(names), format_func=names.get,
                           help="Or click a row above.")
     if picked_metric or st.button("Open metric detail", icon=":material/monitoring:", type="primary"):
         st.switch_page("pages/metric.py", query_params=ui.view_params(

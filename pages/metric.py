@@ -37,7 +37,7 @@ st.header(f"{metric.metric_name}: {r.specialty_name}, {r.csu_name}")
 st.caption(f"{metric.domain} · {'lower' if metric.lower_is_better else 'higher'} is better · {basis.label} · "
            f"{r.period_from} to {r.period_to}")
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = st.columns([1, 1, 1, 1.5])
 c1.metric("Actual", metric_value(r.actual, fmt))
 c2.metric("Target", metric_value(r.target_value, fmt), help=f"Benchmark level: {r.benchmark_level or 'none'}")
 c3.metric("Opportunity", gbp_short(r.opportunity_gbp), help=f"{r.saving_type.capitalize()} saving")

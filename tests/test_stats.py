@@ -32,3 +32,13 @@ def test_no_signal_in_noise():
 
 def test_too_short_a_series_has_no_chart():
     assert xmr([1.0]) is None
+
+
+def test_quantities_read_in_their_units():
+    from opportunity_engine.formatting import gbp_short, units
+
+    assert units(412_863, "£ agency spend") == "£413k agency spend"
+    assert units(0.0, "appointments") == "0 appointments"
+    assert units(7584.2, "bed days") == "7,584 bed days"
+    assert units(8.64, "spells") == "8.6 spells"
+    assert (gbp_short(1_234_567), gbp_short(45_123), gbp_short(-512)) == ("£1.2m", "£45k", "-£512")
