@@ -195,6 +195,12 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     cover.column_dimensions["B"].width = 36
     cover.column_dimensions["C"].width = 22
 
+    for sheet in book.worksheets:  # print each sheet one page wide, landscape
+        sheet.page_setup.orientation = "landscape"
+        sheet.page_setup.fitToWidth = 1
+        sheet.page_setup.fitToHeight = 0
+        sheet.sheet_properties.pageSetUpPr.fitToPage = True
+
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
