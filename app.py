@@ -61,11 +61,11 @@ navigation = st.navigation([PAGES[name] for name in ROLE_PAGES[user.role]])
 
 with st.sidebar:
     st.markdown(f"**{user.name}**  \n{user.role.capitalize()} · {user.scope.label}")
-    target = ui.basis().target
-    chosen = st.selectbox("Target", TARGETS, index=TARGETS.index(target), format_func=TARGET_LABELS.get,
+    current = ui.basis()
+    chosen = st.selectbox("Target", TARGETS, index=TARGETS.index(current.target), format_func=TARGET_LABELS.get,
                           help="Median, top quartile or top decile of the benchmark. 'Top' always means the "
                                "better end: low values for lower-is-better metrics, high values otherwise.")
-    bench = st.selectbox("Benchmark", BENCHMARKS, index=BENCHMARKS.index(ui.basis().benchmark),
+    bench = st.selectbox("Benchmark", BENCHMARKS, index=BENCHMARKS.index(current.benchmark),
                          format_func=BENCHMARK_LABELS.get,
                          help="Peer trusts' percentiles, or percentiles across the trust's own units.")
     present = st.toggle("Presentation mode", value=ui.presenting(),

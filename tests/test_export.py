@@ -8,22 +8,16 @@ from datetime import datetime
 import pytest
 from openpyxl import load_workbook
 
-from opportunity_engine import db
 from opportunity_engine.export import GBP, opportunities_workbook
 from opportunity_engine.opportunities import Basis
 from opportunity_engine.scope import Scope
-
-from .conftest import build_tiny
 
 INJECTIONS = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"]
 
 
 @pytest.fixture
-def con():
-    c = db.memory()
-    build_tiny(c)
-    yield c
-    c.close()
+def con(tiny):
+    return tiny
 
 
 def workbook(con, scope=Scope.trust(), csu=None, user="Test User"):
