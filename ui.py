@@ -56,6 +56,19 @@ def current_user() -> User | None:
     return get_user(cursor(), st.session_state.get("username"))
 
 
+def require_user() -> User:
+    """The signed-in user, or off to app.py's sign-in before anything renders.
+
+    Pages must not trust that app.py ran first: while a fresh server has not yet run
+    st.navigation, Streamlit's legacy discovery of the pages/ folder runs a page script directly
+    for a deep link. Such a visit goes to sign-in with its view (query parameters) kept.
+    """
+    user = current_user()
+    if user is None:
+        st.switch_page("app.py", query_params=dict(st.query_params))
+    return user
+
+
 def param(name: str) -> str | None:
     value = st.query_params.get(name)
     return value if value not in (None, "") else None

@@ -4,6 +4,10 @@ import streamlit as st
 import ui
 from opportunity_engine.opportunities import freshness
 
+user = ui.require_user()
+if user.role != "admin":
+    st.error("The Data page is for administrators.")
+    st.stop()
 st.title("Data")
 st.caption("Freshness of each source. Imports run from the command line while the app is stopped "
            "(`python -m opportunity_engine import --db PATH FILE ...`); browser upload arrives with the Data page issue.")

@@ -12,7 +12,7 @@ from opportunity_engine.export import opportunities_workbook
 from opportunity_engine.formatting import gbp_short
 from opportunity_engine.opportunities import csu_list, opportunities, totals
 
-user = ui.current_user()
+user = ui.require_user()
 basis = ui.basis()
 cur = ui.cursor()
 csus = dict(csu_list(cur, user.scope))

@@ -10,7 +10,7 @@ from opportunity_engine.formatting import gbp_short, metric_value, units
 from opportunity_engine.opportunities import distribution, opportunities, trend
 from opportunity_engine.shortlist import add_selection
 
-user = ui.current_user()
+user = ui.require_user()
 basis = ui.basis()
 cur = ui.cursor()
 csu, metric_id = ui.param("csu"), ui.param("metric")

@@ -8,7 +8,7 @@ from opportunity_engine.export import opportunities_workbook
 from opportunity_engine.formatting import gbp_short
 from opportunity_engine.opportunities import opportunities, totals
 
-user = ui.current_user()
+user = ui.require_user()
 basis = ui.basis()
 df = opportunities(ui.cursor(), user.scope, basis)
 
