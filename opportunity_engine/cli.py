@@ -14,6 +14,7 @@ from . import db as dbmod
 from .config import database_path, settings
 from .opportunities import BENCHMARKS, TARGETS, Basis, opportunities
 from .scope import Scope, ScopeError
+from .users import ROLES
 
 
 def _db_arg(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="show or upgrade the database schema version")
     _db_arg(p)
+
+    p = sub.add_parser("users", help="manage sign-in users (passwords are stored as bcrypt hashes)")
+    users_sub = p.add_subparsers(dest="action", required=True)
+    u = users_sub.add_parser("add", help="add a user")
+    _db_arg(u)
+    u.add_argument("username")
+    u.add_argument("--name", required=True, help="full name shown in the app")
+    u.add_argument("--role", choices=ROLES, required=True)
+    u.add_argument("--csu", action="append", default=[], metavar="CODE",
+                   help="a CSU the user may see (repeat for several; required for role csu)")
+    u.add_argument("--email", default="")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input instead of prompting")
+    u = users_sub.add_parser("remove", help="remove a user")
+    _db_arg(u)
+    u.add_argument("username")
+    u = users_sub.add_parser("reset-password", help="set a new password for a user")
+    _db_arg(u)
+    u.add_argument("username")
+    u.add_argument("--password-stdin", action="store_true")
+    u = users_sub.add_parser("list", help="list users, roles and CSUs (never passwords)")
+    _db_arg(u)
     return parser
 
 
@@ -141,5 +164,37 @@ def cmd_schema(args, path: Path) -> int:
     return 0
 
 
+def _read_password(args) -> str:
+    """Passwords never come from the command line itself (they would sit in shell history)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users(args, path: Path) -> int:
+    from . import users
+
+    with dbmod.connect(path) as con:
+        if args.action == "add":
+            user = users.add_user(con, args.username, args.name, _read_password(args), args.role,
+                                  args.csu, args.email)
+            print(f"Added {user.username} ({user.role}{': ' + ', '.join(user.csus) if user.csus else ''})")
+        elif args.action == "remove":
+            users.remove_user(con, args.username)
+            print(f"Removed {args.username}")
+        elif args.action == "reset-password":
+            users.reset_password(con, args.username, _read_password(args))
+            print(f"Password reset for {args.username}")
+        else:
+            for user in users.list_users(con):
+                print(f"{user.username}\t{user.role}\t{','.join(user.csus)}\t{user.name}")
+    return 0
+
+
 COMMANDS = {"demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
-            "export": cmd_export, "schema": cmd_schema}
+            "export": cmd_export, "schema": cmd_schema, "users": cmd_users}

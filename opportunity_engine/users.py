@@ -77,6 +77,11 @@ def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str)
         raise ValueError(f"no user {username}")
 
 
+def check_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> bool:
+    row = con.execute("SELECT password_hash FROM users WHERE username = ?", [username.lower()]).fetchone()
+    return bool(row) and bcrypt.checkpw(password.encode("utf-8"), row[0].encode("ascii"))
+
+
 def get_user(con: duckdb.DuckDBPyConnection, username: str | None) -> User | None:
     if not username:
         return None

@@ -132,3 +132,35 @@ def test_trust_scope_totals_equal_sum_of_csu_scopes(small_demo):
         for c in csus[:3]:
             df = opportunities(con, Scope.of(c), Basis())
             assert set(df.csu_code) <= {c}
+
+
+def test_cli_users_add_list_reset_remove(demo_copy, monkeypatch, capsys):
+    from opportunity_engine import users
+
+    def stdin(text):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+
+    stdin("s3cret-pass\n")
+    assert main(["users", "add", "jo.bloggs", "--db", str(demo_copy), "--name", "Jo Bloggs", "--role", "csu",
+                 "--csu", "EMA", "--csu", "ABD", "--password-stdin"]) == 0
+    assert main(["users", "list", "--db", str(demo_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "jo.bloggs\tcsu\tABD,EMA\tJo Bloggs" in out and "s3cret" not in out
+    with db.connect(demo_copy) as con:
+        stored = con.execute("SELECT password_hash FROM users WHERE username = 'jo.bloggs'").fetchone()[0]
+        assert stored.startswith("$2b$12$") and users.get_user(con, "jo.bloggs").scope.csus == {"ABD", "EMA"}
+    stdin("n3w-pass\n")
+    assert main(["users", "reset-password", "jo.bloggs", "--db", str(demo_copy), "--password-stdin"]) == 0
+    with db.connect(demo_copy) as con:
+        new = con.execute("SELECT password_hash FROM users WHERE username = 'jo.bloggs'").fetchone()[0]
+        assert new != stored and users.check_password(con, "jo.bloggs", "n3w-pass")
+    # a csu user without a CSU, an unknown CSU and a duplicate are refused with a message
+    stdin("x\n")
+    assert main(["users", "add", "nocsu", "--db", str(demo_copy), "--name", "N", "--role", "csu",
+                 "--password-stdin"]) == 1
+    stdin("x\n")
+    assert main(["users", "add", "bad", "--db", str(demo_copy), "--name", "N", "--role", "csu", "--csu", "ZZZ",
+                 "--password-stdin"]) == 1
+    assert "unknown CSU" in capsys.readouterr().err
+    assert main(["users", "remove", "jo.bloggs", "--db", str(demo_copy)]) == 0
+    assert main(["users", "remove", "jo.bloggs", "--db", str(demo_copy)]) == 1
