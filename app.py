@@ -15,7 +15,9 @@ import ui
 from opportunity_engine.config import settings
 from opportunity_engine.opportunities import BENCHMARK_LABELS, TARGET_LABELS, TARGETS, BENCHMARKS
 from opportunity_engine.scope import ScopeError
-from opportunity_engine.users import credentials
+from opportunity_engine import feedback, usage
+from opportunity_engine.users import (credentials, get_user, lockout_policy, record_failed_sign_in,
+                                      record_sign_in)
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 log = logging.getLogger("opportunity_explorer")
@@ -27,27 +29,68 @@ PAGES = {
     "overview": st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
     "explore": st.Page("pages/explore.py", title="Explore", icon=":material/account_tree:", url_path="explore"),
     "metric": st.Page("pages/metric.py", title="Metric detail", icon=":material/monitoring:", url_path="metric"),
+    "shortlist": st.Page("pages/shortlist.py", title="Shortlist & plans", icon=":material/checklist:", url_path="shortlist"),
+    "tracking": st.Page("pages/tracking.py", title="Tracking", icon=":material/trending_up:", url_path="tracking"),
+    "library": st.Page("pages/library.py", title="Library", icon=":material/local_library:", url_path="library"),
     "data": st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data"),
+    "adoption": st.Page("pages/adoption.py", title="Adoption", icon=":material/groups:", url_path="adoption"),
+    "feedback": st.Page("pages/feedback.py", title="Feedback", icon=":material/forum:", url_path="feedback"),
+    "guide": st.Page("pages/guide.py", title="Guide", icon=":material/menu_book:", url_path="guide"),
 }
 ROLE_PAGES = {
-    "admin": ["overview", "explore", "metric", "data"],
-    "finance": ["overview", "explore", "metric"],
-    "csu": ["overview", "explore", "metric"],
-    "viewer": ["overview", "explore", "metric"],
+    "admin": ["overview", "explore", "metric", "shortlist", "tracking", "library", "data", "adoption", "feedback", "guide"],
+    "finance": ["overview", "explore", "metric", "shortlist", "tracking", "library", "adoption", "feedback", "guide"],
+    "csu": ["overview", "explore", "metric", "shortlist", "tracking", "library", "feedback", "guide"],
+    "viewer": ["overview", "explore", "metric", "tracking", "library", "feedback", "guide"],
 }
+FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "fy")
+
+def _clear_session(*_) -> None:
+    """Sign-out forgets everything the session held (views, seen versions, pending cookie)."""
+    for key in list(st.session_state):
+        if key not in ("authentication_status", "username", "name", "email", "roles", "logout"):
+            del st.session_state[key]
+
 
 auth_cfg = settings()["auth"]
-authenticator = stauth.Authenticate(credentials(ui.cursor()), auth_cfg["cookie_name"], ui.cookie_key(),
-                                    float(auth_cfg["cookie_expiry_days"]), auto_hash=False)
+max_failures, lockout_minutes = lockout_policy()
+creds = credentials(ui.cursor())
+# login_sleep_time=0: the widget's default 0.7 s pause waits for a cookie component, but the
+# cookie is read from the HTTP request (st.context.cookies), so the pause only slows the first page.
+authenticator = stauth.Authenticate(creds, auth_cfg["cookie_name"], ui.cookie_key(),
+                                    float(auth_cfg["cookie_expiry_days"]), auto_hash=False, login_sleep_time=0)
+
+
+def _signed_in_by_form(event: dict) -> None:
+    """Runs only after a password sign-in (not the cookie): reset the failure count, count the
+    sign-in, and ask the next run to write the cookie (a st.rerun in this run would drop it)."""
+    st.session_state["_oe_write_cookie"] = 3
+    record_sign_in(ui.cursor(), event["username"])
+    user = get_user(ui.cursor(), event["username"])
+    if user:
+        usage.record(ui.cursor(), user, "sign_in")
+
 
 if not st.session_state.get("authentication_status"):
     st.navigation(list(PAGES.values()), position="hidden")  # keep the URL's page while signed out
     st.title("Opportunity Explorer")
     st.caption("Find, agree and deliver cost-improvement schemes from the trust's own activity data.")
-    authenticator.login(location="main", fields={"Form name": "Sign in", "Username": "Username",
-                                                 "Password": "Password", "Login": "Sign in"})
+    before = {u: d.get("failed_login_attempts", 0) for u, d in creds["usernames"].items()}
+    try:
+        authenticator.login(location="main", max_login_attempts=max_failures, callback=_signed_in_by_form,
+                            fields={"Form name": "Sign in", "Username": "Username", "Password": "Password",
+                                    "Login": "Sign in"})
+    except stauth.LoginError:
+        st.error(f"This account is locked after {max_failures} failed sign-ins. Try again in {lockout_minutes} "
+                 "minutes, or ask an administrator to reset your password.")
+        log.warning("sign-in refused: account locked")
+        st.stop()
     if st.session_state.get("authentication_status") is False:
-        st.error("Username or password is incorrect.")
+        failed = [u for u, d in creds["usernames"].items() if d.get("failed_login_attempts", 0) > before.get(u, 0)]
+        locked = any(record_failed_sign_in(ui.cursor(), u) for u in failed)
+        log.warning("failed sign-in%s", " (account now locked)" if locked else "")
+        st.error("Username or password is incorrect." + (
+            f" The account is now locked for {lockout_minutes} minutes." if locked else ""))
     if not st.session_state.get("authentication_status"):
         st.stop()
     st.rerun()  # signed in: rebuild the navigation for the user's role on the same URL
@@ -57,7 +100,22 @@ if user is None:  # signed in to a user since removed from the database
     authenticator.logout(location="unrendered")
     st.rerun()
 
+if st.session_state.get("_oe_write_cookie"):
+    # Written on the runs after a password sign-in, when the page completes, so the browser
+    # receives it and a refresh (or a new tab) signs in from the cookie on the same page.
+    st.session_state["_oe_write_cookie"] -= 1
+    authenticator.cookie_controller.set_cookie()
+
+landing = st.session_state.pop("_oe_landing", None)
+if landing in ROLE_PAGES[user.role]:  # a deep link that a fresh server first ran outside navigation
+    st.switch_page(PAGES[landing], query_params=dict(st.query_params))
+
 navigation = st.navigation([PAGES[name] for name in ROLE_PAGES[user.role]])
+view_text = "&".join(f"{k}={v}" for k, v in sorted(st.query_params.items()) if k in FEEDBACK_KEYS)
+view_key = (navigation.url_path, tuple(sorted((k, v) for k, v in st.query_params.items() if k in FEEDBACK_KEYS)))
+if st.session_state.get("_oe_last_view") != view_key:
+    st.session_state["_oe_last_view"] = view_key
+    ui.record("page_view", navigation.url_path or "overview", view_text)
 
 with st.sidebar:
     st.markdown(f"**{user.name}**  \n{user.role.capitalize()} · {user.scope.label}")
@@ -79,7 +137,18 @@ with st.sidebar:
         st.query_params["present"] = "1"
     elif "present" in st.query_params:
         del st.query_params["present"]
-    authenticator.logout("Sign out", location="sidebar")
+    with st.popover("Feedback", icon=":material/rate_review:", width="stretch",
+                    help="Tell the Opportunity Explorer team what works and what does not on this page."):
+        with st.form("feedback", clear_on_submit=True, border=False):
+            stars = st.feedback("stars", key="feedback_stars")
+            comment = st.text_area("Comment", max_chars=2000, help="Recorded with the page and view you are on.")
+            if st.form_submit_button("Send feedback"):
+                if stars is None:
+                    st.error("Choose a rating from 1 to 5 stars.")
+                else:
+                    feedback.submit(ui.cursor(), user, navigation.url_path or "overview", view_text, stars + 1, comment)
+                    st.success("Thank you: see Feedback for what we did about it.")
+    authenticator.logout("Sign out", location="sidebar", callback=_clear_session)
 
 if ui.presenting():
     st.markdown(ui.PRESENTATION_CSS, unsafe_allow_html=True)

@@ -18,7 +18,7 @@ from opportunity_engine.users import User, get_user
 
 log = logging.getLogger("opportunity_explorer")
 CSU_WIDE = "csu-wide"  # URL token for the CSU-wide "specialty" (stored as '')
-VIEW_KEYS = ("target", "benchmark", "present")
+VIEW_KEYS = ("target", "benchmark", "present", "fy")
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,8 +65,24 @@ def require_user() -> User:
     """
     user = current_user()
     if user is None:
+        import sys
+        from pathlib import Path
+
+        page = Path(sys._getframe(1).f_globals.get("__file__", "")).stem
+        st.session_state["_oe_landing"] = page  # app.py opens it after sign-in
         st.switch_page("app.py", query_params=dict(st.query_params))
     return user
+
+
+def check_scope(user: User, csu: str | None) -> None:
+    """A link naming a CSU outside the user's scope stops the page with a clear message.
+
+    The engine enforces scope either way (it raises ScopeError); this turns it into the message
+    here rather than relying on app.py's error boundary, which a page run outside st.navigation
+    (a fresh server's first deep link) does not have."""
+    if csu and not user.scope.allows(csu):
+        st.error(f"CSU {csu} is not available to you. Ask finance if you need access.")
+        st.stop()
 
 
 def param(name: str) -> str | None:
@@ -79,6 +95,32 @@ def basis() -> Basis:
     target = param("target") if param("target") in TARGETS else "median"
     benchmark = param("benchmark") if param("benchmark") in BENCHMARKS else "peer"
     return Basis(target=target, benchmark=benchmark)
+
+
+def financial_year() -> int:
+    """The financial year in the URL (?fy=2026 for 2026/27), else the current one."""
+    import datetime as dt
+
+    from opportunity_engine.plans import current_fy
+
+    value = param("fy")
+    return int(value) if value and value.isdigit() and 2000 <= int(value) <= 2100 else current_fy(dt.date.today())
+
+
+def seen_version(scheme_id: int, current: int) -> int:
+    """The version of a scheme this browser session last loaded. Saves are checked against it,
+    not against a fresh read, so someone else's change in between is caught, never overwritten."""
+    return st.session_state.setdefault(f"seen_version_{scheme_id}", current)
+
+
+def mark_seen(scheme_id: int, version: int) -> None:
+    st.session_state[f"seen_version_{scheme_id}"] = version
+
+
+def editing() -> bool:
+    """Editing widgets show for roles that may edit, except in presentation mode."""
+    user = current_user()
+    return bool(user and user.can_edit and not presenting())
 
 
 def presenting() -> bool:
@@ -138,3 +180,51 @@ BASE_CSS = """
 .oe-breadcrumb { color: #425563; font-size: 0.95rem; margin-bottom: 0.5rem; }
 </style>
 """
+
+
+def record(event: str, page: str = "", detail: str = "") -> None:
+    """A usage event for the Adoption page; never lets logging break the page."""
+    from opportunity_engine import usage
+
+    user = current_user()
+    if user is None:
+        return
+    try:
+        usage.record(cursor(), user, event, page, detail)
+    except Exception:  # usage statistics are never worth an error in front of a user
+        log.exception("could not record usage event %s", event)
+
+
+def wrp_target_editor(cur, user: User, fy: int) -> None:
+    """Finance/admin: each CSU's WRP target for a financial year, with its source (audited)."""
+    from opportunity_engine import plans
+
+    targets = plans.wrp_targets(cur, user.scope, fy)
+    edited = st.data_editor(
+        targets, hide_index=True, width="stretch", key=f"wrp-{fy}", num_rows="fixed",
+        column_config={"csu_code": st.column_config.TextColumn("CSU", disabled=True),
+                       "csu_name": st.column_config.TextColumn("Name", disabled=True),
+                       "target_gbp": st.column_config.NumberColumn("WRP target £", min_value=0, format="£%,.0f"),
+                       "source": st.column_config.TextColumn("Source", help="Where the figure comes from, e.g. the board paper."),
+                       "set_by": st.column_config.TextColumn("Set by", disabled=True)})
+    if st.button("Save WRP targets", key=f"save-wrp-{fy}", icon=":material/save:"):
+        changed = 0
+        for old, new in zip(targets.itertuples(index=False), edited.itertuples(index=False)):
+            same_target = (old.target_gbp == new.target_gbp) or (_blank(old.target_gbp) and _blank(new.target_gbp))
+            if same_target and (old.source or "") == (new.source or ""):
+                continue
+            if _blank(new.target_gbp):
+                st.error(f"{new.csu_code}: enter a target (zero or more pounds).")
+                continue
+            try:
+                plans.set_wrp_target(cur, user, new.csu_code, fy, float(new.target_gbp), new.source or "")
+                changed += 1
+            except (ValueError, PermissionError) as exc:
+                st.error(f"{new.csu_code}: {exc}")
+        st.success(f"Saved {changed} target(s).") if changed else st.info("Nothing changed.")
+
+
+def _blank(value) -> bool:
+    import math
+
+    return value is None or (isinstance(value, float) and math.isnan(value))

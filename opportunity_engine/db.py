@@ -103,6 +103,75 @@ MIGRATIONS: tuple[Migration, ...] = (
              actual DOUBLE, target_value DOUBLE, opportunity_gbp DOUBLE NOT NULL,
              created_by VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     )),
+    Migration(3, "schemes, CIP plans, QIA, WRP targets, realised savings, audit, usage, feedback, lock-out", (
+        """ALTER TABLE users ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0""",
+        """ALTER TABLE users ADD COLUMN last_failed_at TIMESTAMP""",
+        """CREATE SEQUENCE scheme_seq""",
+        # A scheme keeps the CSU/specialty/metric that motivated it and the opportunity figures at
+        # the time (snapshot_*), so a data refresh never rewrites why it was started. `version`
+        # is the optimistic-concurrency counter: every write checks and bumps it.
+        """CREATE TABLE schemes (
+             scheme_id BIGINT PRIMARY KEY DEFAULT nextval('scheme_seq'),
+             title VARCHAR NOT NULL, description VARCHAR NOT NULL DEFAULT '',
+             lead VARCHAR NOT NULL DEFAULT '', csu_code VARCHAR NOT NULL,
+             specialty_code VARCHAR, metric_id VARCHAR,
+             finance_category VARCHAR NOT NULL DEFAULT 'pay', recurrent BOOLEAN NOT NULL DEFAULT true,
+             saving_type VARCHAR NOT NULL DEFAULT 'cash', status VARCHAR NOT NULL DEFAULT 'idea',
+             origin VARCHAR NOT NULL DEFAULT 'manual', case_study BOOLEAN NOT NULL DEFAULT false,
+             snapshot_target VARCHAR, snapshot_benchmark VARCHAR, snapshot_period_from VARCHAR,
+             snapshot_period_to VARCHAR, snapshot_actual DOUBLE, snapshot_target_value DOUBLE,
+             snapshot_opportunity_gbp DOUBLE, snapshot_unit_cost_gbp DOUBLE,
+             created_by VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+             updated_by VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+             version INTEGER NOT NULL DEFAULT 1)""",
+        """INSERT INTO schemes (title, csu_code, specialty_code, metric_id, status, origin, snapshot_target,
+               snapshot_benchmark, snapshot_period_from, snapshot_period_to, snapshot_actual,
+               snapshot_target_value, snapshot_opportunity_gbp, created_by, created_at, updated_by)
+           SELECT coalesce(m.metric_name, i.metric_id), i.csu_code, i.specialty_code, i.metric_id, 'idea',
+                  'opportunity', i.target, i.benchmark, i.period_from, i.period_to, i.actual, i.target_value,
+                  i.opportunity_gbp, i.created_by, i.created_at, i.created_by
+           FROM shortlist_items i LEFT JOIN metrics m USING (metric_id) ORDER BY i.item_id""",
+        """DROP TABLE shortlist_items""",
+        """DROP SEQUENCE shortlist_seq""",
+        """CREATE TABLE cip_plans (
+             scheme_id BIGINT PRIMARY KEY, financial_year INTEGER NOT NULL, start_month INTEGER NOT NULL,
+             fye_gbp DOUBLE NOT NULL, phasing VARCHAR NOT NULL DEFAULT 'even',
+             custom_phasing DOUBLE[], milestones VARCHAR NOT NULL DEFAULT '',
+             metric_target_value DOUBLE)""",
+        """CREATE TABLE qia_scores (
+             scheme_id BIGINT NOT NULL, domain VARCHAR NOT NULL, consequence INTEGER NOT NULL,
+             likelihood INTEGER NOT NULL, mitigations VARCHAR NOT NULL DEFAULT '',
+             PRIMARY KEY (scheme_id, domain))""",
+        """CREATE TABLE qia_signoffs (
+             scheme_id BIGINT NOT NULL, role VARCHAR NOT NULL, name VARCHAR NOT NULL, signed_on DATE NOT NULL,
+             recorded_by VARCHAR NOT NULL, PRIMARY KEY (scheme_id, role))""",
+        """CREATE TABLE wrp_targets (
+             csu_code VARCHAR NOT NULL, financial_year INTEGER NOT NULL, target_gbp DOUBLE NOT NULL,
+             source VARCHAR NOT NULL DEFAULT '', set_by VARCHAR NOT NULL DEFAULT '',
+             PRIMARY KEY (csu_code, financial_year))""",
+        """CREATE TABLE realised_savings (
+             scheme_id BIGINT NOT NULL, period VARCHAR NOT NULL, realised_gbp DOUBLE NOT NULL,
+             entered_by VARCHAR NOT NULL, entered_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+             PRIMARY KEY (scheme_id, period))""",
+        """CREATE SEQUENCE audit_seq""",
+        """CREATE TABLE audit_log (
+             audit_id BIGINT PRIMARY KEY DEFAULT nextval('audit_seq'),
+             changed_at TIMESTAMP NOT NULL DEFAULT current_timestamp, username VARCHAR NOT NULL,
+             entity VARCHAR NOT NULL, entity_id VARCHAR NOT NULL, field VARCHAR NOT NULL,
+             old_value VARCHAR, new_value VARCHAR)""",
+        # Usage events carry no patient data: who (username, role, CSUs), when, which page/action.
+        """CREATE TABLE usage_events (
+             event_at TIMESTAMP NOT NULL DEFAULT current_timestamp, username VARCHAR NOT NULL,
+             role VARCHAR NOT NULL, csus VARCHAR[] NOT NULL DEFAULT [], event VARCHAR NOT NULL,
+             page VARCHAR NOT NULL DEFAULT '', detail VARCHAR NOT NULL DEFAULT '')""",
+        """CREATE SEQUENCE feedback_seq""",
+        """CREATE TABLE feedback (
+             feedback_id BIGINT PRIMARY KEY DEFAULT nextval('feedback_seq'),
+             submitted_at TIMESTAMP NOT NULL DEFAULT current_timestamp, username VARCHAR NOT NULL,
+             page VARCHAR NOT NULL, view VARCHAR NOT NULL DEFAULT '', rating INTEGER NOT NULL,
+             comment VARCHAR NOT NULL DEFAULT '', status VARCHAR NOT NULL DEFAULT 'new',
+             response VARCHAR NOT NULL DEFAULT '', updated_by VARCHAR, updated_at TIMESTAMP)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

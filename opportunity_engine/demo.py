@@ -359,10 +359,13 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
         con.commit()
         for name in ("demo_spec", "demo_factors", "demo_csu"):
             con.execute(f"DROP TABLE {name}")
+        from .demo_schemes import add as add_demo_schemes  # uses the engine's own transactions
+
+        add_demo_schemes(con)
         con.execute("CHECKPOINT")
         rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("csus", "specialties", "spells", "outpatients", "theatre_sessions", "workforce",
-                          "metric_facts", "benchmarks", "unit_costs", "metrics")}
+                          "metric_facts", "benchmarks", "unit_costs", "metrics", "schemes", "realised_savings")}
     except Exception:
         con.close()
         path.unlink(missing_ok=True)

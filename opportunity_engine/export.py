@@ -139,21 +139,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
         chart.legend = None
         summary.add_chart(chart, "G3")
 
-    # Metric definitions.
-    def_headers = ("Metric id", "Metric", "Domain", "Definition", "Numerator", "Denominator", "Better when",
-                   "Gap unit", "Cost driver", "Saving type", "Overlap group", "Minimum volume", "Data source",
-                   "Benchmark source", "Scheme ideas")
-    for c, h in enumerate(def_headers, start=1):
-        _put(defs, 1, c, h).font = Font(bold=True)
-    for r, m in enumerate(metrics.values(), start=2):
-        for c, v in enumerate((m.metric_id, m.metric_name, m.domain, m.definition, m.numerator_label,
-                               m.denominator_label, m.direction, m.unit, m.cost_driver, m.saving_type,
-                               m.overlap_group, m.min_volume, m.data_source, m.benchmark_source,
-                               "; ".join(m.scheme_ideas)), start=1):
-            _put(defs, r, c, v)
-    defs.freeze_panes = "A2"
-    defs.column_dimensions["D"].width = 60
-    defs.column_dimensions["B"].width = 32
+    definitions_sheet(defs, metrics)
 
     # Cover: who, when, scope, basis, totals (live formulas over the table, exact values beside).
     t = totals(df)
@@ -195,12 +181,42 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     cover.column_dimensions["B"].width = 36
     cover.column_dimensions["C"].width = 22
 
-    for sheet in book.worksheets:  # print each sheet one page wide, landscape
+    return to_bytes(book)
+
+
+def definitions_sheet(defs, metrics) -> None:
+    """The metric catalogue as a sheet: what each number means, where it comes from, ideas."""
+    def_headers = ("Metric id", "Metric", "Domain", "Definition", "Numerator", "Denominator", "Better when",
+                   "Gap unit", "Cost driver", "Saving type", "Overlap group", "Minimum volume", "Data source",
+                   "Benchmark source", "Scheme ideas")
+    for c, h in enumerate(def_headers, start=1):
+        _put(defs, 1, c, h).font = Font(bold=True)
+    for r, m in enumerate(metrics.values(), start=2):
+        for c, v in enumerate((m.metric_id, m.metric_name, m.domain, m.definition, m.numerator_label,
+                               m.denominator_label, m.direction, m.unit, m.cost_driver, m.saving_type,
+                               m.overlap_group, m.min_volume, m.data_source, m.benchmark_source,
+                               "; ".join(m.scheme_ideas)), start=1):
+            _put(defs, r, c, v)
+    defs.freeze_panes = "A2"
+    defs.column_dimensions["D"].width = 60
+    defs.column_dimensions["B"].width = 32
+
+
+def header_row(ws, headers, row: int = 1) -> None:
+    for c, h in enumerate(headers, start=1):
+        cell = _put(ws, row, c, h)
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = PatternFill("solid", fgColor=NHS_BLUE)
+        ws.column_dimensions[get_column_letter(c)].width = max(11, min(40, len(h) + 4))
+
+
+def to_bytes(book: Workbook) -> bytes:
+    """Print each sheet one page wide, landscape, and serialise."""
+    for sheet in book.worksheets:
         sheet.page_setup.orientation = "landscape"
         sheet.page_setup.fitToWidth = 1
         sheet.page_setup.fitToHeight = 0
         sheet.sheet_properties.pageSetUpPr.fitToPage = True
-
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -64,14 +64,21 @@ class FileLoad:
 class ImportResult:
     loaded: list[FileLoad] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.issues
 
+    def table(self) -> list[dict]:
+        """The validation report as rows (file, row, column, value, rule) for the Data page."""
+        return [{"file": i.file, "row": i.row, "column": i.column, "value": i.value, "rule": i.rule}
+                for i in self.issues]
+
     def report(self) -> str:
         if self.ok:
-            lines = [f"Loaded {len(self.loaded)} file(s):"]
+            verb = "Checked (nothing committed yet)" if self.dry_run else "Loaded"
+            lines = [f"{verb} {len(self.loaded)} file(s):"]
             for f in self.loaded:
                 span = f" ({f.periods[0]} to {f.periods[-1]})" if f.periods else ""
                 lines.append(f"  {f.file}: {f.rows:,} {f.kind} rows{span}")
@@ -292,6 +299,10 @@ def _column_checks(col: Column) -> list[tuple[str, str]]:
     elif col.ref == "metric":
         checks.append((present + f"{v} NOT IN (SELECT metric_id FROM metrics)",
                        "unknown metric id (add it with a metrics file first)"))
+    elif col.ref == "scheme":
+        checks.append((present + f"try_cast({v} AS BIGINT) NOT IN (SELECT scheme_id FROM schemes WHERE status IN "
+                                 "('approved', 'delivering', 'delivered'))",
+                       "unknown scheme id, or the scheme is not approved yet"))
     return checks
 
 
@@ -393,10 +404,20 @@ def _clashes(con, template: Template, table: str, periods: list[str], file: str,
             for r, k, p in rows]
 
 
-def _load(con, template: Template, table: str, header: list[str], periods: list[str]) -> None:
+def _load(con, template: Template, table: str, header: list[str], periods: list[str], loaded_by: str) -> None:
     cols, typed = _present(template, header)
     names = [c.name for c in cols]
-    if template.mode == "activity":
+    if template.mode == "realised":
+        # Audited like an entry in the app: one row per month, old → new.
+        con.execute(f"""INSERT INTO audit_log (username, entity, entity_id, field, old_value, new_value)
+                        SELECT $by, 'scheme', s.scheme_id::VARCHAR, 'realised.' || s.period, r.realised_gbp::VARCHAR,
+                               s.realised_gbp::VARCHAR
+                        FROM (SELECT {typed} FROM {table}) s
+                        LEFT JOIN realised_savings r USING (scheme_id, period)""", {"by": loaded_by})
+        con.execute(f"""INSERT OR REPLACE INTO realised_savings (scheme_id, period, realised_gbp, entered_by)
+                        SELECT scheme_id, period, realised_gbp, $by FROM (SELECT {typed} FROM {table})""",
+                    {"by": loaded_by})
+    elif template.mode == "activity":
         con.execute(f"DELETE FROM {template.table} WHERE list_contains($periods, period)", {"periods": periods})
         target = ", ".join(_q(n) for n in names)
         extra = "" if "period" in names else f", {template.period_expr}"
@@ -442,8 +463,11 @@ def _load_metrics(con, table: str, cols: list[Column], typed: str) -> None:
 
 
 def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], loaded_by: str = "command line",
-                 progress: Progress | None = None) -> ImportResult:
-    """Validate and load files as one transaction: all load, or nothing changes."""
+                 progress: Progress | None = None, dry_run: bool = False) -> ImportResult:
+    """Validate and load files as one transaction: all load, or nothing changes.
+
+    ``dry_run`` validates and loads inside the transaction, then rolls it back: the Data page's
+    validation report before anything is committed uses the very same code path as the commit."""
     limit = int(settings()["import"]["max_errors_per_rule"])
     say = progress or (lambda message, fraction: None)
     result = ImportResult()
@@ -496,7 +520,7 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
                 result.issues += issues
                 continue
             say(f"Loading {name}", base + 0.6 / len(plan))
-            _load(con, template, table, header, periods)
+            _load(con, template, table, header, periods, loaded_by)
             con.execute(
                 """INSERT INTO import_log (kind, file_name, row_count, period_from, period_to, loaded_by)
                    VALUES (?, ?, ?, ?, ?, ?)""",
@@ -509,6 +533,10 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
             result.loaded = []
             order = {path.name: i for i, (path, _, _) in enumerate(plan)}
             result.issues.sort(key=lambda i: (order.get(i.file, 0), i.row if i.row is not None else 1 << 62))
+        elif dry_run:
+            con.rollback()
+            result.dry_run = True
+            say("Checked: nothing committed yet", 1.0)
         else:
             bump_data_version(con)
             con.commit()

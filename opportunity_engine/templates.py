@@ -25,7 +25,7 @@ class Template:
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # unique within a file (and, for activity, within the table)
     table: str
-    mode: str  # activity (replace periods) | upsert (reference data) | facts (replace period × metric)
+    mode: str  # activity (replace periods) | upsert (reference data) | facts (replace period × metric) | realised
     period_expr: str | None = None  # SQL over typed columns giving the YYYY-MM period
     optional: tuple[Column, ...] = ()
 
@@ -116,11 +116,15 @@ TEMPLATES: dict[str, Template] = {t.kind: t for t in (
         C("numerator", "amount", example="45"), C("denominator", "amount", example="60")),
         key=("period", "csu_code", "specialty_code", "metric_id"), table="metric_facts", mode="facts",
         period_expr="period"),
+    Template("realised_savings", "Realised savings of approved schemes, per month", (
+        C("scheme_id", "count", ref="scheme", example="12"), C("period", "period", example="2026-06"),
+        C("realised_gbp", "amount", example="10500")),
+        key=("scheme_id", "period"), table="realised_savings", mode="realised"),
 )}
 
 # Load order inside one import command: reference data before the activity that refers to it.
 ORDER = ("csus", "specialties", "metrics", "unit_costs", "benchmarks",
-         "spells", "outpatients", "theatre_sessions", "workforce", "metric_facts")
+         "spells", "outpatients", "theatre_sessions", "workforce", "metric_facts", "realised_savings")
 
 
 def header_row(kind: str) -> list[str]:
@@ -129,3 +133,15 @@ def header_row(kind: str) -> list[str]:
 
 def example_row(kind: str) -> list[str]:
     return [c.example for c in TEMPLATES[kind].columns]
+
+
+def csv_template(kind: str) -> bytes:
+    """An empty template to fill in: the header row and one example row (UTF-8 CSV)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header_row(kind))
+    writer.writerow(example_row(kind))
+    return buffer.getvalue().encode("utf-8")

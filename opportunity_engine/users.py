@@ -72,7 +72,9 @@ def remove_user(con: duckdb.DuckDBPyConnection, username: str) -> None:
 
 
 def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> None:
-    if not con.execute("UPDATE users SET password_hash = ? WHERE username = ? RETURNING username",
+    # A reset also lifts a lock-out: it is how an admin lets a locked user back in.
+    if not con.execute("UPDATE users SET password_hash = ?, failed_sign_ins = 0, last_failed_at = NULL "
+                       "WHERE username = ? RETURNING username",
                        [hash_password(password), username.lower()]).fetchall():
         raise ValueError(f"no user {username}")
 
@@ -96,10 +98,54 @@ def list_users(con: duckdb.DuckDBPyConnection) -> list[User]:
 
 
 def credentials(con: duckdb.DuckDBPyConnection) -> dict:
-    """The credentials dictionary streamlit-authenticator expects (hashes, never passwords)."""
-    rows = con.execute("SELECT username, name, email, password_hash, role FROM users").fetchall()
-    return {"usernames": {u: {"name": n, "email": e or f"{u}@example.invalid", "password": h, "roles": [r]}
-                          for u, n, e, h, r in rows}}
+    """The credentials dictionary streamlit-authenticator expects (hashes, never passwords).
+
+    ``failed_login_attempts`` carries the stored count only while a lock-out is running, so the
+    widget's ``max_login_attempts`` refuses a locked account before it checks the password.
+    """
+    max_failures, minutes = lockout_policy()
+    rows = con.execute("""
+        SELECT username, name, email, password_hash, role,
+               CASE WHEN last_failed_at > current_localtimestamp() - to_minutes($minutes)
+                    THEN failed_sign_ins ELSE 0 END
+        FROM users""", {"minutes": minutes}).fetchall()
+    return {"usernames": {u: {"name": n, "email": e or f"{u}@example.invalid", "password": h, "roles": [r],
+                              "failed_login_attempts": f}
+                          for u, n, e, h, r, f in rows}}
+
+
+def lockout_policy() -> tuple[int, int]:
+    """(failed sign-ins before lock-out, lock-out minutes) from config.toml [auth]."""
+    from .config import settings
+
+    auth = settings()["auth"]
+    return int(auth.get("max_failed_sign_ins", 5)), int(auth.get("lockout_minutes", 15))
+
+
+def record_failed_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> bool:
+    """Count a failed password; returns True when the account is now locked. A failure after
+    an expired lock-out starts the count again."""
+    max_failures, minutes = lockout_policy()
+    row = con.execute("""
+        UPDATE users SET failed_sign_ins = CASE
+                WHEN last_failed_at IS NULL OR last_failed_at <= current_localtimestamp() - to_minutes($minutes)
+                THEN 1 ELSE failed_sign_ins + 1 END,
+            last_failed_at = current_localtimestamp()
+        WHERE username = $username RETURNING failed_sign_ins""",
+        {"minutes": minutes, "username": username.lower()}).fetchone()
+    return bool(row) and row[0] >= max_failures
+
+
+def record_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> None:
+    con.execute("UPDATE users SET failed_sign_ins = 0, last_failed_at = NULL WHERE username = ?", [username.lower()])
+
+
+def is_locked(con: duckdb.DuckDBPyConnection, username: str) -> bool:
+    max_failures, minutes = lockout_policy()
+    row = con.execute("""SELECT failed_sign_ins >= $max AND last_failed_at > current_localtimestamp() - to_minutes($minutes)
+                         FROM users WHERE username = $username""",
+                      {"max": max_failures, "minutes": minutes, "username": username.lower()}).fetchone()
+    return bool(row and row[0])
 
 
 def add_demo_users(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,17 +1,91 @@
-"""Data (admin): what is loaded, how fresh it is, and how to load more."""
+"""Data (admin): upload extracts with a validation report before anything is committed, data
+freshness, empty templates, unit costs and WRP targets."""
+import re
+import tempfile
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
 import ui
+from opportunity_engine import costs, plans
+from opportunity_engine.config import settings
+from opportunity_engine.importer import import_files
 from opportunity_engine.opportunities import freshness
+from opportunity_engine.templates import ORDER, TEMPLATES, csv_template
 
 user = ui.require_user()
 if user.role != "admin":
     st.error("The Data page is for administrators.")
     st.stop()
+cur = ui.cursor()
+limit_mb = int(settings()["import"].get("max_upload_mb", 300))
 st.title("Data")
-st.caption("Freshness of each source. Imports run from the command line while the app is stopped "
-           "(`python -m opportunity_engine import --db PATH FILE ...`); browser upload arrives with the Data page issue.")
-fresh = freshness(ui.cursor())
+
+st.subheader("Load extracts")
+st.caption(f"CSV or Excel (.xlsx), one file per kind, headers exactly as the templates below; up to {limit_mb} MB each. "
+           "Files are checked first; nothing changes until you commit, and a commit loads all files or none. "
+           "Re-loading a month replaces that month.")
+uploads = st.file_uploader("Extract files", type=["csv", "xlsx"], accept_multiple_files=True,
+                           help="Drop several files to load them together, e.g. specialties and spells.")
+
+
+def _stage(files) -> tuple[list[Path], list[str]]:
+    """Write uploads to a private temporary folder under their own (sanitised) names."""
+    folder = Path(tempfile.mkdtemp(prefix="oe-upload-"))
+    paths, problems = [], []
+    for f in files:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(f.name).name) or "upload.csv"
+        if f.size > limit_mb * 1024 * 1024:
+            problems.append(f"{f.name}: {f.size / 1024 / 1024:,.0f} MB is over the {limit_mb} MB limit. "
+                            "Split it by month and load the parts.")
+            continue
+        if Path(name).suffix.lower() not in (".csv", ".xlsx"):
+            problems.append(f"{f.name}: only .csv and .xlsx files can be loaded.")
+            continue
+        path = folder / name
+        path.write_bytes(f.getbuffer())
+        paths.append(path)
+    return paths, problems
+
+
+def _run(paths: list[Path], dry_run: bool):
+    bar = st.progress(0.0, text="Starting")
+    result = import_files(cur, paths, loaded_by=user.username, dry_run=dry_run,
+                          progress=lambda message, fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=message))
+    bar.empty()
+    return result
+
+
+if uploads:
+    key = tuple((f.name, f.size) for f in uploads)
+    paths, problems = _stage(uploads)
+    for problem in problems:
+        st.error(problem)
+    if paths and not problems:
+        if st.session_state.get("checked_key") != key:
+            st.session_state["checked_key"] = key
+            st.session_state["checked"] = _run(paths, dry_run=True)
+        checked = st.session_state["checked"]
+        if not checked.ok:
+            st.error(f"Rejected: {len(checked.issues)} problem(s). Nothing was changed. Fix the files and upload again.")
+            st.dataframe(pd.DataFrame(checked.table()).rename(columns=str.capitalize), hide_index=True, width="stretch")
+        else:
+            st.success("All files passed every check. Nothing is committed yet.")
+            st.dataframe(pd.DataFrame([{"File": f.file, "Kind": f.kind, "Rows": f.rows,
+                                        "Months": f"{f.periods[0]} to {f.periods[-1]}" if f.periods else "–"}
+                                       for f in checked.loaded]), hide_index=True, width="stretch")
+            if st.button("Commit to the database", type="primary", icon=":material/upload:"):
+                result = _run(paths, dry_run=False)
+                st.session_state.pop("checked_key", None)
+                if result.ok:
+                    st.success(result.report())
+                    ui.record("import", "data", ", ".join(f.kind for f in result.loaded))
+                else:  # the data changed between the check and the commit
+                    st.error(result.report())
+
+st.subheader("Freshness")
+fresh = freshness(cur)
 if fresh.empty:
     st.info("Nothing loaded yet.")
 else:
@@ -20,3 +94,36 @@ else:
                  hide_index=True, width="stretch",
                  column_config={"Rows in last load": st.column_config.NumberColumn(format="localized"),
                                 "Loads": st.column_config.NumberColumn(format="localized")})
+
+st.subheader("Templates")
+st.caption("Each has the header row and one example row: delete the example and paste your extract below the header.")
+cols = st.columns(4)
+for i, kind in enumerate(ORDER):
+    cols[i % 4].download_button(f"{kind}.csv", csv_template(kind), file_name=f"{kind}.csv", mime="text/csv",
+                                help=TEMPLATES[kind].description, key=f"tpl-{kind}", icon=":material/download:")
+
+st.subheader("Unit costs")
+st.caption("Each cost driver's £ per unit, per specialty or for all specialties, with where it comes from. "
+           "A change recomputes every opportunity that uses it.")
+current = costs.unit_costs(cur)
+edited = st.data_editor(current, hide_index=True, width="stretch", key="unit-costs", num_rows="fixed",
+                        column_config={"cost_driver": st.column_config.TextColumn("Cost driver", disabled=True),
+                                       "specialty_code": st.column_config.TextColumn("Specialty (blank = all)", disabled=True),
+                                       "unit_cost_gbp": st.column_config.NumberColumn("Unit cost £", min_value=0, format="£%.2f"),
+                                       "source": st.column_config.TextColumn("Source", required=True)})
+if st.button("Save unit costs", icon=":material/save:"):
+    saved = 0
+    for old, new in zip(current.itertuples(index=False), edited.itertuples(index=False)):
+        if old.unit_cost_gbp == new.unit_cost_gbp and old.source == new.source:
+            continue
+        try:
+            costs.set_unit_cost(cur, user, new.cost_driver, new.specialty_code, new.unit_cost_gbp, new.source)
+            saved += 1
+        except (ValueError, PermissionError) as exc:
+            st.error(str(exc))
+    st.success(f"Saved {saved} unit cost(s).") if saved else st.info("Nothing changed.")
+
+st.subheader("WRP targets")
+fy = ui.financial_year()
+st.caption(f"Each CSU's waste reduction target for {plans.fy_label(fy)} (change the year on Shortlist & plans).")
+ui.wrp_target_editor(cur, user, fy)

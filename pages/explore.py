@@ -22,7 +22,7 @@ if not csus:
     st.stop()
 
 csu = ui.param("csu")
-user.scope.check(csu)  # a link naming another CSU stops here with "not available to you"
+ui.check_scope(user, csu)  # a link naming another CSU stops here with "not available to you"
 if csu is None or csu not in csus:
     csu = next(iter(csus))
 codes = list(csus)

@@ -8,13 +8,14 @@ import ui
 from opportunity_engine.catalogue import all_metrics
 from opportunity_engine.formatting import gbp_short, metric_value, units
 from opportunity_engine.opportunities import distribution, opportunities, trend
-from opportunity_engine.shortlist import add_selection
+from opportunity_engine import schemes
 
 user = ui.require_user()
 basis = ui.basis()
 cur = ui.cursor()
 csu, metric_id = ui.param("csu"), ui.param("metric")
 specialty = ui.specialty_from_param(ui.param("specialty"))
+ui.check_scope(user, csu)
 st.title("Metric detail")
 if not (csu and metric_id and specialty is not None):
     st.info("Choose a CSU, specialty and metric on the Explore page to see its detail here.")
@@ -121,8 +122,15 @@ with d2:
     if metric.quality_risks:
         st.markdown("**Quality risks to consider (QIA)**: " + "; ".join(metric.quality_risks))
 
+st.page_link("pages/library.py", label="Case studies and ideas for this metric in the Library",
+             icon=":material/local_library:", query_params=ui.view_params(metric=metric_id))
+
 if user.can_edit and not ui.presenting():
     if st.button("Add to shortlist", icon=":material/playlist_add:", type="primary",
-                 help="Stores this opportunity with today's figures for a scheme."):
-        item = add_selection(cur, user.username, user.scope, basis, csu, specialty, metric_id)
-        st.success(f"Added to the shortlist (item {item}) with an opportunity of {gbp_short(r.opportunity_gbp)}.")
+                 help="Creates a shortlisted scheme tied to this CSU, specialty and metric, keeping today's figures."):
+        scheme = schemes.create(cur, user, f"{metric.metric_name}: {r.specialty_name}", csu, specialty=specialty,
+                                metric=metric_id, basis=basis, status="shortlisted")
+        st.success(f"Added to the shortlist as scheme {scheme.scheme_id} with an opportunity of "
+                   f"{gbp_short(r.opportunity_gbp)}.")
+        st.page_link("pages/shortlist.py", label="Open it in Shortlist & plans", icon=":material/arrow_forward:",
+                     query_params=ui.view_params(csu=csu, scheme=str(scheme.scheme_id)))

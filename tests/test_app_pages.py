@@ -66,7 +66,9 @@ def test_overview_for_each_role(app_db, username):
 
 def test_data_page_is_admin_only(app_db):
     admin = signed_in("admin", "pages/data.py")
-    assert "Data" in text(admin) and admin.dataframe.len == 1
+    assert "Load extracts" in text(admin) and "Freshness" in text(admin)
+    assert [d.key for d in admin.dataframe] == [None, "unit-costs", "wrp-2026"] or admin.dataframe.len == 3
+    assert len(admin.dataframe[1].value) >= 13  # every shipped unit cost, editable
     finance = signed_in("finance")
     with pytest.raises(Exception):
         finance.switch_page("pages/data.py").run()
@@ -120,3 +122,86 @@ def test_viewer_and_presentation_mode_have_no_editing_controls(app_db):
 def test_metric_page_without_a_selection_says_what_to_do(app_db):
     at = signed_in("finance", "pages/metric.py")
     assert any("Choose a CSU" in i.value for i in at.info)
+
+
+def all_text(at: AppTest) -> str:
+    frames = " ".join(f.value.to_string() for f in at.dataframe)
+    return text(at) + " " + " ".join(str(m.value) for m in at.metric) + " " + frames + " " + \
+        " ".join(str(s.value) for s in at.selectbox) + " " + " ".join(str(o) for s in at.selectbox for o in s.options)
+
+
+def test_shortlist_lists_demo_schemes_with_plan_qia_and_history(app_db):
+    at = signed_in("finance", "pages/shortlist.py", fy="2026")
+    assert not at.exception
+    body = all_text(at)
+    assert "Shortlist & plans" in body and "Committed in-year 2026/27" in [m.label for m in at.metric]
+    editor = [d for d in at.dataframe if d.value is not None and "title" in d.value.columns]
+    assert editor and len(editor[0].value) >= 6
+    assert [t.label for t in at.tabs] == ["Details and status", "CIP plan", "QIA", "History"]
+    assert "Save plan" in [b.label for b in at.button]
+
+
+def test_shortlist_refuses_approval_without_qia(app_db):
+    at = signed_in("finance", "pages/shortlist.py")
+    # the demo's "planning" scheme has an incomplete QIA: approving it must be refused with reasons
+    scheme_box = next(s for s in at.selectbox if s.label == "Scheme")
+    ids = [int(o.split()[0].lstrip("#")) for o in scheme_box.options if "(planning)" in o]
+    at.query_params["scheme"] = str(ids[0])
+    at.run()
+    move = next(s for s in at.selectbox if s.label == "Move to")
+    move.select("approved").run()
+    next(b for b in at.button if b.label == "Change status").click().run()
+    assert any("Cannot approve yet" in e.value and "QIA" in e.value for e in at.error)
+
+
+def test_tracking_library_guide_feedback_for_every_role(app_db):
+    for username in ("admin", "finance", "csu", "viewer"):
+        for page, expected in (("pages/tracking.py", "Tracking"), ("pages/library.py", "Library"),
+                               ("pages/guide.py", "Worked example: an opportunity"),
+                               ("pages/feedback.py", "You said, we did")):
+            at = signed_in(username, page, fy="2026")
+            assert expected in all_text(at), (username, page)
+    at = signed_in("finance", "pages/tracking.py", fy="2026")
+    assert "Realised to date" in [m.label for m in at.metric]
+    assert any(f.value is not None and "RAG" in f.value.columns for f in at.dataframe)
+    viewer = signed_in("viewer", "pages/tracking.py", fy="2026")
+    assert "Save realised £" not in [b.label for b in viewer.button]
+
+
+def test_adoption_is_for_finance_and_admin_only(app_db):
+    at = signed_in("finance", "pages/adoption.py")
+    labels = [m.label for m in at.metric]
+    assert "Schemes from opportunities" in labels and "Evidenced by the data (FYE)" in labels
+    assert "not used it lately" in all_text(at)
+    csu = signed_in("csu")
+    with pytest.raises(Exception):
+        csu.switch_page("pages/adoption.py").run()
+
+
+CSU_PAGES = ["pages/overview.py", "pages/explore.py", "pages/metric.py", "pages/shortlist.py", "pages/tracking.py",
+             "pages/library.py", "pages/feedback.py", "pages/guide.py"]
+OTHER_CSU = {"csu": "ABD", "specialty": "100", "metric": "alos_elective"}
+
+
+@pytest.mark.parametrize("page", CSU_PAGES)
+def test_csu_user_never_sees_another_csus_data_on_any_page(app_db, page):
+    """Every page × every parameter a link can carry, pointed at other CSUs' data (hardening)."""
+    import duckdb
+
+    with duckdb.connect(str(app_db), read_only=True) as con:
+        # A published case study names its CSU on purpose, and only on the Library page.
+        published = "AND csu_code NOT IN (SELECT csu_code FROM schemes WHERE case_study)" if page.endswith("library.py") else ""
+        others = con.execute(f"SELECT csu_name FROM csus WHERE csu_code <> 'EMA' {published}").fetchall()
+        foreign_schemes = [r[0] for r in con.execute("SELECT scheme_id FROM schemes WHERE csu_code <> 'EMA' "
+                                                     "AND NOT case_study").fetchall()]
+        foreign_titles = [r[0] for r in con.execute("SELECT title FROM schemes WHERE csu_code <> 'EMA' "
+                                                    "AND NOT case_study").fetchall()]
+    variants = [{}, OTHER_CSU, {"csu": "ABD"}, {"scheme": str(foreign_schemes[0])},
+                {"csu": "EMA", "scheme": str(foreign_schemes[0])}, {"metric": "op_dna_rate"}, {"fy": "2025"}]
+    for params in variants:
+        at = signed_in("csu", page, **params)
+        body = all_text(at)
+        for (name,) in others:
+            assert name not in body, (page, params, name)
+        for title in foreign_titles:
+            assert title not in body, (page, params, title)

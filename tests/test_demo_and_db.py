@@ -80,6 +80,22 @@ def test_older_database_is_upgraded_without_loss(tmp_path):
         assert versions == list(range(1, db.LATEST_VERSION + 1))
 
 
+def test_version_2_shortlist_selections_become_schemes(tmp_path):
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path), config=db.CONNECT_CONFIG)
+    db.migrate(con, up_to=2)
+    con.execute("INSERT INTO csus VALUES ('OLD', 'Kept CSU')")
+    con.execute("""INSERT INTO shortlist_items (csu_code, specialty_code, metric_id, target, benchmark, actual,
+                   target_value, opportunity_gbp, created_by) VALUES ('OLD', '100', 'alos_elective', 'median', 'peer',
+                   4.0, 3.0, 40000, 'jo')""")
+    con.close()
+    with db.connect(path) as upgraded:
+        row = upgraded.execute("""SELECT csu_code, metric_id, status, origin, snapshot_opportunity_gbp, created_by, version
+                                  FROM schemes""").fetchall()
+        assert row == [("OLD", "alos_elective", "idea", "opportunity", 40000.0, "jo", 1)]
+        assert upgraded.execute("SELECT failed_sign_ins FROM users").fetchall() == []
+
+
 def test_connections_never_autoload_extensions(tmp_path):
     with db.connect(tmp_path / "x.duckdb") as con:
         settings = dict(con.execute("""SELECT name, value FROM duckdb_settings()

@@ -82,3 +82,67 @@ def test_text_never_becomes_a_formula(con, text):
     for c in cells:
         if c.data_type == "f":
             assert c.value.startswith(("=SUM", "=SUMIFS", "=")) and text not in c.value
+
+
+def test_plans_workbook_has_dropdowns_live_phasing_qia_formatting_and_charts(small_demo):
+    from opportunity_engine import db
+    from opportunity_engine.export_plans import plans_workbook
+    from opportunity_engine.users import get_user
+
+    with db.connect(small_demo, read_only=True) as c:
+        finance = get_user(c, "finance")
+        fy = c.execute("SELECT financial_year FROM cip_plans p JOIN schemes s USING (scheme_id) "
+                       "WHERE s.status = 'delivering'").fetchone()[0]
+        book = load_workbook(io.BytesIO(plans_workbook(c, finance, fy, now=datetime(2026, 11, 1))))
+        csu_book = load_workbook(io.BytesIO(plans_workbook(c, get_user(c, "csu"), fy)))
+    assert book.sheetnames == ["Cover", "Schemes", "CIP plan", "WRP targets", "QIA", "Tracking", "Metric definitions"]
+    schemes_ws = book["Schemes"]
+    assert "Schemes" in schemes_ws.tables
+    lists = {str(dv.sqref).split(":")[0]: dv.formula1 for dv in schemes_ws.data_validations.dataValidation}
+    assert lists["K2"] == '"idea,shortlisted,planning,approved,delivering,delivered,rejected"'
+    plan = book["CIP plan"]
+    headers = [c.value for c in plan[1]]
+    apr, total = headers.index("Apr") + 1, headers.index("In-year £") + 1
+    assert str(plan.cell(row=2, column=apr).value).startswith("=IF(1>=$G2,$H2/12")
+    assert plan.cell(row=2, column=total).value == f"=SUM({plan.cell(row=2, column=apr).column_letter}2:" \
+                                                   f"{plan.cell(row=2, column=apr + 11).column_letter}2)"
+    assert plan.cell(row=2, column=8).number_format == GBP
+    assert str(book["WRP targets"]["D2"].value).startswith("=SUMIFS('CIP plan'!")
+    qia_ws = book["QIA"]
+    assert qia_ws["F2"].value == "=D2*E2"
+    assert len(qia_ws.conditional_formatting) >= 1
+    tracking_ws = book["Tracking"]
+    assert str(tracking_ws["E2"].value).startswith("='CIP plan'!") and tracking_ws["G2"].value == "=F2-E2"
+    assert len(tracking_ws._charts) == 2
+    assert str(book["Cover"]["B11"].value).startswith("=SUMIFS(") or any(
+        str(c.value).startswith("=SUMIFS(") for row in book["Cover"].iter_rows() for c in row)
+    # a CSU user's workbook holds only their CSU's schemes
+    assert {r[1].value for r in csu_book["Schemes"].iter_rows(min_row=2)} == {"Emergency and Acute Medicine"}
+
+
+def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
+    from opportunity_engine import plans, qia, schemes
+    from opportunity_engine.export_plans import plans_workbook
+    from opportunity_engine.users import User
+
+    fin = User("fin", "=HYPERLINK(\"x\")", "", "finance", ())
+    for evil in INJECTIONS:
+        s = schemes.create(tiny, fin, evil + " title", "A", description=evil, lead=evil)
+        s = schemes.update(tiny, fin, s.scheme_id, s.version, status="shortlisted")
+        plans.save_plan(tiny, fin, s.scheme_id, s.version, 2026, 1, 1200, milestones=evil)
+        s = schemes.get(tiny, fin, s.scheme_id)
+        qia.save_scores(tiny, fin, s.scheme_id, s.version, {"staff": (2, 2, evil)})
+    plans.set_wrp_target(tiny, fin, "A", 2026, 1000, "=cmd|' /C calc'!A0")
+    book = load_workbook(io.BytesIO(plans_workbook(tiny, fin, 2026)))
+    formula_like = ("=", "+", "-", "@", "\t", "\r")
+    texts = []
+    for ws in book.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str) and cell.data_type == "s":
+                    texts.append(cell.value)
+                    assert not cell.value.startswith(formula_like), f"{ws.title}!{cell.coordinate}: {cell.value!r}"
+    for evil in INJECTIONS:  # title, description, lead, milestones and mitigations all arrive, neutralised
+        assert texts.count("'" + evil) >= 3  # description, lead, milestones/mitigations
+        assert ("'" + evil + " title") in texts or (evil.strip() + " title") in texts  # titles are trimmed
+    assert "'=cmd|' /C calc'!A0" in texts and "'=HYPERLINK(\"x\")" in texts

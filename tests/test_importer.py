@@ -237,3 +237,43 @@ def test_cli_import_exit_codes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad_spells.csv, row 2, column csu_code, value 'ZZ': unknown CSU code" in err
     assert "Traceback" not in err
+
+
+def test_dry_run_reports_and_changes_nothing(con, tmp_path):
+    good = write_csv(tmp_path / "spells.csv", "spells", [SPELL])
+    before = snapshot(con)
+    checked = import_files(con, [good], dry_run=True)
+    assert checked.ok and checked.dry_run and checked.loaded[0].rows == 1
+    assert "nothing committed" in checked.report() and snapshot(con) == before
+    assert import_files(con, [good]).ok and snapshot(con) != before
+
+
+def test_realised_savings_import_is_checked_and_audited(con, tmp_path):
+    from opportunity_engine import plans, qia, schemes, tracking
+    from opportunity_engine.users import User
+
+    fin = User("fin", "F", "", "finance", ())
+    s = schemes.create(con, fin, "X", "A")
+    idea = schemes.create(con, fin, "Still an idea", "A")
+    for status in ("shortlisted", "planning"):
+        s = schemes.update(con, fin, s.scheme_id, s.version, status=status)
+    plans.save_plan(con, fin, s.scheme_id, s.version, 2026, 1, 12_000)
+    s = schemes.get(con, fin, s.scheme_id)
+    qia.save_scores(con, fin, s.scheme_id, s.version, {d: (1, 1, "") for d in qia.DOMAINS})
+    for role in qia.TRI_TEAM:
+        s = schemes.get(con, fin, s.scheme_id)
+        qia.sign_off(con, fin, s.scheme_id, s.version, role, "N", dt.date(2026, 4, 1))
+    s = schemes.update(con, fin, s.scheme_id, schemes.get(con, fin, s.scheme_id).version, status="approved")
+    bad = write_csv(tmp_path / "realised_savings.csv", "realised_savings",
+                    [[str(s.scheme_id), "2026-04", "1000"], [str(idea.scheme_id), "2026-04", "5"],
+                     [str(s.scheme_id), "2026-13", "1"], [str(s.scheme_id), "2026-05", "-4"]])
+    result = import_files(con, [bad])
+    assert [(i.row, i.column) for i in result.issues] == [(3, "scheme_id"), (4, "period"), (5, "realised_gbp")]
+    assert "not approved yet" in result.issues[0].rule and tracking.realised(con, fin.scope).empty
+    good = write_csv(tmp_path / "realised_savings.csv", "realised_savings",
+                     [[str(s.scheme_id), "2026-04", "1000"], [str(s.scheme_id), "2026-05", "900.50"]])
+    assert import_files(con, [good], loaded_by="importer").ok
+    assert list(tracking.realised(con, fin.scope).realised_gbp) == [1000, 900.5]
+    history = schemes.history(con, fin, s.scheme_id)
+    assert {"realised.2026-04", "realised.2026-05"} <= set(history.field)
+    assert set(history[history.field.str.startswith("realised")].username) == {"importer"}

@@ -1,0 +1,270 @@
+"""The shortlist and plans workbook: schemes with drop-downs, CIP plan phasing as live formulas,
+QIA with risk formulas and conditional formatting, tracking with native charts.
+
+Finance will re-profile and re-total in Excel, so phasing, in-year totals, WRP coverage, QIA risk
+scores and tracking variances are formulas over the cells, not pasted values. Text cells go
+through ``safe_text`` (export.py) so nothing a user typed can run as a formula.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.chart import BarChart, LineChart, Reference
+from openpyxl.formatting.rule import CellIsRule, ColorScaleRule
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.table import Table, TableStyleInfo
+
+from . import plans, qia, schemes, tracking
+from .catalogue import all_metrics
+from .export import GBP, NHS_BLUE, _put, definitions_sheet, header_row, to_bytes
+from .users import User
+
+SCHEME_HEADERS = ("Scheme id", "CSU", "Specialty", "Metric", "Title", "Description", "Lead", "Finance category",
+                  "Recurrent", "Saving type", "Status", "Origin", "Opportunity when created £",
+                  "Actual when created", "Target when created", "Target basis", "Created by", "Created",
+                  "Version")
+PLAN_FIXED = ("Scheme id", "Title", "CSU", "Status", "Committed", "Financial year", "Start month", "FYE £", "Profile")
+
+
+def plans_workbook(con: duckdb.DuckDBPyConnection, user: User, financial_year: int, csu: str | None = None,
+                   now: datetime | None = None, as_of: str | None = None) -> bytes:
+    """All schemes in the user's scope (optionally one CSU) and their plans for ``financial_year``."""
+    now = now or datetime.now()
+    listing = schemes.listing(con, user, csu=csu)
+    book = Workbook()
+    cover = book.active
+    cover.title = "Cover"
+    sheet_schemes = book.create_sheet("Schemes")
+    sheet_plan = book.create_sheet("CIP plan")
+    sheet_targets = book.create_sheet("WRP targets")
+    sheet_qia = book.create_sheet("QIA")
+    sheet_tracking = book.create_sheet("Tracking")
+    sheet_defs = book.create_sheet("Metric definitions")
+
+    _schemes_sheet(sheet_schemes, listing)
+    plan_rows = _plan_sheet(con, sheet_plan, listing, financial_year)
+    _targets_sheet(con, sheet_targets, user, financial_year, csu, plan_rows)
+    _qia_sheet(con, sheet_qia, listing)
+    realised_end = _tracking_sheet(con, sheet_tracking, user, financial_year, listing, plan_rows)
+    definitions_sheet(sheet_defs, all_metrics(con))
+
+    _put(cover, 1, 1, "Shortlist and CIP plans").font = Font(bold=True, size=16, color=NHS_BLUE)
+    rows = [("Prepared by", user.name), ("Generated", now.strftime("%Y-%m-%d %H:%M")), ("Scope", user.scope.label),
+            ("CSU", csu or "All in scope"), ("Financial year", plans.fy_label(financial_year)),
+            ("Tracked to", as_of or tracking.last_complete_period()), ("Schemes", len(listing))]
+    for r, (k, v) in enumerate(rows, start=3):
+        _put(cover, r, 1, k).font = Font(bold=True)
+        _put(cover, r, 2, v)
+    last_plan = max(plan_rows.values(), default=1)
+    fye, inyear, committed = _plan_col("FYE £"), _plan_col("In-year £"), _plan_col("Committed")
+    figures = [
+        ("Full-year effect, committed schemes", f"=SUMIFS('CIP plan'!{fye}2:{fye}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"Yes\")"),
+        ("In-year £, committed schemes", f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"Yes\")"),
+        ("In-year £, pipeline (not yet approved)", f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"No\")"),
+        ("WRP target", "=SUM('WRP targets'!C2:C1000)"),
+        ("Realised to date", f"=SUM(Tracking!F2:F{realised_end})"),
+    ]
+    base = 3 + len(rows) + 1
+    _put(cover, base, 1, "Totals (live formulas)").font = Font(bold=True, size=13)
+    for r, (k, formula) in enumerate(figures, start=base + 1):
+        _put(cover, r, 1, k)
+        cover.cell(row=r, column=2, value=formula).number_format = GBP
+    r = base + len(figures) + 1
+    _put(cover, r, 1, "Committed plan as a share of WRP target")
+    cover.cell(row=r, column=2, value=f"=IF(B{base + 4}>0,B{base + 2}/B{base + 4},\"\")").number_format = "0.0%"
+    _put(cover, r + 2, 1, "Status, finance category and recurrent columns on the Schemes sheet have drop-downs; "
+                          "changes made in this file are not sent back to Opportunity Explorer.")
+    cover.column_dimensions["A"].width = 44
+    cover.column_dimensions["B"].width = 30
+    return to_bytes(book)
+
+
+def _schemes_sheet(ws, listing: pd.DataFrame) -> None:
+    header_row(ws, SCHEME_HEADERS)
+    for r, s in enumerate(listing.itertuples(index=False), start=2):
+        values = (int(s.scheme_id), s.csu_name, s.specialty_name, s.metric_name, s.title, s.description, s.lead,
+                  s.finance_category, "Yes" if s.recurrent else "No", s.saving_type, s.status, s.origin,
+                  s.snapshot_opportunity_gbp, s.snapshot_actual, s.snapshot_target_value,
+                  f"{s.snapshot_target} / {s.snapshot_benchmark}" if isinstance(s.snapshot_target, str) else None,
+                  s.created_by, s.created_at.strftime("%Y-%m-%d %H:%M") if pd.notna(s.created_at) else None,
+                  int(s.version))
+        for c, v in enumerate(values, start=1):
+            _put(ws, r, c, None if v is None or (isinstance(v, float) and pd.isna(v)) else v,
+                 GBP if c == 13 else ("0.000" if c in (14, 15) else None))
+    end = max(len(listing) + 1, 2)
+    if len(listing):
+        table = Table(displayName="Schemes", ref=f"A1:{get_column_letter(len(SCHEME_HEADERS))}{end}")
+        table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
+        ws.add_table(table)
+    for col, options in (("K", schemes.STATUSES), ("H", schemes.FINANCE_CATEGORIES), ("I", ("Yes", "No")),
+                         ("J", schemes.SAVING_TYPES)):
+        dv = DataValidation(type="list", formula1='"' + ",".join(options) + '"', allow_blank=False,
+                            showErrorMessage=True, errorTitle="Not a valid choice",
+                            error="Pick a value from the list.")
+        ws.add_data_validation(dv)
+        dv.add(f"{col}2:{col}{max(end, 200)}")
+    ws.freeze_panes = "B2"
+    ws.column_dimensions["E"].width = 40
+    ws.column_dimensions["F"].width = 50
+
+
+def _plan_headers() -> list[str]:
+    return list(PLAN_FIXED) + list(plans.MONTH_NAMES) + ["In-year £", "Milestones", "Metric target value"]
+
+
+def _plan_col(header: str) -> str:
+    return get_column_letter(_plan_headers().index(header) + 1)
+
+
+def _plan_sheet(con, ws, listing: pd.DataFrame, financial_year: int) -> dict[int, int]:
+    """One row per scheme with a plan this year; months are formulas of FYE, start and profile."""
+    headers = _plan_headers()
+    header_row(ws, headers)
+    first_month = len(PLAN_FIXED) + 1
+    start_col, fye_col = _plan_col("Start month"), _plan_col("FYE £")
+    rows: dict[int, int] = {}
+    r = 2
+    for s in listing.itertuples(index=False):
+        plan = plans._load(con, int(s.scheme_id))
+        if plan is None or plan.financial_year != financial_year:
+            continue
+        fixed = (int(s.scheme_id), s.title, s.csu_code, s.status, "Yes" if s.status in schemes.COMMITTED else "No",
+                 plans.fy_label(plan.financial_year), plan.start_month, plan.fye_gbp, plan.phasing)
+        for c, v in enumerate(fixed, start=1):
+            _put(ws, r, c, v, GBP if c == 8 else None)
+        for m in range(1, 13):
+            col = first_month + m - 1
+            if plan.phasing == "custom":
+                value = plan.custom_phasing[m - 1]
+            elif plan.phasing == "ramp":
+                value = (f"=IF({m}>=${start_col}{r},${fye_col}{r}/12*MIN(1,({m}-${start_col}{r}+1)/"
+                         f"{plans.RAMP_MONTHS}),0)")
+            else:
+                value = f"=IF({m}>=${start_col}{r},${fye_col}{r}/12,0)"
+            ws.cell(row=r, column=col, value=value).number_format = GBP
+        first, last = get_column_letter(first_month), get_column_letter(first_month + 11)
+        ws.cell(row=r, column=first_month + 12, value=f"=SUM({first}{r}:{last}{r})").number_format = GBP
+        _put(ws, r, first_month + 13, plan.milestones)
+        _put(ws, r, first_month + 14, plan.metric_target_value)
+        rows[int(s.scheme_id)] = r
+        r += 1
+    if rows:
+        _put(ws, r, 1, "Total").font = Font(bold=True)
+        for col in [len(PLAN_FIXED) - 1] + list(range(first_month, first_month + 13)):
+            letter = get_column_letter(col)
+            cell = ws.cell(row=r, column=col, value=f"=SUM({letter}2:{letter}{r - 1})")
+            cell.number_format, cell.font = GBP, Font(bold=True)
+    ws.freeze_panes = "C2"
+    ws.column_dimensions["B"].width = 40
+    return rows
+
+
+def _targets_sheet(con, ws, user: User, financial_year: int, csu: str | None, plan_rows: dict[int, int]) -> None:
+    header_row(ws, ("CSU code", "CSU", "WRP target £", "Committed in-year £", "Gap to target £", "Coverage", "Source"))
+    targets = plans.wrp_targets(con, user.scope, financial_year)
+    if csu:
+        targets = targets[targets.csu_code == csu]
+    last = max(plan_rows.values(), default=1)
+    inyear, csu_col, committed = _plan_col("In-year £"), _plan_col("CSU"), _plan_col("Committed")
+    for r, t in enumerate(targets.itertuples(index=False), start=2):
+        _put(ws, r, 1, t.csu_code)
+        _put(ws, r, 2, t.csu_name)
+        _put(ws, r, 3, None if pd.isna(t.target_gbp) else float(t.target_gbp), GBP)
+        ws.cell(row=r, column=4, value=f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last},'CIP plan'!{csu_col}2:{csu_col}{last},"
+                                       f"A{r},'CIP plan'!{committed}2:{committed}{last},\"Yes\")").number_format = GBP
+        ws.cell(row=r, column=5, value=f"=MAX(0,C{r}-D{r})").number_format = GBP
+        ws.cell(row=r, column=6, value=f'=IF(C{r}>0,D{r}/C{r},"")').number_format = "0%"
+        _put(ws, r, 7, t.source)
+    ws.column_dimensions["B"].width = 38
+    ws.freeze_panes = "A2"
+
+
+def _qia_sheet(con, ws, listing: pd.DataFrame) -> None:
+    header_row(ws, ("Scheme id", "Title", "Domain", "Consequence (1-5)", "Likelihood (1-5)", "Risk score",
+                    "Mitigations"))
+    r = 2
+    signoffs = []
+    for s in listing.itertuples(index=False):
+        assessment = qia.assess(con, int(s.scheme_id))
+        for row in qia.table(assessment).itertuples(index=False):
+            for c, v in enumerate((int(s.scheme_id), s.title, row.domain_label, int(row.consequence),
+                                   int(row.likelihood)), start=1):
+                _put(ws, r, c, v)
+            ws.cell(row=r, column=6, value=f"=D{r}*E{r}")
+            _put(ws, r, 7, row.mitigations)
+            r += 1
+        signoffs += [(int(s.scheme_id), s.title, qia.SIGNOFF_LABELS[role], name, str(day))
+                     for role, (name, day) in assessment.signoffs.items()]
+    limit = qia.threshold()
+    if r > 2:
+        ws.conditional_formatting.add(f"F2:F{r - 1}", CellIsRule(operator="greaterThan", formula=[str(limit)],
+                                                                 fill=PatternFill("solid", fgColor="F4B6B6"),
+                                                                 font=Font(bold=True, color="9C0006")))
+        ws.conditional_formatting.add(f"F2:F{r - 1}", ColorScaleRule(start_type="num", start_value=1, start_color="FFFFFF",
+                                                                     end_type="num", end_value=25, end_color="F8696B"))
+    _put(ws, r + 1, 1, f"Risk above {limit} needs the medical director's and chief nurse's sign-off.").font = Font(italic=True)
+    r += 3
+    header_row(ws, ("Scheme id", "Title", "Sign-off", "Name", "Date"), row=r)
+    for i, row in enumerate(signoffs, start=r + 1):
+        for c, v in enumerate(row, start=1):
+            _put(ws, i, c, v)
+    ws.column_dimensions["B"].width = 40
+    ws.column_dimensions["G"].width = 50
+    ws.freeze_panes = "A2"
+
+
+def _tracking_sheet(con, ws, user: User, financial_year: int, listing: pd.DataFrame,
+                    plan_rows: dict[int, int]) -> int:
+    """Planned (a reference into the CIP plan sheet) vs realised per scheme and month, a monthly
+    summary of SUMIFS with cumulative columns, and two native charts."""
+    header_row(ws, ("Scheme id", "Title", "CSU", "Month", "Planned £", "Realised £", "Variance £"))
+    in_listing = set(int(i) for i in listing.scheme_id)
+    months = tracking.by_month(con, user.scope, financial_year)
+    months = months[months.scheme_id.isin(in_listing) & months.scheme_id.isin(plan_rows)]
+    r = 2
+    first_month = len(PLAN_FIXED) + 1
+    for row in months.itertuples(index=False):
+        for c, v in enumerate((int(row.scheme_id), row.title, row.csu_code, row.period), start=1):
+            _put(ws, r, c, v)
+        plan_cell = f"'CIP plan'!{get_column_letter(first_month + row.month - 1)}{plan_rows[int(row.scheme_id)]}"
+        ws.cell(row=r, column=5, value=f"={plan_cell}").number_format = GBP
+        _put(ws, r, 6, float(row.realised_gbp), GBP)
+        ws.cell(row=r, column=7, value=f"=F{r}-E{r}").number_format = GBP
+        r += 1
+    end = max(r - 1, 2)
+    # Monthly summary to the right, with cumulative columns for the chart.
+    col0 = 9
+    for c, h in enumerate(("Month", "Planned £", "Realised £", "Cumulative planned £", "Cumulative realised £"), start=col0):
+        cell = _put(ws, 1, c, h)
+        cell.font, cell.fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor=NHS_BLUE)
+        ws.column_dimensions[get_column_letter(c)].width = 20
+    for m in range(1, 13):
+        rr = m + 1
+        _put(ws, rr, col0, plans.period_of(financial_year, m))
+        ws.cell(row=rr, column=col0 + 1, value=f"=SUMIFS($E$2:$E${end},$D$2:$D${end},I{rr})").number_format = GBP
+        ws.cell(row=rr, column=col0 + 2, value=f"=SUMIFS($F$2:$F${end},$D$2:$D${end},I{rr})").number_format = GBP
+        ws.cell(row=rr, column=col0 + 3, value=f"=SUM($J$2:J{rr})").number_format = GBP
+        ws.cell(row=rr, column=col0 + 4, value=f"=SUM($K$2:K{rr})").number_format = GBP
+    cats = Reference(ws, min_col=col0, min_row=2, max_row=13)
+    bars = BarChart()
+    bars.title = f"Planned vs realised by month, {plans.fy_label(financial_year)}"
+    bars.y_axis.numFmt = '"£"#,##0'
+    bars.add_data(Reference(ws, min_col=col0 + 1, max_col=col0 + 2, min_row=1, max_row=13), titles_from_data=True)
+    bars.set_categories(cats)
+    bars.height, bars.width = 9, 20
+    ws.add_chart(bars, "O2")
+    line = LineChart()
+    line.title = "Cumulative planned vs realised"
+    line.y_axis.numFmt = '"£"#,##0'
+    line.add_data(Reference(ws, min_col=col0 + 3, max_col=col0 + 4, min_row=1, max_row=13), titles_from_data=True)
+    line.set_categories(cats)
+    line.height, line.width = 9, 20
+    ws.add_chart(line, "O21")
+    ws.column_dimensions["B"].width = 40
+    ws.freeze_panes = "A2"
+    return end

@@ -1,0 +1,194 @@
+"""The in-app guide and training aid: what the tool is for, a worked example of every
+calculation (computed from the database the app is running on, so the numbers are the
+engine's, never typed in), how to read SPC, how to build a CIP plan and QIA, glossary, FAQ.
+
+``sections`` returns (title, markdown) pairs for the Guide page; ``to_html`` makes the same
+content a self-contained printable page.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+import duckdb
+
+from . import plans, qia
+from .config import settings
+from .formatting import gbp_short
+from .opportunities import Basis, opportunities, totals
+from .scope import Scope
+from .stats import xmr
+
+
+def _example_row(con: duckdb.DuckDBPyConnection, scope: Scope):
+    df = opportunities(con, scope, Basis())
+    real = df[(df.rank_group == 0) & (df.specialty_code != "") & df.unit_cost_gbp.notna()]
+    return (real if len(real) else df).head(1), df
+
+
+def sections(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
+    example, df = _example_row(con, scope)
+    out = [("What the tool is for", """
+Opportunity Explorer finds where each CSU could save money or release capacity, measured on the
+trust's own activity against a fair benchmark, and carries the best ideas through to delivered
+savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence**.
+
+1. **Overview** shows the total opportunity (net of overlap) and where it sits.
+2. **Explore** drills CSU → specialty → metric. **Metric detail** shows why: the trend, the
+   benchmark, the calculation.
+3. **Add to shortlist** turns an opportunity into a scheme. **Shortlist & plans** holds the CIP plan
+   and the QIA. **Tracking** records what was saved and whether the data agree.
+""")]
+    if not example.empty:
+        r = example.iloc[0]
+        lower = r.direction == "lower"
+        gap_formula = ("numerator − target × denominator" if lower else "target × denominator − numerator")
+        gap_numbers = (f"{r.numerator:,.1f} − {r.target_value:.6g} × {r.denominator:,.1f}" if lower
+                       else f"{r.target_value:.6g} × {r.denominator:,.1f} − {r.numerator:,.1f}")
+        out.append(("Worked example: an opportunity", f"""
+**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), {r.period_from} to {r.period_to}:
+
+| step | value |
+|---|---|
+| numerator | {r.numerator:,.1f} |
+| denominator | {r.denominator:,.1f} |
+| actual = numerator ÷ denominator | {r.actual:.4g} |
+| target (peer median, {r.benchmark_level} benchmark) | {r.target_value:.4g} |
+| gap = {gap_formula} | {gap_numbers} = {r.gap_units:,.1f} {r.unit} |
+| unit cost ({r.unit_cost_level}) | £{r.unit_cost_gbp:,.2f} |
+| opportunity = gap × unit cost | £{r.opportunity_gbp:,.0f} ({gbp_short(r.opportunity_gbp)}) |
+
+A unit already better than the target has a gap of zero: beating a benchmark never offsets a gap
+elsewhere. Top quartile and top decile targets use the 25th/75th and 10th/90th percentiles,
+whichever end is better for the metric.
+"""))
+    t = totals(df) if len(df) else None
+    if t is not None:
+        out.append(("Worked example: net of overlap", f"""
+Some metrics free the same resource: a shorter elective stay and more day cases both release the
+same bed days. For each CSU and specialty, only the **largest** opportunity in an overlap group
+counts towards the net total. Across your scope today: gross {gbp_short(t.gross_gbp)}, net
+**{gbp_short(t.net_gbp)}**. Cash-releasing {gbp_short(t.cash_gbp)}; productivity (capacity
+released, cash only if the capacity is removed or refilled with income) {gbp_short(t.productivity_gbp)}.
+"""))
+    out.append(("Worked example: is a gap real?", """
+A gap measured on few cases can be chance. **Low volume**: the denominator is below the metric's
+minimum volume. **Not significant**: the actual value sits inside the 95% funnel limit around the
+target (binomial limits for a proportion, Poisson for a rate: z = (actual − target) ÷ √variance,
+significant when |z| > 1.96). Flagged opportunities keep their £ but rank after the real ones.
+"""))
+    chart = xmr([10, 12, 11, 13, 12, 11, 10, 12])
+    out.append(("How to read SPC charts", f"""
+Monthly trends use an XmR chart (NHS England, *Making Data Count*). The centre line is the mean;
+the limits are mean ± 2.66 × the average moving range. For the values 10, 12, 11, 13, 12, 11, 10, 12
+the mean is {chart.mean:.2f}, the average moving range {chart.mr_bar:.2f}, so the limits are
+{chart.lcl:.2f} to {chart.ucl:.2f}. Special cause (something changed) is flagged when:
+
+- a point falls outside a limit;
+- a **shift**: 7 or more points in a row on one side of the mean;
+- a **trend**: 7 or more points in a row rising, or falling.
+
+Anything else is common-cause variation: do not react to single months.
+"""))
+    even = plans.phase(120_000, 4, "even")
+    ramp = plans.phase(120_000, 4, "ramp")
+    out.append(("How to build a CIP plan", f"""
+1. Create the scheme from its opportunity (**Add to shortlist**), so it keeps the figures that motivated it.
+2. Set the financial year (April to March; M1 = April), the start month and the **full-year effect**
+   (FYE: the saving over a full twelve months once running).
+3. Choose the phasing. For an FYE of £120,000 starting in M4 (July):
+   - **even**: £10,000 a month from July, in-year £{sum(even):,.0f};
+   - **ramp-up**: £3,333, £6,667, then £10,000 a month, in-year £{sum(ramp):,.0f};
+   - **custom**: your twelve values, zero before the start, summing to the even in-year total.
+4. Finance sets each CSU's **WRP target**; Shortlist & plans shows committed in-year £ against it.
+"""))
+    limit = qia.threshold()
+    out.append(("How to complete a QIA", f"""
+Score each of five domains (patient safety, clinical effectiveness, patient experience, staff,
+equality) for **consequence** (1–5) and **likelihood** (1–5); risk = consequence × likelihood, so
+4 × 4 = 16. Write the mitigations. The clinical, nursing and operational leads sign off with name
+and date. If any risk is above **{limit}**, the medical director and chief nurse must sign too.
+A scheme cannot be approved without a CIP plan and a completed QIA. Changing a score clears the
+sign-offs: people signed off the risks as they were.
+"""))
+    track = settings().get("tracking", {})
+    out.append(("Tracking and evidence", f"""
+Record realised £ each month (or import a `realised_savings` file). RAG compares realised to date
+with planned to date, up to the last complete month: green ≥ {float(track.get('green_at', 0.95)):.0%},
+amber ≥ {float(track.get('amber_at', 0.80)):.0%}, red below. **Evidence** sets SPC limits on the driving
+metric's months before the start and asks whether the months since show special cause the right
+way; the observed change × volume × the opportunity's unit cost is what the data say the scheme is worth.
+"""))
+    out.append(("Glossary", """
+| term | meaning |
+|---|---|
+| CSU | clinical service unit |
+| specialty | treatment function (code) within a CSU; "CSU-wide" for workforce metrics |
+| benchmark | peer trusts' percentiles (p10–p90) or the trust's own units (internal) |
+| opportunity | gap to the target × unit cost, £ a year at current activity |
+| scheme | a change that should realise part of an opportunity |
+| CIP / WRP | cost improvement plan / waste reduction programme |
+| FYE | full-year effect: the saving over twelve months once running |
+| QIA | quality impact assessment |
+| RAG | red / amber / green delivery status |
+| SPC | statistical process control (XmR charts) |
+"""))
+    out.append(("FAQ", """
+**Why is my opportunity different from last month?** New data moved the window (the latest 12 months)
+or the benchmark. The scheme keeps the figure from when it was shortlisted.
+
+**Why is an opportunity flagged?** Low volume or inside the funnel limits: it may be chance.
+
+**Can I see another CSU's figures?** CSU users see their own CSUs only; the internal benchmark
+uses every unit's values but shows other CSUs as "Other unit". Published case studies are shared on purpose.
+
+**How do I add a new metric?** An admin imports a `metrics` file and the data as `metric_facts`; no code change.
+
+**Who do I ask?** Your finance business partner, or use Feedback in the sidebar.
+"""))
+    return out
+
+
+def to_html(sections_: list[tuple[str, str]], title: str = "Opportunity Explorer guide") -> str:
+    """A printable, self-contained HTML page of the guide (headings, paragraphs, lists, tables, bold)."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for heading, text in sections_:
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        body.extend(_blocks(text))
+    style = ("body{font-family:Arial,sans-serif;max-width:900px;margin:2em auto;color:#212b32}"
+             "h1,h2{color:#005EB8}table{border-collapse:collapse}td,th{border:1px solid #aeb7bd;padding:4px 8px}"
+             "@media print{h2{page-break-after:avoid}}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _blocks(text: str) -> list[str]:
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = [line.strip() for line in block.strip().splitlines()]
+        if lines and lines[0].startswith("|"):
+            rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-: ")]
+            head, *rest = rows
+            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rest) + "</table>")
+        elif lines and re.match(r"^(-|\d+\.) ", lines[0]):
+            items, current = [], ""
+            for line in lines:
+                if re.match(r"^(-|\d+\.) ", line):
+                    if current:
+                        items.append(current)
+                    current = re.sub(r"^(-|\d+\.) ", "", line)
+                else:
+                    current += " " + line
+            items.append(current)
+            tag = "ol" if lines[0][0].isdigit() else "ul"
+            out.append(f"<{tag}>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + f"</{tag}>")
+        else:
+            out.append(f"<p>{_inline(' '.join(lines))}</p>")
+    return out

@@ -1,0 +1,212 @@
+"""CIP plans: full-year effect, in-year phasing over the financial year, and WRP targets.
+
+The financial year runs April to March; month 1 (M1) is April. A plan for financial year
+``2026`` means 2026/27 (April 2026 to March 2027).
+
+Phasing profiles (the in-year £ is the sum of the twelve months):
+- ``even``: FYE / 12 in every month from the start month: in-year = FYE × (13 − start) / 12.
+- ``ramp``: a three-month ramp-up (⅓, ⅔, then the full FYE / 12 each month), for schemes that
+  take time to bed in: in-year = even in-year − FYE / 12 (or less when starting in M11–M12).
+- ``custom``: twelve values, zero before the start month, that must sum to the even in-year
+  total: the finance partner re-profiles when the money lands, not how much lands this year.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from . import audit, schemes
+from .audit import transaction
+from .scope import Scope, scope_filter
+from .users import User
+
+PROFILES = ("even", "ramp", "custom")
+PROFILE_LABELS = {"even": "Even", "ramp": "Ramp-up (3 months)", "custom": "Custom"}
+MONTH_NAMES = ("Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Jan", "Feb", "Mar")
+RAMP_MONTHS = 3
+TOLERANCE_GBP = 1.0
+
+
+@dataclass
+class Plan:
+    scheme_id: int
+    financial_year: int
+    start_month: int
+    fye_gbp: float
+    phasing: str = "even"
+    custom_phasing: list[float] | None = None
+    milestones: str = ""
+    metric_target_value: float | None = None
+    monthly: list[float] = field(default_factory=list)
+
+    @property
+    def in_year_gbp(self) -> float:
+        return sum(self.monthly)
+
+
+def fy_label(financial_year: int) -> str:
+    return f"{financial_year}/{(financial_year + 1) % 100:02d}"
+
+
+def period_of(financial_year: int, month: int) -> str:
+    """'YYYY-MM' of month ``month`` (1 = April) of a financial year."""
+    calendar = month + 3
+    year = financial_year + (calendar - 1) // 12
+    return f"{year:04d}-{(calendar - 1) % 12 + 1:02d}"
+
+
+def fy_month(period: str) -> tuple[int, int]:
+    """(financial year, month 1–12) of a 'YYYY-MM' period."""
+    year, month = int(period[:4]), int(period[5:7])
+    return (year, month - 3) if month >= 4 else (year - 1, month + 9)
+
+
+def current_fy(today) -> int:
+    return today.year if today.month >= 4 else today.year - 1
+
+
+def phase(fye_gbp: float, start_month: int, profile: str, custom: list[float] | None = None) -> list[float]:
+    """The twelve monthly amounts (M1 = April). Raises ValueError with a message a user can act on."""
+    if not 1 <= int(start_month) <= 12:
+        raise ValueError("Start month must be between 1 (April) and 12 (March).")
+    if fye_gbp is None or fye_gbp < 0:
+        raise ValueError("Full-year effect must be zero or more pounds.")
+    start = int(start_month)
+    monthly_full = fye_gbp / 12
+    if profile == "even":
+        return [monthly_full if m >= start else 0.0 for m in range(1, 13)]
+    if profile == "ramp":
+        return [monthly_full * min(1.0, (m - start + 1) / RAMP_MONTHS) if m >= start else 0.0 for m in range(1, 13)]
+    if profile == "custom":
+        values = [float(v) for v in (custom or [])]
+        if len(values) != 12:
+            raise ValueError("A custom phasing needs twelve monthly values (April to March).")
+        if any(v < 0 for v in values):
+            raise ValueError("Monthly phasing values cannot be negative.")
+        early = [MONTH_NAMES[m] for m in range(start - 1) if values[m] != 0]
+        if early:
+            raise ValueError(f"Months before the start month must be zero ({', '.join(early)} are not).")
+        expected = fye_gbp * (13 - start) / 12
+        if abs(sum(values) - expected) > TOLERANCE_GBP:
+            raise ValueError(f"The twelve custom values sum to £{sum(values):,.0f}; they must sum to the in-year "
+                             f"total £{expected:,.0f} (FYE × {13 - start} months remaining ÷ 12).")
+        return values
+    raise ValueError(f"Phasing must be one of {', '.join(PROFILES)}.")
+
+
+def get_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Plan | None:
+    schemes.get(con, user, scheme_id)
+    return _load(con, scheme_id)
+
+
+def _load(con: duckdb.DuckDBPyConnection, scheme_id: int) -> Plan | None:
+    row = con.execute("""SELECT scheme_id, financial_year, start_month, fye_gbp, phasing, custom_phasing,
+                                milestones, metric_target_value FROM cip_plans WHERE scheme_id = ?""",
+                      [int(scheme_id)]).fetchone()
+    if row is None:
+        return None
+    plan = Plan(*row)
+    plan.monthly = phase(plan.fye_gbp, plan.start_month, plan.phasing, plan.custom_phasing)
+    return plan
+
+
+def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
+              financial_year: int, start_month: int, fye_gbp: float, phasing: str = "even",
+              custom_phasing: list[float] | None = None, milestones: str = "",
+              metric_target_value: float | None = None) -> Plan:
+    if not 2000 <= int(financial_year) <= 2100:
+        raise ValueError("Financial year looks wrong (expected e.g. 2026 for 2026/27).")
+    phase(fye_gbp, start_month, phasing, custom_phasing)  # validate before writing anything
+    custom = [float(v) for v in custom_phasing] if phasing == "custom" else None
+    with transaction(con):
+        scheme = schemes.get(con, user, scheme_id)
+        schemes._require_editor(user, scheme.csu_code)
+        schemes.check_version(con, scheme, expected_version)
+        if scheme.status in ("delivering", "delivered"):
+            raise ValueError("The plan of a scheme in delivery is fixed; record realised savings instead.")
+        old = _load(con, scheme_id)
+        new = {"financial_year": int(financial_year), "start_month": int(start_month), "fye_gbp": float(fye_gbp),
+               "phasing": phasing, "custom_phasing": custom, "milestones": milestones,
+               "metric_target_value": metric_target_value}
+        schemes.bump(con, user, scheme_id, expected_version)
+        con.execute("INSERT OR REPLACE INTO cip_plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [int(scheme_id), *new.values()])
+        audit.record(con, user.username, "scheme", scheme_id,
+                     {f"plan.{k}": (getattr(old, k) if old else None, v) for k, v in new.items()})
+    return _load(con, scheme_id)
+
+
+def monthly_plan(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
+                 statuses: tuple[str, ...] = schemes.COMMITTED) -> pd.DataFrame:
+    """One row per (scheme, month) of the financial year: the planned £ from each plan's phasing."""
+    rows = con.execute(f"""
+        SELECT s.scheme_id, s.title, s.csu_code, s.status, p.start_month, p.fye_gbp, p.phasing, p.custom_phasing
+        FROM schemes s JOIN cip_plans p USING (scheme_id)
+        WHERE p.financial_year = $fy AND list_contains($statuses, s.status) AND {scope_filter('s.csu_code')}
+        ORDER BY s.scheme_id""", {"fy": int(financial_year), "statuses": list(statuses), **scope.sql_params()}).fetchall()
+    out = []
+    for scheme_id, title, csu, status, start, fye, profile, custom in rows:
+        for month, planned in enumerate(phase(fye, start, profile, custom), start=1):
+            out.append((scheme_id, title, csu, status, month, MONTH_NAMES[month - 1],
+                        period_of(financial_year, month), planned))
+    return pd.DataFrame(out, columns=["scheme_id", "title", "csu_code", "status", "month", "month_name",
+                                      "period", "planned_gbp"])
+
+
+def set_wrp_target(con: duckdb.DuckDBPyConnection, user: User, csu: str, financial_year: int,
+                   target_gbp: float, source: str = "") -> None:
+    """Finance sets each CSU's WRP target per financial year (audited)."""
+    if user.role not in ("admin", "finance"):
+        raise PermissionError("Only finance or an admin can set WRP targets.")
+    if target_gbp is None or target_gbp < 0:
+        raise ValueError("A WRP target is zero or more pounds.")
+    with transaction(con):
+        if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [csu]).fetchone():
+            raise ValueError(f"Unknown CSU {csu}.")
+        old = con.execute("SELECT target_gbp FROM wrp_targets WHERE csu_code = ? AND financial_year = ?",
+                          [csu, int(financial_year)]).fetchone()
+        con.execute("INSERT OR REPLACE INTO wrp_targets VALUES (?, ?, ?, ?, ?)",
+                    [csu, int(financial_year), float(target_gbp), source, user.username])
+        audit.record(con, user.username, "wrp_target", f"{csu}/{financial_year}",
+                     {"target_gbp": (old[0] if old else None, float(target_gbp))})
+
+
+def wrp_targets(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
+    return con.execute(f"""SELECT c.csu_code, c.csu_name, t.target_gbp, t.source, t.set_by
+                           FROM csus c LEFT JOIN wrp_targets t ON t.csu_code = c.csu_code AND t.financial_year = $fy
+                           WHERE {scope_filter('c.csu_code')} ORDER BY c.csu_name""",
+                       {"fy": int(financial_year), **scope.sql_params()}).df()
+
+
+def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
+    """Per CSU: committed in-year £ and FYE (approved, delivering, delivered), pipeline in-year £
+    (plans not yet approved), WRP target and the gap still to find. A trust row comes from
+    :func:`trust_total`."""
+    committed = monthly_plan(con, scope, financial_year)
+    pipeline = monthly_plan(con, scope, financial_year, ("idea", "shortlisted", "planning"))
+    fye = con.execute(f"""
+        SELECT s.csu_code, sum(p.fye_gbp) FILTER (WHERE list_contains($committed, s.status)) AS fye_gbp
+        FROM schemes s JOIN cip_plans p USING (scheme_id)
+        WHERE p.financial_year = $fy AND {scope_filter('s.csu_code')} GROUP BY s.csu_code""",
+        {"fy": int(financial_year), "committed": list(schemes.COMMITTED), **scope.sql_params()}).df()
+    out = wrp_targets(con, scope, financial_year)[["csu_code", "csu_name", "target_gbp"]]
+    out = out.merge(committed.groupby("csu_code", as_index=False)["planned_gbp"].sum()
+                    .rename(columns={"planned_gbp": "in_year_gbp"}), on="csu_code", how="left")
+    out = out.merge(pipeline.groupby("csu_code", as_index=False)["planned_gbp"].sum()
+                    .rename(columns={"planned_gbp": "pipeline_gbp"}), on="csu_code", how="left")
+    out = out.merge(fye, on="csu_code", how="left")
+    for col in ("in_year_gbp", "pipeline_gbp", "fye_gbp"):
+        out[col] = out[col].fillna(0.0)
+    out["gap_to_target_gbp"] = (out["target_gbp"] - out["in_year_gbp"]).clip(lower=0)
+    out["coverage"] = out["in_year_gbp"] / out["target_gbp"].where(out["target_gbp"] > 0)
+    return out
+
+
+def trust_total(by_csu: pd.DataFrame) -> dict:
+    target = float(by_csu["target_gbp"].fillna(0).sum())
+    in_year = float(by_csu["in_year_gbp"].sum())
+    return {"target_gbp": target, "in_year_gbp": in_year, "pipeline_gbp": float(by_csu["pipeline_gbp"].sum()),
+            "fye_gbp": float(by_csu["fye_gbp"].sum()), "gap_to_target_gbp": float(by_csu["gap_to_target_gbp"].sum()),
+            "coverage": in_year / target if target else None}

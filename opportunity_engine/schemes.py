@@ -1,0 +1,284 @@
+"""Schemes: the shortlist, each scheme tied to the opportunity that motivated it.
+
+A scheme is created from an opportunity (CSU, specialty, metric, with the figures at the time
+kept as a snapshot, so a data refresh never rewrites why it was started) or by hand. Its status
+moves only along ALLOWED transitions; approval is gated on a phased CIP plan and a completed QIA
+(see ``approval_blockers``). Every write checks the version the editor read (optimistic
+concurrency: two people editing the same scheme cannot silently overwrite each other) and is
+audited field by field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import duckdb
+import pandas as pd
+
+from . import audit
+from .audit import ConflictError, transaction
+from .opportunities import Basis, opportunities
+from .scope import ScopeError, scope_filter
+from .users import User
+
+STATUSES = ("idea", "shortlisted", "planning", "approved", "delivering", "delivered", "rejected")
+STATUS_LABELS = {s: s.capitalize() for s in STATUSES}
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "idea": ("shortlisted", "rejected"),
+    "shortlisted": ("planning", "idea", "rejected"),
+    "planning": ("approved", "shortlisted", "rejected"),
+    "approved": ("delivering", "planning", "rejected"),
+    "delivering": ("delivered", "rejected"),
+    "delivered": (),
+    "rejected": ("idea",),
+}
+FINANCE_CATEGORIES = ("pay", "non_pay", "income")
+FINANCE_LABELS = {"pay": "Pay", "non_pay": "Non-pay", "income": "Income"}
+SAVING_TYPES = ("cash", "productivity")
+EDITABLE = ("title", "description", "lead", "finance_category", "recurrent", "saving_type", "status")
+# Statuses from which a scheme counts as committed in plan totals and is tracked.
+COMMITTED = ("approved", "delivering", "delivered")
+
+
+@dataclass
+class Scheme:
+    scheme_id: int
+    title: str
+    description: str
+    lead: str
+    csu_code: str
+    specialty_code: str | None
+    metric_id: str | None
+    finance_category: str
+    recurrent: bool
+    saving_type: str
+    status: str
+    origin: str
+    case_study: bool
+    snapshot_target: str | None
+    snapshot_benchmark: str | None
+    snapshot_period_from: str | None
+    snapshot_period_to: str | None
+    snapshot_actual: float | None
+    snapshot_target_value: float | None
+    snapshot_opportunity_gbp: float | None
+    snapshot_unit_cost_gbp: float | None
+    created_by: str
+    created_at: object
+    updated_by: str
+    updated_at: object
+    version: int
+
+
+_COLUMNS = ", ".join(f.name for f in fields(Scheme))
+
+
+def _require_editor(user: User, csu: str) -> None:
+    user.scope.check(csu)
+    if not user.can_edit:
+        raise PermissionError("Your role can view schemes but not change them.")
+
+
+def validate(changes: dict) -> None:
+    """Field rules shared by the form, the table editor and imports; messages name the field."""
+    if "title" in changes and not str(changes["title"] or "").strip():
+        raise ValueError("A scheme needs a title.")
+    if "finance_category" in changes and changes["finance_category"] not in FINANCE_CATEGORIES:
+        raise ValueError(f"Finance category must be one of {', '.join(FINANCE_CATEGORIES)}.")
+    if "saving_type" in changes and changes["saving_type"] not in SAVING_TYPES:
+        raise ValueError("Saving type must be cash or productivity.")
+    if "status" in changes and changes["status"] not in STATUSES:
+        raise ValueError(f"Status must be one of {', '.join(STATUSES)}.")
+    for key in ("title", "description", "lead"):
+        if key in changes and len(str(changes[key] or "")) > 4000:
+            raise ValueError(f"{key.capitalize()} is longer than 4,000 characters.")
+
+
+def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, description: str = "",
+           lead: str = "", specialty: str | None = None, metric: str | None = None,
+           finance_category: str = "pay", recurrent: bool = True, saving_type: str | None = None,
+           basis: Basis | None = None, status: str = "idea") -> Scheme:
+    """A scheme by hand, or from an opportunity when ``metric`` is given (then the opportunity's
+    figures under ``basis`` are stored as the snapshot and the saving type defaults to the
+    metric's)."""
+    _require_editor(user, csu)
+    if status not in ("idea", "shortlisted"):
+        raise ValueError("A new scheme starts as an idea or shortlisted.")
+    snapshot: dict = {}
+    origin = "manual"
+    if metric is not None:
+        basis = basis or Basis()
+        rows = opportunities(con, user.scope, basis, csu=csu, specialty=specialty, metric=metric)
+        if rows.empty:
+            raise ValueError("There is no opportunity for that CSU, specialty and metric.")
+        r = rows.iloc[0]
+        origin = "opportunity"
+        saving_type = saving_type or r.saving_type
+        snapshot = {
+            "snapshot_target": basis.target, "snapshot_benchmark": basis.benchmark,
+            "snapshot_period_from": r.period_from, "snapshot_period_to": r.period_to,
+            "snapshot_actual": _num(r.actual), "snapshot_target_value": _num(r.target_value),
+            "snapshot_opportunity_gbp": _num(r.opportunity_gbp), "snapshot_unit_cost_gbp": _num(r.unit_cost_gbp),
+        }
+    values = {"title": title.strip(), "description": description, "lead": lead, "csu_code": csu,
+              "specialty_code": specialty, "metric_id": metric, "finance_category": finance_category,
+              "recurrent": bool(recurrent), "saving_type": saving_type or "cash", "status": status,
+              "origin": origin, "created_by": user.username, "updated_by": user.username, **snapshot}
+    validate(values)
+    with transaction(con):
+        if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [csu]).fetchone():
+            raise ValueError(f"Unknown CSU {csu}.")
+        names = list(values)
+        scheme_id = con.execute(
+            f"INSERT INTO schemes ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) RETURNING scheme_id",
+            list(values.values())).fetchone()[0]
+        audit.record(con, user.username, "scheme", scheme_id, {"created": (None, f"{origin}: {title}")})
+        con.execute("INSERT INTO usage_events (username, role, csus, event, page, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                    [user.username, user.role, list(user.csus), "scheme_created", "shortlist", str(scheme_id)])
+    return get(con, user, scheme_id)
+
+
+def _num(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def get(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Scheme:
+    """One scheme in the user's scope. Out of scope reads exactly like a missing scheme's
+    refusal, so ids cannot be probed for other CSUs' schemes."""
+    row = con.execute(f"SELECT {_COLUMNS} FROM schemes WHERE scheme_id = ?", [int(scheme_id)]).fetchone()
+    if row is None or not user.scope.allows(row[4]):
+        raise ScopeError(f"Scheme {scheme_id} is not available to you.")
+    return Scheme(*row)
+
+
+def listing(con: duckdb.DuckDBPyConnection, user: User, csu: str | None = None,
+            statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Schemes in scope with their plan's headline figures, newest first."""
+    user.scope.check(csu)
+    return con.execute(f"""
+        SELECT s.*, c.csu_name, m.metric_name,
+               CASE WHEN s.specialty_code = '' THEN 'CSU-wide' ELSE sp.specialty_name END AS specialty_name,
+               p.financial_year, p.start_month, p.fye_gbp, p.phasing
+        FROM schemes s JOIN csus c USING (csu_code)
+        LEFT JOIN metrics m USING (metric_id)
+        LEFT JOIN specialties sp ON sp.specialty_code = s.specialty_code
+        LEFT JOIN cip_plans p USING (scheme_id)
+        WHERE {scope_filter('s.csu_code')} AND ($csu IS NULL OR s.csu_code = $csu)
+          AND ($any_status OR list_contains($statuses, s.status))
+        ORDER BY s.scheme_id DESC""",
+        {**user.scope.sql_params(), "csu": csu, "any_status": statuses is None,
+         "statuses": list(statuses or ())}).df()
+
+
+def check_version(con: duckdb.DuckDBPyConnection, scheme: Scheme, expected_version: int) -> None:
+    if scheme.version != expected_version:
+        raise ConflictError(f"Scheme {scheme.scheme_id} was changed by {scheme.updated_by} at "
+                            f"{scheme.updated_at:%d %b %Y %H:%M} after you opened it. Reload to see their "
+                            "change, then make yours again.")
+
+
+def bump(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int) -> int:
+    """Claim the next version inside the caller's transaction; fails if someone got there first."""
+    row = con.execute("""UPDATE schemes SET version = version + 1, updated_by = ?, updated_at = current_timestamp
+                         WHERE scheme_id = ? AND version = ? RETURNING version""",
+                      [user.username, int(scheme_id), int(expected_version)]).fetchone()
+    if row is None:
+        raise ConflictError(f"Scheme {scheme_id} was changed by someone else after you opened it. "
+                            "Reload to see their change, then make yours again.")
+    return row[0]
+
+
+def update(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
+           **changes) -> Scheme:
+    """Change editable fields (and status, along allowed transitions only)."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"Cannot change {', '.join(sorted(unknown))}.")
+    validate(changes)
+    with transaction(con):
+        scheme = get(con, user, scheme_id)
+        _require_editor(user, scheme.csu_code)
+        check_version(con, scheme, expected_version)
+        changes = {k: v for k, v in changes.items() if getattr(scheme, k) != v}
+        if "status" in changes:
+            check_transition(con, scheme, changes["status"])
+        if not changes:
+            return scheme
+        bump(con, user, scheme_id, expected_version)
+        con.execute(f"UPDATE schemes SET {', '.join(f'{k} = ?' for k in changes)} WHERE scheme_id = ?",
+                    [*changes.values(), int(scheme_id)])
+        audit.record(con, user.username, "scheme", scheme_id,
+                     {k: (getattr(scheme, k), v) for k, v in changes.items()})
+    return get(con, user, scheme_id)
+
+
+def check_transition(con: duckdb.DuckDBPyConnection, scheme: Scheme, new_status: str) -> None:
+    if new_status not in ALLOWED[scheme.status]:
+        allowed = ", ".join(ALLOWED[scheme.status]) or "none (delivered is final)"
+        raise ValueError(f"A scheme cannot move from {scheme.status} to {new_status}. Allowed: {allowed}.")
+    if new_status == "approved":
+        blockers = approval_blockers(con, scheme.scheme_id)
+        if blockers:
+            raise ValueError("Cannot approve yet: " + "; ".join(blockers) + ".")
+
+
+def approval_blockers(con: duckdb.DuckDBPyConnection, scheme_id: int) -> list[str]:
+    """What stands between a scheme and approval: a phased CIP plan and a completed QIA
+    (escalated QIAs also need the medical director's and chief nurse's sign-off)."""
+    from .qia import assess  # qia imports this module's get/bump
+
+    blockers = []
+    if not con.execute("SELECT 1 FROM cip_plans WHERE scheme_id = ?", [int(scheme_id)]).fetchone():
+        blockers.append("no CIP plan")
+    blockers.extend(assess(con, scheme_id).missing)
+    return blockers
+
+
+def allowed_next(scheme: Scheme) -> tuple[str, ...]:
+    return ALLOWED[scheme.status]
+
+
+def set_case_study(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
+                   published: bool) -> Scheme:
+    """Publish a delivered scheme to the library, where every CSU can learn from it. Only
+    finance and admin publish: it deliberately shares one CSU's scheme with the others."""
+    if user.role not in ("admin", "finance"):
+        raise PermissionError("Only finance or an admin can publish a case study.")
+    with transaction(con):
+        scheme = get(con, user, scheme_id)
+        check_version(con, scheme, expected_version)
+        if published and scheme.status != "delivered":
+            raise ValueError("Only a delivered scheme can become a case study.")
+        bump(con, user, scheme_id, expected_version)
+        con.execute("UPDATE schemes SET case_study = ? WHERE scheme_id = ?", [published, int(scheme_id)])
+        audit.record(con, user.username, "scheme", scheme_id, {"case_study": (scheme.case_study, published)})
+    return get(con, user, scheme_id)
+
+
+def history(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> pd.DataFrame:
+    get(con, user, scheme_id)  # scope check
+    return audit.history(con, "scheme", scheme_id)
+
+
+def apply_table_edits(con: duckdb.DuckDBPyConnection, user: User, before: pd.DataFrame, after: pd.DataFrame,
+                      seen_versions: dict[int, int]) -> list[tuple[int, str | None]]:
+    """Save the rows a table editor changed, each against the version the editor was showing.
+
+    Returns (scheme_id, None) for each saved row and (scheme_id, message) for each refused one
+    (conflict, disallowed transition, bad value), so one bad row never loses the others."""
+    outcomes = []
+    columns = [c for c in EDITABLE if c in after.columns and c in before.columns]
+    old_rows = before.set_index("scheme_id")
+    for row in after.itertuples(index=False):
+        scheme_id = int(row.scheme_id)
+        if scheme_id not in old_rows.index:
+            continue
+        changes = {c: getattr(row, c) for c in columns if getattr(row, c) != old_rows.at[scheme_id, c]}
+        changes = {c: (bool(v) if c == "recurrent" else v) for c, v in changes.items()}
+        if not changes:
+            continue
+        try:
+            update(con, user, scheme_id, seen_versions.get(scheme_id, int(old_rows.at[scheme_id, "version"])), **changes)
+            outcomes.append((scheme_id, None))
+        except (ValueError, ConflictError, PermissionError, ScopeError) as exc:
+            outcomes.append((scheme_id, str(exc)))
+    return outcomes

@@ -1,0 +1,234 @@
+"""Tracking delivery: realised savings against plan, RAG, and evidence from the data.
+
+RAG rules (config.toml [tracking]): for a committed scheme (approved, delivering, delivered),
+compare realised £ to date with planned £ to date, both over the months of the financial year up
+to the last complete month (``as_of``):
+- Green: realised ≥ 95% of planned;  Amber: ≥ 80%;  Red: below 80%;
+- "Not due": nothing planned yet by ``as_of`` (the start month is still ahead).
+
+Evidence: the scheme's driving metric (its CSU, specialty and metric) before and after the plan's
+start month. XmR limits are set on the months before the start (at least
+``min_baseline_months``); the months after are judged against them with NHS "Making Data Count"
+rules (a point beyond a limit, a shift of 7 on one side of the mean, a trend of 7). The observed
+change is priced with the opportunity maths: change in the rate × the denominator since the start
+× the same unit cost the opportunity used, annualised to a full-year effect.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from . import audit, plans, schemes
+from .audit import transaction
+from .config import settings
+from .opportunities import Basis, opportunities, trend
+from .scope import Scope, scope_filter
+from .stats import xmr
+from .users import User
+
+PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+MAX_REALISED_GBP = 1e9
+
+
+def _cfg() -> dict:
+    return settings().get("tracking", {})
+
+
+def last_complete_period(today: dt.date | None = None) -> str:
+    today = today or dt.date.today()
+    first = today.replace(day=1) - dt.timedelta(days=1)
+    return f"{first.year:04d}-{first.month:02d}"
+
+
+def rag(planned_to_date: float, realised_to_date: float) -> str:
+    if planned_to_date <= 0:
+        return "Not due"
+    ratio = realised_to_date / planned_to_date
+    if ratio >= float(_cfg().get("green_at", 0.95)):
+        return "Green"
+    if ratio >= float(_cfg().get("amber_at", 0.80)):
+        return "Amber"
+    return "Red"
+
+
+def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, period: str,
+                    realised_gbp: float) -> None:
+    """Enter (or correct) one month's realised saving of a committed scheme (audited)."""
+    if not isinstance(period, str) or not PERIOD.fullmatch(period):
+        raise ValueError(f"Period must be YYYY-MM (got {period!r}).")
+    try:
+        value = float(realised_gbp)
+    except (TypeError, ValueError):
+        raise ValueError(f"Realised £ must be a number (got {realised_gbp!r}).") from None
+    if not math.isfinite(value) or value < 0 or value > MAX_REALISED_GBP:
+        raise ValueError(f"Realised £ must be between 0 and {MAX_REALISED_GBP:,.0f} (got {realised_gbp}).")
+    with transaction(con):
+        scheme = schemes.get(con, user, scheme_id)
+        schemes._require_editor(user, scheme.csu_code)
+        if scheme.status not in schemes.COMMITTED:
+            raise ValueError(f"Scheme {scheme_id} is {scheme.status}: realised savings are recorded once it is approved.")
+        old = con.execute("SELECT realised_gbp FROM realised_savings WHERE scheme_id = ? AND period = ?",
+                          [int(scheme_id), period]).fetchone()
+        con.execute("INSERT OR REPLACE INTO realised_savings VALUES (?, ?, ?, ?, current_timestamp)",
+                    [int(scheme_id), period, value, user.username])
+        audit.record(con, user.username, "scheme", scheme_id, {f"realised.{period}": (old[0] if old else None, value)})
+
+
+def realised(con: duckdb.DuckDBPyConnection, scope: Scope, scheme_id: int | None = None) -> pd.DataFrame:
+    return con.execute(f"""
+        SELECT r.scheme_id, r.period, r.realised_gbp, r.entered_by, r.entered_at
+        FROM realised_savings r JOIN schemes s USING (scheme_id)
+        WHERE {scope_filter('s.csu_code')} AND ($scheme IS NULL OR r.scheme_id = $scheme)
+        ORDER BY r.scheme_id, r.period""", {**scope.sql_params(), "scheme": scheme_id}).df()
+
+
+def by_month(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
+    """Planned and realised £ per (scheme, month) of the year, committed schemes only."""
+    planned = plans.monthly_plan(con, scope, financial_year)
+    done = realised(con, scope)
+    out = planned.merge(done[["scheme_id", "period", "realised_gbp"]], on=["scheme_id", "period"], how="left")
+    out["realised_gbp"] = out["realised_gbp"].fillna(0.0)
+    return out
+
+
+def scheme_summary(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
+                   as_of: str | None = None) -> pd.DataFrame:
+    """One row per committed scheme: in-year plan, planned and realised to date, variance, RAG."""
+    as_of = as_of or last_complete_period()
+    months = by_month(con, scope, financial_year)
+    cols = ["scheme_id", "title", "csu_code", "status", "in_year_gbp", "planned_to_date_gbp",
+            "realised_to_date_gbp", "variance_gbp", "rag"]
+    if months.empty:
+        return pd.DataFrame(columns=cols)
+    due = months[months["period"] <= as_of]
+    out = months.groupby(["scheme_id", "title", "csu_code", "status"], as_index=False).agg(in_year_gbp=("planned_gbp", "sum"))
+    out = out.merge(due.groupby("scheme_id", as_index=False).agg(planned_to_date_gbp=("planned_gbp", "sum"),
+                                                                 realised_to_date_gbp=("realised_gbp", "sum")),
+                    on="scheme_id", how="left").fillna({"planned_to_date_gbp": 0.0, "realised_to_date_gbp": 0.0})
+    out["variance_gbp"] = out["realised_to_date_gbp"] - out["planned_to_date_gbp"]
+    out["rag"] = [rag(p, r) for p, r in zip(out["planned_to_date_gbp"], out["realised_to_date_gbp"])]
+    return out[cols]
+
+
+def monthly_totals(months: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Planned vs realised per month (optionally per CSU), with cumulative columns for the chart."""
+    keys = (by or []) + ["month", "month_name", "period"]
+    out = months.groupby(keys, as_index=False)[["planned_gbp", "realised_gbp"]].sum().sort_values(keys)
+    group = out.groupby(by) if by else out
+    out["cumulative_planned_gbp"] = group["planned_gbp"].cumsum()
+    out["cumulative_realised_gbp"] = group["realised_gbp"].cumsum()
+    return out
+
+
+@dataclass
+class Evidence:
+    scheme_id: int
+    status: str  # "signal of improvement", "signal of deterioration", "no signal", "not enough data", "no driving metric"
+    message: str
+    series: pd.DataFrame = field(default_factory=pd.DataFrame)
+    start_period: str | None = None
+    before_value: float | None = None
+    after_value: float | None = None
+    months_after: int = 0
+    change_units: float | None = None   # gap units freed since the start (positive = better)
+    evidenced_gbp: float | None = None  # what the observed change is worth over the months since the start
+    evidenced_fye_gbp: float | None = None  # the same, annualised
+    unit_cost_gbp: float | None = None
+    realised_gbp: float = 0.0
+    fye_claimed_gbp: float | None = None
+
+
+def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evidence:
+    scheme = schemes.get(con, user, scheme_id)
+    plan = plans._load(con, scheme_id)
+    realised_total = float(con.execute("SELECT coalesce(sum(realised_gbp), 0) FROM realised_savings WHERE scheme_id = ?",
+                                       [int(scheme_id)]).fetchone()[0])
+    if not scheme.metric_id or plan is None:
+        why = ("This scheme was created by hand, with no driving metric" if not scheme.metric_id
+               else "This scheme has no CIP plan yet, so there is no start month")
+        return Evidence(scheme_id, "no driving metric" if not scheme.metric_id else "no plan",
+                        why + ": the data cannot test it.",
+                        realised_gbp=realised_total, fye_claimed_gbp=plan.fye_gbp if plan else None)
+    start = plans.period_of(plan.financial_year, plan.start_month)
+    series = trend(con, user.scope, scheme.metric_id, scheme.csu_code, scheme.specialty_code)
+    return assess_series(series, start, _direction(con, scheme.metric_id), _unit_cost(con, user, scheme),
+                         scheme_id=scheme.scheme_id, realised_gbp=realised_total, fye_claimed_gbp=plan.fye_gbp)
+
+
+def _direction(con: duckdb.DuckDBPyConnection, metric_id: str) -> str:
+    return con.execute("SELECT direction FROM metrics WHERE metric_id = ?", [metric_id]).fetchone()[0]
+
+
+def _unit_cost(con: duckdb.DuckDBPyConnection, user: User, scheme: schemes.Scheme) -> float | None:
+    """The unit cost the opportunity maths uses for this grain (specialty, else all-specialty)."""
+    rows = opportunities(con, user.scope, Basis(), csu=scheme.csu_code, specialty=scheme.specialty_code,
+                         metric=scheme.metric_id)
+    if not rows.empty and not pd.isna(rows.iloc[0].unit_cost_gbp):
+        return float(rows.iloc[0].unit_cost_gbp)
+    return scheme.snapshot_unit_cost_gbp
+
+
+def assess_series(series: pd.DataFrame, start: str, direction: str, unit_cost: float | None,
+                  scheme_id: int = 0, realised_gbp: float = 0.0, fye_claimed_gbp: float | None = None) -> Evidence:
+    """Pure: judge a monthly series (period, numerator, denominator) before vs after ``start``."""
+    series = series[["period", "numerator", "denominator"]].copy()
+    series["value"] = series["numerator"] / series["denominator"].where(series["denominator"] > 0)
+    series = series.dropna(subset=["value"]).reset_index(drop=True)
+    before, after = series[series["period"] < start], series[series["period"] >= start]
+    need = int(_cfg().get("min_baseline_months", 6))
+    base = Evidence(scheme_id, "not enough data", "", start_period=start, realised_gbp=realised_gbp,
+                    fye_claimed_gbp=fye_claimed_gbp, unit_cost_gbp=unit_cost, months_after=len(after))
+    if len(before) < need or after.empty:
+        latest = series["period"].max() if len(series) else "none"
+        base.message = (f"Needs at least {need} months of data before the start ({start}) and one after; "
+                        f"there are {len(before)} before and {len(after)} after (latest data: {latest}). "
+                        "Load newer activity on the Data page to test it.")
+        base.series = series.assign(phase=["before" if p < start else "after" for p in series["period"]])
+        return base
+    chart = xmr(list(series["value"]), baseline=len(before))
+    series["phase"] = ["before" if p < start else "after" for p in series["period"]]
+    series["mean"], series["ucl"], series["lcl"] = chart.mean, chart.ucl, chart.lcl
+    series["special_cause"] = chart.special_cause
+    better = (series["value"] < chart.mean) if direction == "lower" else (series["value"] > chart.mean)
+    after_mask = series["phase"] == "after"
+    improving = bool((series["special_cause"] & better & after_mask).any())
+    worsening = bool((series["special_cause"] & ~better & after_mask).any())
+    base.before_value = float(before["numerator"].sum() / before["denominator"].sum())
+    base.after_value = float(after["numerator"].sum() / after["denominator"].sum())
+    change_rate = base.before_value - base.after_value if direction == "lower" else base.after_value - base.before_value
+    base.change_units = change_rate * float(after["denominator"].sum())
+    if unit_cost is not None:
+        base.evidenced_gbp = base.change_units * unit_cost
+        base.evidenced_fye_gbp = base.evidenced_gbp * 12 / len(after)
+    base.series = series
+    if improving and not worsening:
+        base.status, base.message = "signal of improvement", (
+            "The metric has moved the right way beyond what normal variation explains (special cause since the start).")
+    elif worsening and not improving:
+        base.status, base.message = "signal of deterioration", (
+            "The metric has moved the wrong way beyond normal variation since the start.")
+    elif improving and worsening:
+        base.status, base.message = "mixed signals", "Special causes both ways since the start: look at the chart."
+    else:
+        base.status, base.message = "no signal", (
+            "Since the start the metric is within its normal variation: the data do not yet show the scheme working.")
+    return base
+
+
+def evidenced_by_scheme(con: duckdb.DuckDBPyConnection, user: User) -> dict[int, float]:
+    """Evidenced full-year £ of each delivering or delivered scheme that came from an
+    opportunity (the Adoption page's "value evidenced by the data")."""
+    ids = [r[0] for r in con.execute(f"""
+        SELECT scheme_id FROM schemes s WHERE origin = 'opportunity' AND status IN ('delivering', 'delivered')
+          AND {scope_filter('s.csu_code')}""", user.scope.sql_params()).fetchall()]
+    out = {}
+    for scheme_id in ids:
+        ev = evidence(con, user, scheme_id)
+        if ev.evidenced_fye_gbp is not None:
+            out[scheme_id] = max(0.0, ev.evidenced_fye_gbp)
+    return out

@@ -1,0 +1,56 @@
+"""Adoption and value (admin, finance): who uses the tool, what it has produced, who needs support."""
+import altair as alt
+import streamlit as st
+
+import ui
+from opportunity_engine import feedback, tracking, usage
+from opportunity_engine.formatting import gbp_short
+
+user = ui.require_user()
+if user.role not in ("admin", "finance"):
+    st.error("Adoption is for finance and administrators.")
+    st.stop()
+cur = ui.cursor()
+st.title("Adoption and value")
+
+weeks = usage.by_csu_week(cur, weeks=12)
+st.subheader("Use by CSU and week (last 12 weeks)")
+if weeks.empty:
+    st.info("No usage recorded yet: events appear as people sign in, view pages and export.")
+else:
+    st.altair_chart(alt.Chart(weeks).mark_rect().encode(
+        x=alt.X("week:T", title="Week starting", timeUnit="yearmonthdate"), y=alt.Y("csu_code:N", title=None),
+        color=alt.Color("events:Q", title="Events", scale=alt.Scale(scheme="blues")),
+        tooltip=["csu_code:N", alt.Tooltip("week:T", format="%d %b %Y"), "events:Q", "users:Q", "exports:Q",
+                 "schemes_created:Q"]), width="stretch")
+
+value = usage.value(cur, tracking.evidenced_by_scheme(cur, user))
+st.subheader("Value from schemes that started in the tool")
+v1, v2, v3, v4 = st.columns(4)
+v1.metric("Schemes from opportunities", int(value.schemes.sum()) if len(value) else 0)
+v2.metric("Planned full-year effect", gbp_short(value.planned_fye_gbp.sum() if len(value) else 0))
+v3.metric("Realised", gbp_short(value.realised_gbp.sum() if len(value) else 0))
+v4.metric("Evidenced by the data (FYE)", gbp_short(value.evidenced_gbp.sum() if len(value) else 0),
+          help="What the driving metrics' observed change since each scheme started is worth a year.")
+st.dataframe(value.rename(columns={"csu_code": "CSU", "csu_name": "Name", "schemes": "Schemes", "committed": "Committed",
+                                   "planned_fye_gbp": "Planned FYE £", "realised_gbp": "Realised £",
+                                   "evidenced_gbp": "Evidenced FYE £"}),
+             hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="£%,.0f") for c in ("Planned FYE £", "Realised £", "Evidenced FYE £")})
+
+st.subheader("CSUs that have not used it lately")
+quiet = usage.inactive_csus(cur)
+st.caption("No sign-in or page view from any of the CSU's users in the last four weeks: where to offer support.")
+st.dataframe(quiet.rename(columns={"csu_code": "CSU", "csu_name": "Name", "last_used": "Last used"}),
+             hide_index=True, width="stretch")
+
+st.subheader("Feedback received")
+fb = feedback.listing(cur)
+if fb.empty:
+    st.info("No feedback yet.")
+else:
+    f1, f2, f3 = st.columns(3)
+    f1.metric("Items", len(fb))
+    f2.metric("Average rating", f"{fb.rating.mean():.1f} / 5")
+    f3.metric("Open (new or planned)", int((fb.status != "done").sum()))
+    st.page_link("pages/feedback.py", label="Triage feedback", icon=":material/forum:")

@@ -1,0 +1,40 @@
+"""Feedback: "You said, we did" for everyone; triage (new → planned → done) for admins."""
+import streamlit as st
+
+import ui
+from opportunity_engine import feedback
+
+user = ui.require_user()
+cur = ui.cursor()
+st.title("Feedback")
+st.caption("Use **Feedback** at the foot of the sidebar on any page to tell us what works and what does not; "
+           "it records the page and view you were on.")
+
+st.subheader("You said, we did")
+done = feedback.you_said_we_did(cur)
+if done.empty:
+    st.info("Nothing closed yet: answered feedback appears here.")
+else:
+    st.dataframe(done.rename(columns={"done_on": "Done", "page": "Page", "you_said": "You said", "we_did": "We did"}),
+                 hide_index=True, width="stretch")
+
+if user.role == "admin" and not ui.presenting():
+    st.subheader("Triage")
+    status = st.segmented_control("Show", ["new", "planned", "done"], default="new",
+                                  help="New items need a decision; planned ones are being worked on.")
+    items = feedback.listing(cur, status)
+    if items.empty:
+        st.info(f"No {status or ''} feedback.")
+    for item in items.itertuples(index=False):
+        with st.container(border=True):
+            st.markdown(f"**{'★' * int(item.rating)}{'☆' * (5 - int(item.rating))}** · {item.page}"
+                        f"{' · ' + item.view if item.view else ''} · {item.username} · {item.submitted_at:%d %b %Y}")
+            st.markdown(item.comment or "_(no comment)_")
+            with st.form(f"triage-{item.feedback_id}"):
+                a, b = st.columns([1, 3])
+                new_status = a.selectbox("Status", feedback.STATUSES, index=feedback.STATUSES.index(item.status),
+                                         help="done + a response puts it in You said, we did.")
+                response = b.text_input("Response (what we did)", item.response)
+                if st.form_submit_button("Update"):
+                    feedback.triage(cur, user, int(item.feedback_id), new_status, response)
+                    st.rerun()

@@ -1,0 +1,128 @@
+"""Tracking: planned vs realised by month, scheme and CSU, RAG, cumulative chart, realised entry,
+and the evidence: has the driving metric really moved since the scheme started?"""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import ui
+from opportunity_engine import plans, schemes, tracking
+from opportunity_engine.audit import ConflictError
+from opportunity_engine.formatting import gbp_short
+from opportunity_engine.scope import ScopeError
+
+user = ui.require_user()
+cur = ui.cursor()
+fy = ui.financial_year()
+csu = ui.param("csu")
+ui.check_scope(user, csu)
+as_of = tracking.last_complete_period()
+
+st.title("Tracking")
+years = list(range(fy - 2, fy + 2))
+chosen = st.selectbox("Financial year", years, index=years.index(fy), format_func=plans.fy_label,
+                      help="Committed schemes (approved, delivering, delivered) with a plan in this year.")
+if chosen != fy:
+    st.query_params["fy"] = str(chosen)
+    st.rerun()
+summary = tracking.scheme_summary(cur, user.scope, fy, as_of)
+months = tracking.by_month(cur, user.scope, fy)
+if csu:
+    summary, months = summary[summary.csu_code == csu], months[months.csu_code == csu]
+st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {as_of} "
+           f"(the last complete month). RAG: green ≥ 95% of plan to date realised, amber ≥ 80%, red below.")
+if summary.empty:
+    st.info("No committed schemes with a plan in this year. Approve a scheme on Shortlist & plans, or pick another year.")
+    st.stop()
+
+k1, k2, k3, k4 = st.columns(4)
+k1.metric("Planned in-year", gbp_short(summary.in_year_gbp.sum()))
+k2.metric("Planned to date", gbp_short(summary.planned_to_date_gbp.sum()))
+k3.metric("Realised to date", gbp_short(summary.realised_to_date_gbp.sum()),
+          delta=gbp_short(summary.variance_gbp.sum()), help="Delta: realised minus planned to date.")
+rag_counts = summary.rag.value_counts()
+k4.metric("Schemes R / A / G", f"{rag_counts.get('Red', 0)} / {rag_counts.get('Amber', 0)} / {rag_counts.get('Green', 0)}")
+
+cumulative = tracking.monthly_totals(months)
+long = cumulative.melt(id_vars=["period"], value_vars=["cumulative_planned_gbp", "cumulative_realised_gbp"],
+                       var_name="series", value_name="gbp")
+long["series"] = long["series"].map({"cumulative_planned_gbp": "Planned", "cumulative_realised_gbp": "Realised"})
+long = long[(long.series == "Planned") | (long.period <= as_of)]
+c1, c2 = st.columns(2)
+with c1:
+    st.subheader("Cumulative planned vs realised")
+    st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("period:N", title=None), y=alt.Y("gbp:Q", title="£", axis=alt.Axis(format="~s")),
+        color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),
+        tooltip=["period:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
+with c2:
+    st.subheader("By CSU, to date")
+    by_csu = summary.groupby("csu_code", as_index=False)[["planned_to_date_gbp", "realised_to_date_gbp"]].sum()
+    by_csu_long = by_csu.melt(id_vars="csu_code", var_name="series", value_name="gbp")
+    by_csu_long["series"] = by_csu_long["series"].map({"planned_to_date_gbp": "Planned", "realised_to_date_gbp": "Realised"})
+    st.altair_chart(alt.Chart(by_csu_long).mark_bar().encode(
+        y=alt.Y("csu_code:N", title="CSU"), x=alt.X("gbp:Q", title="£", axis=alt.Axis(format="~s")),
+        yOffset="series:N", color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),
+        tooltip=["csu_code:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
+
+st.subheader("Schemes")
+RAG_COLOURS = {"Red": "background-color:#F4B6B6", "Amber": "background-color:#FFE0A3", "Green": "background-color:#BFE6C8"}
+show = summary.rename(columns={"scheme_id": "ID", "title": "Scheme", "csu_code": "CSU", "status": "Status",
+                               "in_year_gbp": "In-year £", "planned_to_date_gbp": "Planned to date £",
+                               "realised_to_date_gbp": "Realised to date £", "variance_gbp": "Variance £", "rag": "RAG"})
+st.dataframe(show.style.map(lambda v: RAG_COLOURS.get(v, ""), subset=["RAG"])
+             .format({c: "£{:,.0f}" for c in ("In-year £", "Planned to date £", "Realised to date £", "Variance £")}),
+             hide_index=True, width="stretch")
+
+ids = [int(i) for i in summary.scheme_id]
+titles = dict(zip(ids, summary.title))
+wanted = ui.param("scheme")
+current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in ids else ids[0]
+picked = st.selectbox("Scheme for realised savings and evidence", ids, index=ids.index(current),
+                      format_func=lambda i: f"#{i} {titles[i]}", help="The link keeps this scheme.")
+if picked != current:
+    st.query_params["scheme"] = str(picked)
+    st.rerun()
+
+if ui.editing():
+    with st.form(f"realised-{picked}", clear_on_submit=False):
+        st.markdown("**Record a realised month**")
+        a, b, c = st.columns([1, 1, 1])
+        periods = [plans.period_of(fy, m) for m in range(1, 13)]
+        default = periods.index(as_of) if as_of in periods else 0
+        period = a.selectbox("Month", periods, index=default, help="The month the saving was realised in.")
+        gbp = b.number_input("Realised £", min_value=0.0, step=500.0, format="%.0f",
+                             help="What the ledger shows was saved in that month. Re-entering a month corrects it.")
+        c.write("")
+        if c.form_submit_button("Save realised £", type="primary"):
+            try:
+                tracking.record_realised(cur, user, picked, period, gbp)
+                st.success(f"Recorded {gbp_short(gbp)} for {period}.")
+            except (ValueError, ConflictError, PermissionError, ScopeError) as exc:
+                st.error(str(exc))
+    st.caption("Many months at once: import a `realised_savings` file (scheme_id, period, realised_gbp) on the Data page.")
+
+st.subheader("Evidence from the data")
+ev = tracking.evidence(cur, user, picked)
+e1, e2, e3 = st.columns(3)
+e1.metric("Realised (claimed) to date", gbp_short(ev.realised_gbp))
+e2.metric("Evidenced by the metric since the start", gbp_short(ev.evidenced_gbp) if ev.evidenced_gbp is not None else "–",
+          help="Change in the metric's rate × volume since the start × the opportunity's unit cost.")
+e3.metric("Evidenced, full-year effect", gbp_short(ev.evidenced_fye_gbp) if ev.evidenced_fye_gbp is not None else "–",
+          delta=f"plan FYE {gbp_short(ev.fye_claimed_gbp)}" if ev.fye_claimed_gbp else None, delta_color="off")
+verdict = {"signal of improvement": st.success, "signal of deterioration": st.error}.get(ev.status, st.info)
+verdict(f"**{ev.status.capitalize()}.** {ev.message}")
+if not ev.series.empty and "mean" in ev.series:
+    s = ev.series.assign(phase_label=ev.series["phase"].map({"before": "Before start", "after": "Since start"}))
+    base = alt.Chart(s).encode(x=alt.X("period:N", title=None))
+    chart = (base.mark_line(color="#768692").encode(y=alt.Y("value:Q", title="Metric value", scale=alt.Scale(zero=False)))
+             + base.mark_point(filled=True, size=60).encode(
+                 y="value:Q", color=alt.Color("phase_label:N", title=None,
+                                              scale=alt.Scale(domain=["Before start", "Since start"], range=["#768692", "#005EB8"])),
+                 shape=alt.Shape("special_cause:N", title="Special cause"),
+                 tooltip=["period:N", alt.Tooltip("value:Q", format=".4f"), "special_cause:N"])
+             + base.mark_rule(strokeDash=[4, 4], color="#DA291C").encode(y="ucl:Q")
+             + base.mark_rule(strokeDash=[4, 4], color="#DA291C").encode(y="lcl:Q")
+             + base.mark_rule(color="#425563").encode(y="mean:Q"))
+    st.altair_chart(chart, width="stretch")
+    st.caption(f"Limits (dashed) and mean from the months before {ev.start_period}; points after it are judged "
+               f"against them. Before: {ev.before_value:.4g}; since: {ev.after_value:.4g}.")
