@@ -46,10 +46,13 @@ ROLE_PAGES = {
 FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "fy")
 
 def _clear_session(*_) -> None:
-    """Sign-out forgets everything the session held (views, seen versions, pending cookie)."""
+    """Sign-out forgets everything the session held (views, seen versions, pending cookie) and
+    asks the next runs to delete the browser's cookie: the widget's own delete is rendered just
+    before the page reruns and is often dropped, so a reload would sign straight back in."""
     for key in list(st.session_state):
         if key not in ("authentication_status", "username", "name", "email", "roles", "logout"):
             del st.session_state[key]
+    st.session_state["_oe_delete_cookie"] = 3
 
 
 auth_cfg = settings()["auth"]
@@ -73,6 +76,9 @@ def _signed_in_by_form(event: dict) -> None:
 
 if not st.session_state.get("authentication_status"):
     st.navigation(list(PAGES.values()), position="hidden")  # keep the URL's page while signed out
+    if st.session_state.get("_oe_delete_cookie"):
+        st.session_state["_oe_delete_cookie"] -= 1
+        authenticator.cookie_controller.delete_cookie()
     st.title("Opportunity Explorer")
     st.caption("Find, agree and deliver cost-improvement schemes from the trust's own activity data.")
     before = {u: d.get("failed_login_attempts", 0) for u, d in creds["usernames"].items()}

@@ -151,9 +151,10 @@ def test_sign_in_drill_deep_link_and_export(server, browser, tmp_path):
     assert "/metric" in page.url and "metric=" in page.url
     shot(page, "metric")
 
-    # the Excel export from Explore
-    # A new page load signs in again (cookie re-login after refresh is not done yet: issue 3).
-    sign_in(page, server, "finance", "/explore?csu=EMA")
+    # the Excel export from Explore, after a fresh page load: the sign-in cookie carries the session
+    page.goto(server + "/explore?csu=EMA")
+    settle(page)
+    assert page.get_by_role("textbox", name="Username").count() == 0
     shot(page, "explore-before-download")
     with page.expect_download() as download:
         page.get_by_role("button", name=re.compile("Download EMA briefing pack")).click()
@@ -203,7 +204,113 @@ def test_first_request_to_a_fresh_server_is_a_deep_link(small_demo, tmp_path, br
         page.get_by_role("textbox", name="Password").fill("demo")
         page.get_by_role("button", name="Sign in").click()
         settle(page)
-        assert "csu=EMA" in page.url
+        assert "csu=EMA" in page.url and "/explore" in page.url  # landed on the page the link named
         assert page.locator('[data-testid="stException"]').count() == 0
-        page.get_by_text("Total opportunity (net)").first.wait_for()
+        page.get_by_text("Specialties by net opportunity").first.wait_for()
         page.close()
+
+
+def test_refresh_keeps_the_page_and_view(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    link = "/metric?csu=EMA&specialty=300&metric=alos_non_elective&benchmark=internal"
+    sign_in(page, server, "finance", link)
+    page.get_by_text("Opportunity range").wait_for()
+    for _ in range(2):  # a refresh, and a second one, stay signed in on the same view
+        page.reload()
+        settle(page)
+        assert page.get_by_role("textbox", name="Username").count() == 0
+        page.get_by_text("Opportunity range").wait_for()
+        assert "/metric" in page.url and "benchmark=internal" in page.url and "metric=alos_non_elective" in page.url
+    # a new tab (same browser profile) opens signed in, too
+    other = context.new_page()
+    other.goto(server + "/tracking")
+    settle(other)
+    assert other.get_by_role("textbox", name="Username").count() == 0
+    other.get_by_role("heading", name="Tracking").wait_for()
+    # signing out clears the session: the next load asks for the password again
+    other.get_by_role("button", name="Sign out").click()
+    settle(other)
+    other.reload()
+    settle(other)
+    assert other.get_by_role("textbox", name="Username").count() == 1
+    context.close()
+
+
+def test_lock_out_after_repeated_failures(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server + "/")
+    settle(page)
+    for attempt in range(5):
+        page.get_by_role("textbox", name="Username").fill("viewer")
+        page.get_by_role("textbox", name="Password").fill(f"wrong-{attempt}")
+        page.get_by_role("button", name="Sign in").click()
+        settle(page)
+    page.get_by_text("The account is now locked").wait_for()
+    page.get_by_role("textbox", name="Username").fill("viewer")
+    page.get_by_role("textbox", name="Password").fill("demo")  # right password, but locked
+    page.get_by_role("button", name="Sign in").click()
+    settle(page)
+    page.get_by_text("This account is locked").wait_for()
+    assert page.get_by_text("Total opportunity (net)").count() == 0
+    page.close()
+
+
+def test_scheme_from_metric_to_approved_plan_realised_month_and_workbook(server, browser, tmp_path):
+    """Issue 4's journey: shortlist a metric, plan it, complete its QIA, approve it, record a
+    realised month, and download the shortlist and plans workbook."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, server, "finance", "/metric?csu=EMA&specialty=300&metric=alos_non_elective")
+    page.get_by_role("button", name="Add to shortlist").click()
+    settle(page)
+    page.get_by_text("Added to the shortlist as scheme").wait_for()
+    scheme_id = re.search(r"scheme (\d+)", page.get_by_text("Added to the shortlist as scheme").inner_text()).group(1)
+    page.get_by_role("link", name="Open it in Shortlist & plans").click()
+    settle(page)
+    assert f"scheme={scheme_id}" in page.url
+    main = page.locator('[data-testid="stMain"]')
+
+    def click(name: str) -> None:
+        main.get_by_role("button", name=name).first.click()
+        settle(page)
+
+    click("Change status")  # shortlisted -> planning (the first allowed move)
+    page.get_by_text("Moved to planning.").wait_for()
+    page.get_by_role("tab", name="CIP plan").click()
+    click("Save plan")
+    page.get_by_text("Plan saved.").wait_for()
+    page.get_by_role("tab", name="QIA").click()
+    click("Save QIA scores")
+    page.get_by_text("QIA scores saved.").wait_for()
+    for role in ("Clinical lead", "Nursing lead", "Operational lead"):
+        page.get_by_role("tab", name="QIA").click()
+        main.get_by_role("textbox", name=f"{role}: name").fill(f"Dr {role}")
+        click("Record sign-off")
+        page.get_by_text(f"{role} sign-off recorded.").wait_for()
+    page.get_by_role("tab", name="Details and status").click()
+    click("Change status")  # planning -> approved, now allowed
+    page.get_by_text("Moved to approved.").wait_for()
+    shot(page, "scheme-approved")
+
+    fy = re.search(r"Committed in-year (\d{4})/", main.inner_text()).group(1)
+    page.goto(f"{server}/tracking?fy={fy}&scheme={scheme_id}")
+    settle(page)
+    main.get_by_role("spinbutton", name="Realised £").fill("12345")
+    click("Save realised £")
+    page.get_by_text("Recorded £12k").wait_for()
+    shot(page, "tracking")
+
+    page.goto(f"{server}/shortlist?fy={fy}&scheme={scheme_id}")
+    settle(page)
+    with page.expect_download() as download:
+        main.get_by_role("button", name="Download shortlist and plans (Excel)").click()
+    path = tmp_path / "plans.xlsx"
+    download.value.save_as(path)
+    book = load_workbook(path)
+    ids = [r[0] for r in book["Schemes"].iter_rows(min_row=2, values_only=True)]
+    statuses = {r[0]: r[10] for r in book["Schemes"].iter_rows(min_row=2, values_only=True)}
+    assert int(scheme_id) in ids and statuses[int(scheme_id)] == "approved"
+    realised = [r for r in book["Tracking"].iter_rows(min_row=2, values_only=True) if r[0] == int(scheme_id)]
+    assert any(r[5] == 12345 for r in realised)
+    context.close()
