@@ -6,7 +6,6 @@ refresh keeps its page and query parameters while the sign-in cookie is read.
 """
 from __future__ import annotations
 
-import logging
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -15,12 +14,11 @@ import ui
 from opportunity_engine.config import settings
 from opportunity_engine.opportunities import BENCHMARK_LABELS, TARGET_LABELS, TARGETS, BENCHMARKS
 from opportunity_engine.scope import ScopeError
-from opportunity_engine import feedback, usage
+from opportunity_engine import feedback, logs, usage
 from opportunity_engine.users import (credentials, get_user, lockout_policy, record_failed_sign_in,
                                       record_sign_in)
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-log = logging.getLogger("opportunity_explorer")
+log = logs.setup()
 
 st.set_page_config(page_title="Opportunity Explorer", page_icon=":material/query_stats:", layout="wide")
 st.markdown(ui.BASE_CSS, unsafe_allow_html=True)
@@ -69,6 +67,7 @@ def _signed_in_by_form(event: dict) -> None:
     sign-in, and ask the next run to write the cookie (a st.rerun in this run would drop it)."""
     st.session_state["_oe_write_cookie"] = 3
     record_sign_in(ui.cursor(), event["username"])
+    log.info("sign_in", extra={"username": event["username"]})
     user = get_user(ui.cursor(), event["username"])
     if user:
         usage.record(ui.cursor(), user, "sign_in")
@@ -89,12 +88,13 @@ if not st.session_state.get("authentication_status"):
     except stauth.LoginError:
         st.error(f"This account is locked after {max_failures} failed sign-ins. Try again in {lockout_minutes} "
                  "minutes, or ask an administrator to reset your password.")
-        log.warning("sign-in refused: account locked")
+        log.warning("sign_in_refused_locked")
         st.stop()
     if st.session_state.get("authentication_status") is False:
         failed = [u for u, d in creds["usernames"].items() if d.get("failed_login_attempts", 0) > before.get(u, 0)]
         locked = any(record_failed_sign_in(ui.cursor(), u) for u in failed)
-        log.warning("failed sign-in%s", " (account now locked)" if locked else "")
+        log.warning("sign_in_failed", extra={"attempted_username": ",".join(failed) or "(unknown user)",
+                                             "locked": locked})
         st.error("Username or password is incorrect." + (
             f" The account is now locked for {lockout_minutes} minutes." if locked else ""))
     if not st.session_state.get("authentication_status"):
@@ -164,6 +164,7 @@ try:
 except ScopeError as exc:
     st.error(f"{exc} Ask finance if you need access.")
 except Exception:  # control-flow exceptions (st.stop, st.rerun) are BaseException and pass through
-    log.exception("page %s failed for user %s", navigation.title, user.username)
+    log.exception("page_error", extra={"page": navigation.url_path or "overview", "username": user.username,
+                                       "view": view_text})
     st.error("Something went wrong showing this page. It has been logged; please try again or tell the "
              "Opportunity Explorer team what you were doing.")

@@ -44,8 +44,8 @@ def cookie_key() -> str:
         key = None
     key = key or os.environ.get("OPPORTUNITY_COOKIE_KEY")
     if not key:
-        log.warning("No cookie_key in .streamlit/secrets.toml or OPPORTUNITY_COOKIE_KEY: using a random key; "
-                    "sign-ins will not survive a restart.")
+        log.warning("cookie_key_random", extra={"detail": "No cookie_key in .streamlit/secrets.toml or "
+                    "OPPORTUNITY_COOKIE_KEY: using a random key; sign-ins will not survive a restart."})
         key = secrets.token_urlsafe(32)
     return key
 

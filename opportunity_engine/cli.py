@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="show or upgrade the database schema version")
     _db_arg(p)
 
+    p = sub.add_parser("backup", help="write a consistent copy of the database to a new file")
+    _db_arg(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="backup file (default: backups/opportunity-YYYYMMDD-HHMMSS.duckdb beside the database)")
+
     p = sub.add_parser("users", help="manage sign-in users (passwords are stored as bcrypt hashes)")
     users_sub = p.add_subparsers(dest="action", required=True)
     u = users_sub.add_parser("add", help="add a user")
@@ -164,6 +169,19 @@ def cmd_schema(args, path: Path) -> int:
     return 0
 
 
+def cmd_backup(args, path: Path) -> int:
+    from datetime import datetime
+
+    out = args.out or path.parent / "backups" / f"opportunity-{datetime.now():%Y%m%d-%H%M%S}.duckdb"
+    if not path.exists():
+        raise FileNotFoundError(f"No database at {path}")
+    with dbmod.connect(path) as con:  # a read-only database cannot attach a file to write the copy into
+        dbmod.backup(con, out)
+    print(f"Backed up {path} to {out} ({out.stat().st_size:,} bytes). To restore: stop the app, then copy it over "
+          f"{path} (or point OPPORTUNITY_DB at it).")
+    return 0
+
+
 def _read_password(args) -> str:
     """Passwords never come from the command line itself (they would sit in shell history)."""
     if args.password_stdin:
@@ -197,4 +215,4 @@ def cmd_users(args, path: Path) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
-            "export": cmd_export, "schema": cmd_schema, "users": cmd_users}
+            "export": cmd_export, "schema": cmd_schema, "users": cmd_users, "backup": cmd_backup}

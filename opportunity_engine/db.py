@@ -252,3 +252,22 @@ def bump_data_version(con: duckdb.DuckDBPyConnection) -> None:
     import uuid
 
     set_setting(con, "data_version", uuid.uuid4().hex)
+
+
+def backup(con: duckdb.DuckDBPyConnection, out: str | Path) -> Path:
+    """Write a consistent copy of the whole database to a new file.
+
+    COPY FROM DATABASE runs in one transaction, so the copy is a snapshot: a write committed by
+    another session mid-copy is either wholly in it or not at all. An existing file is never
+    overwritten (a backup must not destroy an older backup)."""
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists: choose a new file name for each backup")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    source = con.execute("SELECT current_database()").fetchone()[0]
+    con.execute("ATTACH ? AS oe_backup", [str(out)])
+    try:
+        con.execute(f'COPY FROM DATABASE "{source}" TO oe_backup')
+    finally:
+        con.execute("DETACH oe_backup")
+    return out

@@ -17,6 +17,13 @@ def gbp_short(value: float | None) -> str:
     return f"{sign}£{v:,.0f}"
 
 
+def gbp_whole(value: float | None) -> str:
+    """Whole pounds with the sign before the £: '-£2,348' (tables where the exact figure matters)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{'-' if value < 0 else ''}£{abs(value):,.0f}"
+
+
 def metric_value(value: float | None, value_format: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

@@ -113,8 +113,11 @@ def _read_header(path: Path) -> list[str]:
     if path.suffix.lower() == ".xlsx":
         return _xlsx_rows(path, header_only=True)[0][1]
     with path.open("rb") as fh:
-        if b"\x00" in fh.read(4096):
-            raise _Reject("the file is binary, not CSV text")
+        start = fh.read(4096)
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise _Reject("the file is UTF-16 text: save it as 'CSV UTF-8' (or as .xlsx)")
+    if b"\x00" in start:
+        raise _Reject("the file is binary, not CSV text")
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
             first = fh.readline()
@@ -526,9 +529,9 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
                    VALUES (?, ?, ?, ?, ?, ?)""",
                 [kind, name, rows, periods[0] if periods else None, periods[-1] if periods else None, loaded_by])
             result.loaded.append(FileLoad(name, kind, rows, periods))
-        for step in range(len(plan)):
-            con.execute(f"DROP TABLE IF EXISTS _stage_{step}")
         if result.issues:
+            # Roll back at once: a file that failed to parse may have aborted the transaction,
+            # and the rollback drops the staging tables with everything else.
             con.rollback()
             result.loaded = []
             order = {path.name: i for i, (path, _, _) in enumerate(plan)}
@@ -538,6 +541,8 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
             result.dry_run = True
             say("Checked: nothing committed yet", 1.0)
         else:
+            for step in range(len(plan)):
+                con.execute(f"DROP TABLE IF EXISTS _stage_{step}")
             bump_data_version(con)
             con.commit()
             say("Done", 1.0)

@@ -80,6 +80,8 @@ if uploads:
                 st.session_state.pop("checked_key", None)
                 if result.ok:
                     st.success(result.report())
+                    ui.log.info("import", extra={"username": user.username, "files": [f.file for f in result.loaded],
+                                                 "rows": sum(f.rows for f in result.loaded)})
                     ui.record("import", "data", ", ".join(f.kind for f in result.loaded))
                 else:  # the data changed between the check and the commit
                     st.error(result.report())
@@ -127,3 +129,17 @@ st.subheader("WRP targets")
 fy = ui.financial_year()
 st.caption(f"Each CSU's waste reduction target for {plans.fy_label(fy)} (change the year on Shortlist & plans).")
 ui.wrp_target_editor(cur, user, fy)
+
+st.subheader("Backup")
+st.caption("A consistent copy of the whole database (data, schemes, plans, QIAs, users, audit) in the backups folder "
+           "beside it. To restore: stop the app and copy the backup over the database file.")
+if st.button("Back up now", icon=":material/backup:"):
+    from datetime import datetime
+
+    from opportunity_engine import db
+    from opportunity_engine.config import database_path
+
+    target = database_path().parent / "backups" / f"opportunity-{datetime.now():%Y%m%d-%H%M%S}.duckdb"
+    db.backup(cur, target)
+    ui.log.info("backup", extra={"username": user.username, "file": str(target)})
+    st.success(f"Backed up to {target}.")

@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from opportunity_engine import plans, schemes, tracking
 from opportunity_engine.audit import ConflictError
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, gbp_whole
 from opportunity_engine.scope import ScopeError
 
 user = ui.require_user()
@@ -66,11 +66,12 @@ with c2:
 
 st.subheader("Schemes")
 RAG_COLOURS = {"Red": "background-color:#F4B6B6", "Amber": "background-color:#FFE0A3", "Green": "background-color:#BFE6C8"}
-show = summary.rename(columns={"scheme_id": "ID", "title": "Scheme", "csu_code": "CSU", "status": "Status",
+show = summary[["scheme_id", "title", "csu_code", "status", "rag", "in_year_gbp", "planned_to_date_gbp",
+                "realised_to_date_gbp", "variance_gbp"]].rename(columns={"scheme_id": "ID", "title": "Scheme", "csu_code": "CSU", "status": "Status",
                                "in_year_gbp": "In-year £", "planned_to_date_gbp": "Planned to date £",
                                "realised_to_date_gbp": "Realised to date £", "variance_gbp": "Variance £", "rag": "RAG"})
 st.dataframe(show.style.map(lambda v: RAG_COLOURS.get(v, ""), subset=["RAG"])
-             .format({c: "£{:,.0f}" for c in ("In-year £", "Planned to date £", "Realised to date £", "Variance £")}),
+             .format({c: gbp_whole for c in ("In-year £", "Planned to date £", "Realised to date £", "Variance £")}),
              hide_index=True, width="stretch")
 
 ids = [int(i) for i in summary.scheme_id]

@@ -42,3 +42,27 @@ def test_quantities_read_in_their_units():
     assert units(7584.2, "bed days") == "7,584 bed days"
     assert units(8.64, "spells") == "8.6 spells"
     assert (gbp_short(1_234_567), gbp_short(45_123), gbp_short(-512)) == ("£1.2m", "£45k", "-£512")
+
+
+def test_structured_logs_are_one_json_object_per_line():
+    import io
+    import json
+    import logging
+
+    from opportunity_engine.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("oe-test-json")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.info("sign_in", extra={"username": "jo"})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("page_error", extra={"page": "explore"})
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{"))
+    assert first["event"] == "sign_in" and first["username"] == "jo" and first["level"] == "info" and "ts" in first
+    assert second["page"] == "explore" and "ValueError: boom" in second["exception"]

@@ -1,0 +1,36 @@
+"""Structured logs: one JSON object per line on stderr, so a trust's log collector can parse them.
+
+Every line has ts, level, logger and event; extra fields ride along (username, page, rows...).
+Never patient data: events name users, pages and counts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+               "level": record.levelname.lower(), "logger": record.name, "event": record.getMessage()}
+        out.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup(level: int = logging.INFO) -> logging.Logger:
+    """Configure the app's logger once per process (Streamlit re-runs app.py on every interaction)."""
+    log = logging.getLogger("opportunity_explorer")
+    if not any(getattr(h, "_oe_json", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._oe_json = True
+        log.addHandler(handler)
+        log.setLevel(level)
+        log.propagate = False
+    return log
