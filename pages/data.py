@@ -69,7 +69,8 @@ if uploads:
         checked = st.session_state["checked"]
         if not checked.ok:
             st.error(f"Rejected: {len(checked.issues)} problem(s). Nothing was changed. Fix the files and upload again.")
-            st.dataframe(pd.DataFrame(checked.table()).rename(columns=str.capitalize), hide_index=True, width="stretch")
+            # A plain table (not a grid): every problem readable at once, printable, searchable in the page.
+            st.table(pd.DataFrame(checked.table()).rename(columns=str.capitalize).fillna("").set_index("File"))
         else:
             st.success("All files passed every check. Nothing is committed yet.")
             st.dataframe(pd.DataFrame([{"File": f.file, "Kind": f.kind, "Rows": f.rows,

@@ -314,3 +314,32 @@ def test_scheme_from_metric_to_approved_plan_realised_month_and_workbook(server,
     realised = [r for r in book["Tracking"].iter_rows(min_row=2, values_only=True) if r[0] == int(scheme_id)]
     assert any(r[5] == 12345 for r in realised)
     context.close()
+
+
+def test_admin_uploads_checks_and_commits_an_extract(server, browser, tmp_path):
+    """Issue 5: an admin refreshes data from the browser: upload, validation report, commit."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    sign_in(page, server, "admin", "/data")
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_text("Load extracts").wait_for()
+    bad = tmp_path / "bad_unit_costs.csv"
+    bad.write_text("cost_driver,specialty_code,unit_cost_gbp,source\nbed_day,,-5,x\n", encoding="utf-8")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    settle(page)
+    main.get_by_text("Rejected: 1 problem(s). Nothing was changed.").wait_for()
+    assert "must not be negative" in main.inner_text()
+    shot(page, "data-upload-rejected")
+    good = tmp_path / "unit_costs.csv"
+    good.write_text("cost_driver,specialty_code,unit_cost_gbp,source\nbed_day,,351,Trust costing 2026/27\n",
+                    encoding="utf-8")
+    page.reload()  # a fresh upload list (the cookie keeps the admin signed in)
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(good))
+    settle(page)
+    main.get_by_text("All files passed every check. Nothing is committed yet.").wait_for()
+    main.get_by_role("button", name="Commit to the database").click()
+    settle(page)
+    main.get_by_text("Loaded 1 file(s)").wait_for()
+    assert "unit_costs.csv: 1 unit_costs rows" in main.inner_text()
+    shot(page, "data-upload-committed")
+    page.close()
