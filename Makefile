@@ -37,8 +37,9 @@ chromium:
 test: venv chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: venv
+bench: venv chromium
 	$(BIN)/python -m opportunity_engine.bench
+	$(BIN)/python tools/bench_app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
