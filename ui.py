@@ -228,3 +228,27 @@ def _blank(value) -> bool:
     import math
 
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def spc_chart(series, y_title: str, target: float | None = None, start: str | None = None):
+    """The XmR chart used on Metric detail and for scheme evidence: monthly values, mean and
+    process limits as lines, special-cause points in orange, the target in green and, for a
+    scheme, a vertical rule at its start month (limits then come from the months before it)."""
+    import altair as alt
+    import pandas as pd
+
+    base = alt.Chart(series).encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
+    line = base.mark_line(color="#005EB8", point=True).encode(
+        y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),
+        tooltip=["period", alt.Tooltip("value:Q", format=".4f")])
+    limits = (base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q")
+              + base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q")
+              + base.mark_line(color="#425563").encode(y="mean:Q"))
+    signals = alt.Chart(series[series["special_cause"].astype(bool)]).mark_point(
+        color="#ED8B00", size=90, filled=True).encode(x="period:N", y="value:Q")
+    layers = line + limits + signals
+    if target is not None and pd.notna(target):
+        layers += alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color="#009639").encode(y="target:Q")
+    if start is not None:
+        layers += alt.Chart(pd.DataFrame({"period": [start]})).mark_rule(color="#DA291C", strokeWidth=2).encode(x="period:N")
+    return layers

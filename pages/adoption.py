@@ -19,7 +19,7 @@ if weeks.empty:
     st.info("No usage recorded yet: events appear as people sign in, view pages and export.")
 else:
     st.altair_chart(alt.Chart(weeks).mark_rect().encode(
-        x=alt.X("week:T", title="Week starting", timeUnit="yearmonthdate"), y=alt.Y("csu_code:N", title=None),
+        x=alt.X("yearmonthdate(week):O", title="Week starting", axis=alt.Axis(format="%d %b", labelAngle=0)), y=alt.Y("csu_code:N", title=None),
         color=alt.Color("events:Q", title="Events", scale=alt.Scale(scheme="blues")),
         tooltip=["csu_code:N", alt.Tooltip("week:T", format="%d %b %Y"), "events:Q", "users:Q", "exports:Q",
                  "schemes_created:Q"]), width="stretch")
@@ -42,7 +42,9 @@ st.subheader("CSUs that have not used it lately")
 quiet = usage.inactive_csus(cur)
 st.caption("No sign-in or page view from any of the CSU's users in the last four weeks: where to offer support.")
 st.dataframe(quiet.rename(columns={"csu_code": "CSU", "csu_name": "Name", "last_used": "Last used"}),
-             hide_index=True, width="stretch")
+             hide_index=True, width="stretch",
+             column_config={"Last used": st.column_config.DatetimeColumn(format="D MMM YYYY")})
+st.caption("A blank 'Last used' means never.")
 
 st.subheader("Feedback received")
 fb = feedback.listing(cur)

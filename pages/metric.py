@@ -65,18 +65,7 @@ with left:
     st.subheader("Monthly trend (SPC)")
     series = trend(cur, user.scope, metric_id, csu=csu, specialty=specialty)
     if len(series) >= 2:
-        base = alt.Chart(series).encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
-        line = base.mark_line(color="#005EB8", point=True).encode(
-            y=alt.Y("value:Q", title=metric.metric_name, scale=alt.Scale(zero=False)),
-            tooltip=["period", alt.Tooltip("value:Q", format=".3f")])
-        limits = base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q") + \
-            base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q") + \
-            base.mark_line(color="#425563").encode(y="mean:Q")
-        signals = alt.Chart(series[series["special_cause"]]).mark_point(color="#ED8B00", size=90, filled=True).encode(
-            x="period:N", y="value:Q")
-        layers = line + limits + signals
-        if pd.notna(r.target_value):
-            layers += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
+        layers = ui.spc_chart(series, metric.metric_name, target=r.target_value)
         st.altair_chart(layers, width="stretch")
         st.caption("Blue: monthly value; grey dashed: XmR process limits; green: target; orange: special cause "
                    "(beyond a limit, a run of 7 on one side of the mean, or 7 rising/falling).")

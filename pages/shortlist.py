@@ -52,8 +52,8 @@ k1.metric(f"Committed in-year {plans.fy_label(fy)}", gbp_short(t["in_year_gbp"])
 k2.metric("Full-year effect (committed)", gbp_short(t["fye_gbp"]))
 k3.metric("WRP target", gbp_short(t["target_gbp"]) if t["target_gbp"] else "not set",
           help="Set by finance per CSU and year (below, or on the Data page).")
-k4.metric("Still to find", gbp_short(t["gap_to_target_gbp"]),
-          delta=f"{t['coverage']:.0%} covered" if t["coverage"] is not None else None, delta_color="off",
+k4.metric(f"Still to find ({t['coverage']:.0%} covered)" if t["coverage"] is not None else "Still to find",
+          gbp_short(t["gap_to_target_gbp"]),
           help=f"Target minus committed in-year £. Pipeline (plans not yet approved): {gbp_short(t['pipeline_gbp'])}.")
 
 listing = schemes.listing(cur, user, csu=csu)
@@ -63,8 +63,9 @@ if listing.empty:
 else:
     for sid, version in zip(listing.scheme_id, listing.version):
         ui.seen_version(int(sid), int(version))
-    table = listing[["scheme_id", "csu_code", "metric_name", "title", "lead", "finance_category", "recurrent",
-                     "saving_type", "status", "fye_gbp", "version"]].copy()
+    table = listing[["scheme_id", "csu_code", "title", "status", "fye_gbp", "lead", "finance_category", "recurrent",
+                     "saving_type", "metric_name", "version"]].copy()
+    table["metric_name"] = table["metric_name"].fillna("– (by hand)")
     config = {
         "scheme_id": st.column_config.NumberColumn("ID", disabled=True, format="%d"),
         "csu_code": st.column_config.TextColumn("CSU", disabled=True),
@@ -121,7 +122,8 @@ if not listing.empty:
     st.divider()
     ids = [int(i) for i in listing.scheme_id]
     wanted = ui.param("scheme")
-    current_id = int(wanted) if wanted and wanted.isdigit() and int(wanted) in ids else ids[0]
+    open_ids = [i for i, st_ in zip(ids, listing.status) if st_ != "rejected"] or ids
+    current_id = int(wanted) if wanted and wanted.isdigit() and int(wanted) in ids else open_ids[0]
     if wanted and wanted.isdigit() and int(wanted) not in ids:
         st.error(f"Scheme {wanted} is not available to you. Ask finance if you need access.")
     titles = dict(zip(ids, listing.title))

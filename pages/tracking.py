@@ -113,17 +113,7 @@ e3.metric("Evidenced, full-year effect", gbp_short(ev.evidenced_fye_gbp) if ev.e
 verdict = {"signal of improvement": st.success, "signal of deterioration": st.error}.get(ev.status, st.info)
 verdict(f"**{ev.status.capitalize()}.** {ev.message}")
 if not ev.series.empty and "mean" in ev.series:
-    s = ev.series.assign(phase_label=ev.series["phase"].map({"before": "Before start", "after": "Since start"}))
-    base = alt.Chart(s).encode(x=alt.X("period:N", title=None))
-    chart = (base.mark_line(color="#768692").encode(y=alt.Y("value:Q", title="Metric value", scale=alt.Scale(zero=False)))
-             + base.mark_point(filled=True, size=60).encode(
-                 y="value:Q", color=alt.Color("phase_label:N", title=None,
-                                              scale=alt.Scale(domain=["Before start", "Since start"], range=["#768692", "#005EB8"])),
-                 shape=alt.Shape("special_cause:N", title="Special cause"),
-                 tooltip=["period:N", alt.Tooltip("value:Q", format=".4f"), "special_cause:N"])
-             + base.mark_rule(strokeDash=[4, 4], color="#DA291C").encode(y="ucl:Q")
-             + base.mark_rule(strokeDash=[4, 4], color="#DA291C").encode(y="lcl:Q")
-             + base.mark_rule(color="#425563").encode(y="mean:Q"))
-    st.altair_chart(chart, width="stretch")
-    st.caption(f"Limits (dashed) and mean from the months before {ev.start_period}; points after it are judged "
-               f"against them. Before: {ev.before_value:.4g}; since: {ev.after_value:.4g}.")
+    st.altair_chart(ui.spc_chart(ev.series, "Driving metric", start=ev.start_period), width="stretch")
+    st.caption(f"Red line: the scheme's start ({ev.start_period}). Mean (solid grey) and limits (dashed) come from the "
+               f"months before it; orange points are special causes. Before: {ev.before_value:.4g}; since: "
+               f"{ev.after_value:.4g}.")
