@@ -209,14 +209,16 @@ if not listing.empty:
     with tab_plan:
         plan = plans.get_plan(cur, user, scheme.scheme_id)
         if plan:
-            phasing = pd.DataFrame({"Month": [f"M{i} {m}" for i, m in enumerate(plans.MONTH_NAMES, 1)],
-                                    "Period": [plans.period_of(plan.financial_year, i) for i in range(1, 13)],
-                                    "Planned £": plan.monthly})
+            # One row of numbers, a column per month (labels carry the month and year).
+            phasing = pd.DataFrame([plan.monthly], index=["Planned £"],
+                                   columns=[f"M{i} {plans.MONTH_NAMES[i - 1]} {plans.period_of(plan.financial_year, i)[:4]}"
+                                            for i in range(1, 13)])
             p1, p2, p3 = st.columns(3)
             p1.metric("Full-year effect", gbp_short(plan.fye_gbp))
             p2.metric(f"In-year {plans.fy_label(plan.financial_year)}", gbp_short(plan.in_year_gbp))
             p3.metric("Starts", f"M{plan.start_month} ({plans.MONTH_NAMES[plan.start_month - 1]})")
-            st.dataframe(phasing.T, width="stretch", column_config={})
+            st.dataframe(phasing, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="£%,.0f") for c in phasing.columns})
         if edit:
             with st.form(f"plan-{scheme.scheme_id}"):
                 c1, c2, c3 = st.columns(3)
