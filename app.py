@@ -148,7 +148,7 @@ with st.sidebar:
         with st.form("feedback", clear_on_submit=True, border=False):
             stars = st.feedback("stars", key="feedback_stars")
             comment = st.text_area("Comment", max_chars=2000, help="Recorded with the page and view you are on.")
-            if st.form_submit_button("Send feedback"):
+            if st.form_submit_button("Send feedback", help="Stored with this page and view; answers appear under Feedback."):
                 if stars is None:
                     st.error("Choose a rating from 1 to 5 stars.")
                 else:

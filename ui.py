@@ -207,7 +207,8 @@ def wrp_target_editor(cur, user: User, fy: int) -> None:
                        "target_gbp": st.column_config.NumberColumn("WRP target £", min_value=0, format="£%,.0f"),
                        "source": st.column_config.TextColumn("Source", help="Where the figure comes from, e.g. the board paper."),
                        "set_by": st.column_config.TextColumn("Set by", disabled=True)})
-    if st.button("Save WRP targets", key=f"save-wrp-{fy}", icon=":material/save:"):
+    if st.button("Save WRP targets", key=f"save-wrp-{fy}", icon=":material/save:",
+                 help="Saves every changed target with its source; each change is audited."):
         changed = 0
         for old, new in zip(targets.itertuples(index=False), edited.itertuples(index=False)):
             same_target = (old.target_gbp == new.target_gbp) or (_blank(old.target_gbp) and _blank(new.target_gbp))

@@ -76,7 +76,8 @@ if uploads:
             st.dataframe(pd.DataFrame([{"File": f.file, "Kind": f.kind, "Rows": f.rows,
                                         "Months": f"{f.periods[0]} to {f.periods[-1]}" if f.periods else "–"}
                                        for f in checked.loaded]), hide_index=True, width="stretch")
-            if st.button("Commit to the database", type="primary", icon=":material/upload:"):
+            if st.button("Commit to the database", type="primary", icon=":material/upload:",
+                         help="Loads every checked file in one transaction: all of them or none."):
                 result = _run(paths, dry_run=False)
                 st.session_state.pop("checked_key", None)
                 if result.ok:
@@ -114,7 +115,8 @@ edited = st.data_editor(current, hide_index=True, width="stretch", key="unit-cos
                                        "specialty_code": st.column_config.TextColumn("Specialty (blank = all)", disabled=True),
                                        "unit_cost_gbp": st.column_config.NumberColumn("Unit cost £", min_value=0, format="£%.2f"),
                                        "source": st.column_config.TextColumn("Source", required=True)})
-if st.button("Save unit costs", icon=":material/save:"):
+if st.button("Save unit costs", icon=":material/save:",
+             help="Saves changed costs and sources (audited); opportunities are recomputed."):
     saved = 0
     for old, new in zip(current.itertuples(index=False), edited.itertuples(index=False)):
         if old.unit_cost_gbp == new.unit_cost_gbp and old.source == new.source:
@@ -134,7 +136,8 @@ ui.wrp_target_editor(cur, user, fy)
 st.subheader("Backup")
 st.caption("A consistent copy of the whole database (data, schemes, plans, QIAs, users, audit) in the backups folder "
            "beside it. To restore: stop the app and copy the backup over the database file.")
-if st.button("Back up now", icon=":material/backup:"):
+if st.button("Back up now", icon=":material/backup:",
+             help="Writes a consistent copy of the whole database to the backups folder."):
     from datetime import datetime
 
     from opportunity_engine import db

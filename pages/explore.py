@@ -7,7 +7,7 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine import views
+from opportunity_engine import schemes, views
 from opportunity_engine.export import opportunities_workbook
 from opportunity_engine.formatting import gbp_short
 from opportunity_engine.opportunities import csu_list, opportunities, totals
@@ -92,14 +92,24 @@ if specialty is not None:
     names = dict(zip(rows["metric_id"], rows["Metric"] + " (" + rows["Opportunity"] + ")"))
     metric = st.selectbox("Metric", list(names), format_func=names.get,
                           help="Or click a row above.")
-    if picked_metric or st.button("Open metric detail", icon=":material/monitoring:", type="primary"):
+    b1, b2 = st.columns([1, 1])
+    if picked_metric or b1.button("Open metric detail", icon=":material/monitoring:", type="primary",
+                                  help="Trend, distribution, how it was calculated and scheme ideas."):
         st.switch_page("pages/metric.py", query_params=ui.view_params(
             csu=csu, specialty=ui.specialty_param(specialty), metric=picked_metric or metric))
+    if ui.editing() and b2.button("Add this metric to the shortlist", icon=":material/playlist_add:",
+                                  help="Creates a shortlisted scheme from the chosen metric, keeping today's figures."):
+        made = schemes.create(cur, user, f"{names[metric].rsplit(' (', 1)[0]}: {labels.get(specialty, specialty)}", csu,
+                              specialty=specialty, metric=metric, basis=basis, status="shortlisted")
+        st.success(f"Added to the shortlist as scheme {made.scheme_id}.")
+        st.page_link("pages/shortlist.py", label="Open it in Shortlist & plans", icon=":material/arrow_forward:",
+                     query_params=ui.view_params(csu=csu, scheme=str(made.scheme_id)))
 
 cursor_factory = ui.cursor
-st.download_button(
+if st.download_button(
     f"Download {csu} briefing pack (Excel)", icon=":material/download:",
     data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name, csu=csu),
     file_name=f"briefing-pack-{csu}.xlsx",
     mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    help="All of this CSU's opportunities, summary by specialty with a chart, and definitions.")
+    help="All of this CSU's opportunities, summary by specialty with a chart, and definitions."):
+    ui.record("export", "explore", f"briefing pack {csu}")

@@ -34,7 +34,8 @@ if user.role == "admin" and not ui.presenting():
                 a, b = st.columns([1, 3])
                 new_status = a.selectbox("Status", feedback.STATUSES, index=feedback.STATUSES.index(item.status),
                                          help="done + a response puts it in You said, we did.")
-                response = b.text_input("Response (what we did)", item.response)
-                if st.form_submit_button("Update"):
+                response = b.text_input("Response (what we did)", item.response,
+                                         help="Shown to everyone in You said, we did once the status is done.")
+                if st.form_submit_button("Update", help="Saves the status and response (audited)."):
                     feedback.triage(cur, user, int(item.feedback_id), new_status, response)
                     st.rerun()

@@ -54,11 +54,12 @@ st.dataframe(ideas.rename(columns={"metric_name": "Metric", "domain": "Domain", 
 if user.role == "admin" and not ui.presenting():
     with st.expander("Edit scheme ideas (admin)", icon=":material/edit:"):
         target = st.selectbox("Metric to edit", sorted(metrics, key=lambda m: metrics[m].metric_name),
-                              format_func=lambda m: metrics[m].metric_name, key="edit-metric")
+                              format_func=lambda m: metrics[m].metric_name, key="edit-metric",
+                              help="The metric whose scheme ideas you want to change.")
         with st.form("ideas"):
             text = st.text_area("One idea per line", "\n".join(metrics[target].scheme_ideas), height=180,
                                 help="These show on Metric detail and here for every user.")
-            if st.form_submit_button("Save ideas", type="primary"):
+            if st.form_submit_button("Save ideas", type="primary", help="Replaces this metric's ideas (audited)."):
                 try:
                     library.set_ideas(cur, user, target, text.splitlines())
                     st.success("Saved.")

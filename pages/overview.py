@@ -61,9 +61,10 @@ for i, row in top.head(3).iterrows():
                                              metric=row["metric_id"]), icon=":material/arrow_forward:")
 
 cursor_factory = ui.cursor
-st.download_button(
+if st.download_button(
     "Download Excel workbook", icon=":material/download:",
     data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name),
     file_name="opportunity-explorer.xlsx",
     mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    help="Cover, summary chart, every opportunity with how it was calculated, and metric definitions.")
+    help="Cover, summary chart, every opportunity with how it was calculated, and metric definitions."):
+    ui.record("export", "overview", "opportunities workbook")

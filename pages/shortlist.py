@@ -56,6 +56,17 @@ k4.metric(f"Still to find ({t['coverage']:.0%} covered)" if t["coverage"] is not
           gbp_short(t["gap_to_target_gbp"]),
           help=f"Target minus committed in-year £. Pipeline (plans not yet approved): {gbp_short(t['pipeline_gbp'])}.")
 
+if len(by_csu) > 1:
+    with st.expander(f"Totals by CSU, {plans.fy_label(fy)}", icon=":material/table_chart:"):
+        st.dataframe(by_csu.rename(columns={"csu_code": "CSU", "csu_name": "Name", "target_gbp": "WRP target £",
+                                            "in_year_gbp": "Committed in-year £", "pipeline_gbp": "Pipeline in-year £",
+                                            "fye_gbp": "Committed FYE £", "gap_to_target_gbp": "Still to find £",
+                                            "coverage": "Covered"}),
+                     hide_index=True, width="stretch",
+                     column_config={**{c: st.column_config.NumberColumn(format="£%,.0f") for c in (
+                         "WRP target £", "Committed in-year £", "Pipeline in-year £", "Committed FYE £", "Still to find £")},
+                                    "Covered": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")})
+
 listing = schemes.listing(cur, user, csu=csu)
 st.subheader(f"Schemes ({len(listing)})")
 if listing.empty:
@@ -106,11 +117,12 @@ if edit:
         with st.form("new-scheme", clear_on_submit=True):
             n_title = st.text_input("Title", help="What the scheme will do, in a few words.")
             n_csu = st.selectbox("CSU", list(csus), format_func=lambda c: f"{csus[c]} ({c})",
-                                 index=list(csus).index(csu) if csu in csus else 0)
+                                 index=list(csus).index(csu) if csu in csus else 0, help="The CSU that will deliver the scheme.")
             n_desc = st.text_area("Description", help="The change, who it affects, and how the saving arises.")
             n_lead = st.text_input("Lead", help="The person accountable for delivery.")
-            n_cat = st.selectbox("Finance category", schemes.FINANCE_CATEGORIES, format_func=schemes.FINANCE_LABELS.get)
-            if st.form_submit_button("Create scheme", type="primary"):
+            n_cat = st.selectbox("Finance category", schemes.FINANCE_CATEGORIES, format_func=schemes.FINANCE_LABELS.get,
+                                 help="Pay, non-pay or income.")
+            if st.form_submit_button("Create scheme", type="primary", help="Creates it as an idea, with no driving metric."):
                 try:
                     made = schemes.create(cur, user, n_title, n_csu, description=n_desc, lead=n_lead, finance_category=n_cat)
                     st.query_params["scheme"] = str(made.scheme_id)
@@ -139,7 +151,8 @@ if not listing.empty:
     seen = ui.seen_version(scheme.scheme_id, scheme.version)
     if seen != scheme.version:
         st.warning(f"{scheme.updated_by} changed this scheme at {scheme.updated_at:%H:%M} after you opened it.")
-        if st.button("Reload the latest version", icon=":material/refresh:"):
+        if st.button("Reload the latest version", icon=":material/refresh:",
+                     help="Shows their change; then make yours again."):
             ui.mark_seen(scheme.scheme_id, scheme.version)
             st.rerun()
 
@@ -170,9 +183,9 @@ if not listing.empty:
     with tab_details:
         if edit:
             with st.form(f"details-{scheme.scheme_id}"):
-                d_title = st.text_input("Title", scheme.title)
-                d_desc = st.text_area("Description", scheme.description)
-                d_lead = st.text_input("Lead", scheme.lead)
+                d_title = st.text_input("Title", scheme.title, help="What the scheme will do, in a few words.")
+                d_desc = st.text_area("Description", scheme.description, help="The change, who it affects, how the saving arises.")
+                d_lead = st.text_input("Lead", scheme.lead, help="The person accountable for delivery.")
                 c1, c2, c3 = st.columns(3)
                 d_cat = c1.selectbox("Finance category", schemes.FINANCE_CATEGORIES,
                                      index=schemes.FINANCE_CATEGORIES.index(scheme.finance_category),
@@ -180,7 +193,7 @@ if not listing.empty:
                 d_rec = c2.toggle("Recurrent", scheme.recurrent, help="Off for a one-off (non-recurrent) saving.")
                 d_type = c3.selectbox("Saving type", schemes.SAVING_TYPES, index=schemes.SAVING_TYPES.index(scheme.saving_type),
                                       help="Cash-releasing, or productivity (capacity released).")
-                if st.form_submit_button("Save details", type="primary"):
+                if st.form_submit_button("Save details", type="primary", help="Checked against the version you loaded; audited."):
                     try:
                         result = schemes.update(cur, user, scheme.scheme_id, seen, title=d_title, description=d_desc,
                                                 lead=d_lead, finance_category=d_cat, recurrent=d_rec, saving_type=d_type)
@@ -193,7 +206,8 @@ if not listing.empty:
                 s1, s2 = st.columns([2, 1])
                 move_to = s1.selectbox("Move to", nexts, help="Only the allowed next statuses are offered.")
                 s2.write("")
-                if s2.button("Change status", icon=":material/swap_horiz:"):
+                if s2.button("Change status", icon=":material/swap_horiz:",
+                             help="Approval needs a CIP plan and a completed, signed QIA."):
                     try:
                         saved(schemes.update(cur, user, scheme.scheme_id, seen, status=move_to).version,
                               f"Moved to {move_to}.")
@@ -225,7 +239,7 @@ if not listing.empty:
                 years_p = list(range(fy - 1, fy + 3))
                 default_fy = plan.financial_year if plan else fy
                 p_fy = c1.selectbox("Financial year", years_p, index=years_p.index(default_fy) if default_fy in years_p else 1,
-                                    format_func=plans.fy_label)
+                                    format_func=plans.fy_label, help="April to March; 2026/27 starts in April 2026.")
                 p_start = c2.selectbox("Start month", list(range(1, 13)), index=(plan.start_month - 1) if plan else 0,
                                        format_func=lambda m: f"M{m} {plans.MONTH_NAMES[m - 1]}",
                                        help="M1 is April. Savings count from this month.")
@@ -241,12 +255,13 @@ if not listing.empty:
                     base = plan.custom_phasing if plan and plan.custom_phasing else (plan.monthly if plan else [0.0] * 12)
                     custom = [cols[i % 6].number_input(f"M{i + 1} {plans.MONTH_NAMES[i]}", min_value=0.0,
                                                        value=float(base[i]), step=1000.0, format="%.0f",
+                                                       help="£ planned in this month; zero before the start month.",
                                                        key=f"custom-{scheme.scheme_id}-{i}") for i in range(12)]
                 p_milestones = st.text_area("Milestones", plan.milestones if plan else "",
                                             help="Key dates: e.g. pathway agreed, staff trained, go-live.")
                 p_target = st.number_input("Driving metric's target value", value=plan.metric_target_value if plan and plan.metric_target_value is not None else None,
                                            format="%.4f", help="Where the metric should be once the scheme is delivered.")
-                if st.form_submit_button("Save plan", type="primary"):
+                if st.form_submit_button("Save plan", type="primary", help="Checks the phasing rules; audited."):
                     try:
                         plans.save_plan(cur, user, scheme.scheme_id, seen, p_fy, p_start, p_fye, p_profile,
                                         custom if p_profile == "custom" else None, p_milestones, p_target)
@@ -285,7 +300,7 @@ if not listing.empty:
                                     help="1 rare, 2 unlikely, 3 possible, 4 likely, 5 almost certain."),
                         d.text_input("mitigations", m, key=f"m-{domain}-{scheme.scheme_id}",
                                      help="What will keep this risk in check, and who watches it."))
-                if st.form_submit_button("Save QIA scores", type="primary"):
+                if st.form_submit_button("Save QIA scores", type="primary", help="Saves all five domains; clears sign-offs if a risk changed."):
                     try:
                         qia.save_scores(cur, user, scheme.scheme_id, seen, new_scores)
                         saved(message="QIA scores saved.")
@@ -302,9 +317,9 @@ if not listing.empty:
                     with st.form(f"sign-{role}-{scheme.scheme_id}"):
                         a, b, c = st.columns([2, 1, 1])
                         who = a.text_input(f"{qia.SIGNOFF_LABELS[role]}: name", help="The person signing off, as on the paper QIA.")
-                        when = b.date_input("date", dt.date.today(), format="DD/MM/YYYY")
+                        when = b.date_input("date", dt.date.today(), format="DD/MM/YYYY", help="The date on the signed QIA.")
                         c.write("")
-                        if c.form_submit_button("Record sign-off"):
+                        if c.form_submit_button("Record sign-off", help="Records the name and date against this QIA."):
                             try:
                                 qia.sign_off(cur, user, scheme.scheme_id, seen, role, who, when)
                                 saved(message=f"{qia.SIGNOFF_LABELS[role]} sign-off recorded.")

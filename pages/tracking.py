@@ -94,7 +94,7 @@ if ui.editing():
         gbp = b.number_input("Realised £", min_value=0.0, step=500.0, format="%.0f",
                              help="What the ledger shows was saved in that month. Re-entering a month corrects it.")
         c.write("")
-        if c.form_submit_button("Save realised £", type="primary"):
+        if c.form_submit_button("Save realised £", type="primary", help="Saves this month (audited); re-saving a month corrects it."):
             try:
                 tracking.record_realised(cur, user, picked, period, gbp)
                 st.success(f"Recorded {gbp_short(gbp)} for {period}.")

@@ -147,3 +147,34 @@ def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
         assert texts.count(stored) >= 3  # description, lead, milestones/mitigations
         assert ("'" + evil + " title") in texts or (evil.strip() + " title") in texts  # titles are trimmed
     assert "'=cmd|' /C calc'!A0" in texts and "'=HYPERLINK(\"x\")" in texts
+
+
+@pytest.mark.skipif(not __import__("shutil").which("soffice"), reason="LibreOffice not installed (optional check)")
+def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
+    """Where LibreOffice is installed: both workbooks open headless, recalculate, and their live
+    formulas give the engine's own totals (a file Excel would need to repair fails to convert)."""
+    import subprocess
+
+    from opportunity_engine import db, plans
+    from opportunity_engine.export_plans import plans_workbook
+    from opportunity_engine.opportunities import opportunities, totals
+    from opportunity_engine.users import get_user
+
+    with db.connect(small_demo, read_only=True) as c:
+        finance = get_user(c, "finance")
+        fy = c.execute("SELECT max(financial_year) FROM cip_plans").fetchone()[0]
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "opps.xlsx").write_bytes(opportunities_workbook(c, Scope.trust(), Basis(), "Test"))
+        (tmp_path / "in" / "plans.xlsx").write_bytes(plans_workbook(c, finance, fy))
+        net = totals(opportunities(c, Scope.trust(), Basis())).net_gbp
+        committed = plans.trust_total(plans.totals_by_csu(c, finance.scope, fy))["in_year_gbp"]
+    run = subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/profile", "--convert-to",
+                          "xlsx", "--outdir", str(tmp_path / "out"), str(tmp_path / "in" / "opps.xlsx"),
+                          str(tmp_path / "in" / "plans.xlsx")], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    opps = load_workbook(tmp_path / "out" / "opps.xlsx", data_only=True)["Cover"]
+    figures = {r[0]: r[1] for r in opps.iter_rows(values_only=True) if r and r[0]}
+    assert figures["Total opportunity, net of overlap"] == pytest.approx(net, rel=1e-9)
+    cover = load_workbook(tmp_path / "out" / "plans.xlsx", data_only=True)["Cover"]
+    figures = {r[0]: r[1] for r in cover.iter_rows(values_only=True) if r and r[0]}
+    assert figures["In-year £, committed schemes"] == pytest.approx(committed, rel=1e-9)
