@@ -131,7 +131,9 @@ def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
         s = schemes.update(tiny, fin, s.scheme_id, s.version, status="shortlisted")
         plans.save_plan(tiny, fin, s.scheme_id, s.version, 2026, 1, 1200, milestones=evil)
         s = schemes.get(tiny, fin, s.scheme_id)
-        qia.save_scores(tiny, fin, s.scheme_id, s.version, {"staff": (2, 2, evil)})
+        qia.save_scores(tiny, fin, s.scheme_id, s.version, {d: (2, 2, evil) for d in qia.DOMAINS})
+        s = schemes.get(tiny, fin, s.scheme_id)
+        qia.sign_off(tiny, fin, s.scheme_id, s.version, "clinical", evil + "signer", "2026-04-01")
     plans.set_wrp_target(tiny, fin, "A", 2026, 1000, "=cmd|' /C calc'!A0")
     book = load_workbook(io.BytesIO(plans_workbook(tiny, fin, 2026)))
     formula_like = ("=", "+", "-", "@", "\t", "\r")
@@ -147,6 +149,24 @@ def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
         assert texts.count(stored) >= 3  # description, lead, milestones/mitigations
         assert ("'" + evil + " title") in texts or (evil.strip() + " title") in texts  # titles are trimmed
     assert "'=cmd|' /C calc'!A0" in texts and "'=HYPERLINK(\"x\")" in texts
+    assert "'=1+1signer" in texts  # QIA sign-off names
+
+
+def test_admin_text_in_the_opportunities_workbook_is_neutral(tiny):
+    """Unit cost sources and scheme ideas are typed by an admin in the app: never formulas in Excel."""
+    from opportunity_engine import costs, library
+    from opportunity_engine.users import User
+
+    admin = User("adm", "@admin", "", "admin", ())
+    costs.set_unit_cost(tiny, admin, "bed_day", "100", 400, "=WEBSERVICE(\"http://x\")")
+    library.set_ideas(tiny, admin, "alos_elective", ["+evil idea", "@sum(1)"])
+    data = opportunities_workbook(tiny, Scope.trust(), Basis(), admin.name)
+    book = load_workbook(io.BytesIO(data))
+    texts = [c.value for ws in book.worksheets for row in ws.iter_rows() for c in row
+             if isinstance(c.value, str) and c.data_type == "s"]
+    assert not [t for t in texts if t.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert "'=WEBSERVICE(\"http://x\")" in texts and "'@admin" in texts
+    assert any(t.startswith("'+evil idea") for t in texts)
 
 
 @pytest.mark.skipif(not __import__("shutil").which("soffice"), reason="LibreOffice not installed (optional check)")
