@@ -123,6 +123,22 @@ if st.session_state.get("_oe_last_view") != view_key:
     st.session_state["_oe_last_view"] = view_key
     ui.record("page_view", navigation.url_path or "overview", view_text)
 
+
+def _feedback_control() -> None:
+    """Stars and a comment from any page, stored with the page and view the user is on."""
+    with st.popover("Feedback", icon=":material/rate_review:", width="stretch",
+                    help="Tell the Opportunity Explorer team what works and what does not on this page."):
+        with st.form("feedback", clear_on_submit=True, border=False):
+            stars = st.feedback("stars", key="feedback_stars")
+            comment = st.text_area("Comment", max_chars=2000, help="Recorded with the page and view you are on.")
+            if st.form_submit_button("Send feedback", help="Stored with this page and view; answers appear under Feedback."):
+                if stars is None:
+                    st.toast("Choose a rating from 1 to 5 stars, then send again.", icon=":material/warning:")
+                else:
+                    feedback.submit(ui.cursor(), user, navigation.url_path or "overview", view_text, stars + 1, comment)
+                    st.toast("Thank you: see Feedback for what we did about it.", icon=":material/check:")
+
+
 with st.sidebar:
     st.markdown(f"**{user.name}**  \n{user.role.capitalize()} · {user.scope.label}")
     current = ui.basis()
@@ -143,17 +159,8 @@ with st.sidebar:
         st.query_params["present"] = "1"
     elif "present" in st.query_params:
         del st.query_params["present"]
-    with st.popover("Feedback", icon=":material/rate_review:", width="stretch",
-                    help="Tell the Opportunity Explorer team what works and what does not on this page."):
-        with st.form("feedback", clear_on_submit=True, border=False):
-            stars = st.feedback("stars", key="feedback_stars")
-            comment = st.text_area("Comment", max_chars=2000, help="Recorded with the page and view you are on.")
-            if st.form_submit_button("Send feedback", help="Stored with this page and view; answers appear under Feedback."):
-                if stars is None:
-                    st.error("Choose a rating from 1 to 5 stars.")
-                else:
-                    feedback.submit(ui.cursor(), user, navigation.url_path or "overview", view_text, stars + 1, comment)
-                    st.success("Thank you: see Feedback for what we did about it.")
+    if not ui.presenting():
+        _feedback_control()
     authenticator.logout("Sign out", location="sidebar", callback=_clear_session)
 
 if ui.presenting():

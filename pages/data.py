@@ -19,6 +19,11 @@ if user.role != "admin":
     st.error("The Data page is for administrators.")
     st.stop()
 cur = ui.cursor()
+if ui.presenting():  # no editing controls on a projector: show what is loaded, nothing else
+    st.title("Data")
+    st.dataframe(freshness(cur), hide_index=True, width="stretch")
+    st.caption("Presentation mode: switch it off to load data or change unit costs and targets.")
+    st.stop()
 limit_mb = int(settings()["import"].get("max_upload_mb", 300))
 st.title("Data")
 

@@ -16,7 +16,8 @@ if done.empty:
     st.info("Nothing closed yet: answered feedback appears here.")
 else:
     st.dataframe(done.rename(columns={"done_on": "Done", "page": "Page", "you_said": "You said", "we_did": "We did"}),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch",
+                 column_config={"Done": st.column_config.DatetimeColumn(format="D MMM YYYY")})
 
 if user.role == "admin" and not ui.presenting():
     st.subheader("Triage")

@@ -343,3 +343,23 @@ def test_admin_uploads_checks_and_commits_an_extract(server, browser, tmp_path):
     assert "unit_costs.csv: 1 unit_costs rows" in main.inner_text()
     shot(page, "data-upload-committed")
     page.close()
+
+
+def test_feedback_from_a_page_reaches_admin_triage(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    sign_in(page, server, "csu", "/explore?csu=EMA")
+    page.get_by_role("button", name="Feedback").click()
+    page.locator('[data-testid="stFeedbackButton"]').nth(3).click()  # four stars
+    page.get_by_role("textbox", name="Comment").fill("Browser-test feedback: the specialty chart is great")
+    page.get_by_role("button", name="Send feedback").click()
+    settle(page)
+    page.get_by_text("Thank you").wait_for()
+    context.close()
+    admin = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    sign_in(admin, server, "admin", "/feedback")
+    main = admin.locator('[data-testid="stMain"]')
+    main.get_by_text("Browser-test feedback: the specialty chart is great").wait_for()
+    assert "explore" in main.inner_text() and "csu=EMA" in main.inner_text()
+    shot(admin, "feedback-triage")
+    admin.context.close()

@@ -333,3 +333,21 @@ def test_feedback_triage_and_you_said_we_did(tiny):
     said = feedback.you_said_we_did(tiny).iloc[0]
     assert (said.you_said, said.we_did) == ("Add a CSV download", "Added one")
     assert "username" not in feedback.you_said_we_did(tiny).columns
+
+
+def test_guide_worked_example_is_the_engines_arithmetic(tiny):
+    import re
+
+    from opportunity_engine import guide
+    from opportunity_engine.scope import Scope
+
+    sections = dict(guide.sections(tiny, Scope.trust()))
+    example = sections["Worked example: an opportunity"]
+    # the hand-worked tiny trust: General Surgery elective stays, 400 bed days over 100 spells vs target 3.0
+    assert "| numerator | 400.0 |" in example and "| denominator | 100.0 |" in example
+    gap = re.search(r"= ([\d,.]+) bed days", example).group(1)
+    assert float(gap.replace(",", "")) == pytest.approx(100.0)
+    assert "£40,000" in example and "£400.00" in example
+    html = guide.to_html(list(sections.items()))
+    assert html.startswith("<!doctype html>") and "<table>" in html and "<script" not in html
+    assert {"Glossary", "FAQ", "How to read SPC charts", "How to complete a QIA"} <= set(sections)
