@@ -205,3 +205,32 @@ def test_csu_user_never_sees_another_csus_data_on_any_page(app_db, page):
             assert name not in body, (page, params, name)
         for title in foreign_titles:
             assert title not in body, (page, params, title)
+
+
+def test_two_people_editing_one_scheme_in_the_app_cannot_overwrite_each_other(app_db):
+    import duckdb
+
+    from opportunity_engine import db
+
+    def query(sql, params=()):  # same configuration as the app's own connection in this process
+        with duckdb.connect(str(app_db), config=db.CONNECT_CONFIG) as con:
+            return con.execute(sql, list(params)).fetchone()[0]
+
+    scheme_id = query("SELECT scheme_id FROM schemes WHERE status = 'idea' AND csu_code = 'EMA'")
+    first = signed_in("finance", "pages/shortlist.py", scheme=str(scheme_id))
+    second = signed_in("csu", "pages/shortlist.py", scheme=str(scheme_id))  # both have the scheme open
+
+    def save_title(at, title):
+        next(t for t in at.text_input if t.label == "Title" and t.value != "").set_value(title)
+        next(b for b in at.button if b.label == "Save details").click()
+        at.run()
+
+    save_title(first, "Title from finance")
+    assert any("Saved." in s.value for s in first.success)
+    save_title(second, "Title from the CSU")  # stale: must be refused, not overwrite
+    assert any("changed by finance" in e.value and "Reload" in e.value for e in second.error)
+    assert query("SELECT title FROM schemes WHERE scheme_id = ?", [scheme_id]) == "Title from finance"
+    next(b for b in second.button if b.label == "Reload the latest version").click()
+    second.run()
+    save_title(second, "Title from the CSU")  # after reloading, the CSU's change goes in
+    assert any("Saved." in s.value for s in second.success)
