@@ -56,3 +56,10 @@ def you_said_we_did(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Done items with a response, without who said it (users see what changed, not who asked)."""
     return con.execute("""SELECT updated_at AS done_on, page, comment AS you_said, response AS we_did
                           FROM feedback WHERE status = 'done' AND response <> '' ORDER BY updated_at DESC""").df()
+
+
+def summary(con: duckdb.DuckDBPyConnection) -> dict:
+    """Items, average rating and open items (Adoption page)."""
+    items, rating, open_items = con.execute(
+        "SELECT count(*), avg(rating), count(*) FILTER (WHERE status <> 'done') FROM feedback").fetchone()
+    return {"items": int(items), "average_rating": rating, "open": int(open_items)}

@@ -115,6 +115,42 @@ def scheme_summary(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year:
     return out[cols]
 
 
+@dataclass(frozen=True)
+class TrackingTotals:
+    in_year_gbp: float
+    planned_to_date_gbp: float
+    realised_to_date_gbp: float
+    variance_gbp: float
+    red: int
+    amber: int
+    green: int
+
+
+def totals(summary: pd.DataFrame) -> TrackingTotals:
+    """The headline figures of a scheme summary (Tracking page KPIs)."""
+    rag_counts = summary["rag"].value_counts()
+    return TrackingTotals(float(summary["in_year_gbp"].sum()), float(summary["planned_to_date_gbp"].sum()),
+                          float(summary["realised_to_date_gbp"].sum()), float(summary["variance_gbp"].sum()),
+                          int(rag_counts.get("Red", 0)), int(rag_counts.get("Amber", 0)), int(rag_counts.get("Green", 0)))
+
+
+def to_date_by_csu(summary: pd.DataFrame) -> pd.DataFrame:
+    """Planned and realised to date per CSU, long form (csu_code, series, gbp) for a grouped bar chart."""
+    by_csu = summary.groupby("csu_code", as_index=False)[["planned_to_date_gbp", "realised_to_date_gbp"]].sum()
+    out = by_csu.melt(id_vars="csu_code", var_name="series", value_name="gbp")
+    out["series"] = out["series"].map({"planned_to_date_gbp": "Planned", "realised_to_date_gbp": "Realised"})
+    return out
+
+
+def cumulative_long(months: pd.DataFrame, as_of: str) -> pd.DataFrame:
+    """Cumulative planned (whole year) and realised (up to ``as_of``) per month, long form for a line chart."""
+    cumulative = monthly_totals(months)
+    out = cumulative.melt(id_vars=["period"], value_vars=["cumulative_planned_gbp", "cumulative_realised_gbp"],
+                          var_name="series", value_name="gbp")
+    out["series"] = out["series"].map({"cumulative_planned_gbp": "Planned", "cumulative_realised_gbp": "Realised"})
+    return out[(out["series"] == "Planned") | (out["period"] <= as_of)].reset_index(drop=True)
+
+
 def monthly_totals(months: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """Planned vs realised per month (optionally per CSU), with cumulative columns for the chart."""
     keys = (by or []) + ["month", "month_name", "period"]

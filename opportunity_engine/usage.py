@@ -66,3 +66,9 @@ def value(con: duckdb.DuckDBPyConnection, evidenced: dict[int, float] | None = N
               .groupby(["csu_code", "csu_name"], as_index=False)
               [["schemes", "committed", "planned_fye_gbp", "realised_gbp", "evidenced_gbp"]].sum()
               .sort_values("planned_fye_gbp", ascending=False).reset_index(drop=True))
+
+
+def value_totals(value_by_csu: pd.DataFrame) -> dict[str, float]:
+    """Trust totals of :func:`value` (Adoption page headline)."""
+    cols = ("schemes", "committed", "planned_fye_gbp", "realised_gbp", "evidenced_gbp")
+    return {c: float(value_by_csu[c].sum()) if len(value_by_csu) else 0.0 for c in cols}

@@ -27,10 +27,11 @@ else:
 value = usage.value(cur, tracking.evidenced_by_scheme(cur, user))
 st.subheader("Value from schemes that started in the tool")
 v1, v2, v3, v4 = st.columns(4)
-v1.metric("Schemes from opportunities", int(value.schemes.sum()) if len(value) else 0)
-v2.metric("Planned full-year effect", gbp_short(value.planned_fye_gbp.sum() if len(value) else 0))
-v3.metric("Realised", gbp_short(value.realised_gbp.sum() if len(value) else 0))
-v4.metric("Evidenced by the data (FYE)", gbp_short(value.evidenced_gbp.sum() if len(value) else 0),
+vt = usage.value_totals(value)
+v1.metric("Schemes from opportunities", int(vt["schemes"]))
+v2.metric("Planned full-year effect", gbp_short(vt["planned_fye_gbp"]))
+v3.metric("Realised", gbp_short(vt["realised_gbp"]))
+v4.metric("Evidenced by the data (FYE)", gbp_short(vt["evidenced_gbp"]),
           help="What the driving metrics' observed change since each scheme started is worth a year.")
 st.dataframe(value.rename(columns={"csu_code": "CSU", "csu_name": "Name", "schemes": "Schemes", "committed": "Committed",
                                    "planned_fye_gbp": "Planned FYE £", "realised_gbp": "Realised £",
@@ -47,12 +48,12 @@ st.dataframe(quiet.rename(columns={"csu_code": "CSU", "csu_name": "Name", "last_
 st.caption("A blank 'Last used' means never.")
 
 st.subheader("Feedback received")
-fb = feedback.listing(cur)
-if fb.empty:
+fb = feedback.summary(cur)
+if not fb["items"]:
     st.info("No feedback yet.")
 else:
     f1, f2, f3 = st.columns(3)
-    f1.metric("Items", len(fb))
-    f2.metric("Average rating", f"{fb.rating.mean():.1f} / 5")
-    f3.metric("Open (new or planned)", int((fb.status != "done").sum()))
+    f1.metric("Items", fb["items"])
+    f2.metric("Average rating", f"{fb['average_rating']:.1f} / 5")
+    f3.metric("Open (new or planned)", fb["open"])
     st.page_link("pages/feedback.py", label="Triage feedback", icon=":material/forum:")

@@ -34,19 +34,15 @@ if summary.empty:
     st.info("No committed schemes with a plan in this year. Approve a scheme on Shortlist & plans, or pick another year.")
     st.stop()
 
+t = tracking.totals(summary)
 k1, k2, k3, k4 = st.columns(4)
-k1.metric("Planned in-year", gbp_short(summary.in_year_gbp.sum()))
-k2.metric("Planned to date", gbp_short(summary.planned_to_date_gbp.sum()))
-k3.metric("Realised to date", gbp_short(summary.realised_to_date_gbp.sum()),
-          delta=gbp_short(summary.variance_gbp.sum()), help="Delta: realised minus planned to date.")
-rag_counts = summary.rag.value_counts()
-k4.metric("Schemes R / A / G", f"{rag_counts.get('Red', 0)} / {rag_counts.get('Amber', 0)} / {rag_counts.get('Green', 0)}")
+k1.metric("Planned in-year", gbp_short(t.in_year_gbp))
+k2.metric("Planned to date", gbp_short(t.planned_to_date_gbp))
+k3.metric("Realised to date", gbp_short(t.realised_to_date_gbp),
+          delta=gbp_short(t.variance_gbp), help="Delta: realised minus planned to date.")
+k4.metric("Schemes R / A / G", f"{t.red} / {t.amber} / {t.green}")
 
-cumulative = tracking.monthly_totals(months)
-long = cumulative.melt(id_vars=["period"], value_vars=["cumulative_planned_gbp", "cumulative_realised_gbp"],
-                       var_name="series", value_name="gbp")
-long["series"] = long["series"].map({"cumulative_planned_gbp": "Planned", "cumulative_realised_gbp": "Realised"})
-long = long[(long.series == "Planned") | (long.period <= as_of)]
+long = tracking.cumulative_long(months, as_of)
 c1, c2 = st.columns(2)
 with c1:
     st.subheader("Cumulative planned vs realised")
@@ -56,9 +52,7 @@ with c1:
         tooltip=["period:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
 with c2:
     st.subheader("By CSU, to date")
-    by_csu = summary.groupby("csu_code", as_index=False)[["planned_to_date_gbp", "realised_to_date_gbp"]].sum()
-    by_csu_long = by_csu.melt(id_vars="csu_code", var_name="series", value_name="gbp")
-    by_csu_long["series"] = by_csu_long["series"].map({"planned_to_date_gbp": "Planned", "realised_to_date_gbp": "Realised"})
+    by_csu_long = tracking.to_date_by_csu(summary)
     st.altair_chart(alt.Chart(by_csu_long).mark_bar().encode(
         y=alt.Y("csu_code:N", title="CSU"), x=alt.X("gbp:Q", title="£", axis=alt.Axis(format="~s")),
         yOffset="series:N", color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),

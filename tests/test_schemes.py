@@ -351,3 +351,14 @@ def test_guide_worked_example_is_the_engines_arithmetic(tiny):
     html = guide.to_html(list(sections.items()))
     assert html.startswith("<!doctype html>") and "<table>" in html and "<script" not in html
     assert {"Glossary", "FAQ", "How to read SPC charts", "How to complete a QIA"} <= set(sections)
+
+
+def test_tracking_totals_and_chart_frames():
+    summary = pd.DataFrame({"csu_code": ["A", "A", "B"], "in_year_gbp": [90.0, 10.0, 50.0],
+                            "planned_to_date_gbp": [30.0, 5.0, 20.0], "realised_to_date_gbp": [29.0, 1.0, 20.0],
+                            "variance_gbp": [-1.0, -4.0, 0.0], "rag": ["Green", "Red", "Green"]})
+    t = tracking.totals(summary)
+    assert (t.in_year_gbp, t.planned_to_date_gbp, t.realised_to_date_gbp, t.variance_gbp) == (150, 55, 50, -5)
+    assert (t.red, t.amber, t.green) == (1, 0, 2)
+    bars = tracking.to_date_by_csu(summary).set_index(["csu_code", "series"])["gbp"]
+    assert bars[("A", "Planned")] == 35 and bars[("A", "Realised")] == 30 and bars[("B", "Realised")] == 20
