@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--user", default="command line", help="name shown on the cover sheet")
 
+    p = sub.add_parser("export-plans", help="write the shortlist and plans workbook (.xlsx)")
+    _db_arg(p)
+    p.add_argument("--fy", type=int, default=None, help="financial year, e.g. 2026 for 2026/27 (default: current)")
+    p.add_argument("--csu", default=None, help="one CSU code")
+    p.add_argument("--as-user", default=None, metavar="USERNAME",
+                   help="export with this user's scope and name (default: whole trust, 'command line')")
+    p.add_argument("--out", type=Path, required=True)
+
     p = sub.add_parser("schema", help="show or upgrade the database schema version")
     _db_arg(p)
 
@@ -163,6 +171,30 @@ def cmd_export(args, path: Path) -> int:
     return 0
 
 
+def cmd_export_plans(args, path: Path) -> int:
+    import datetime as dt
+
+    from .export_plans import plans_workbook
+    from .plans import current_fy
+    from .users import User, get_user
+
+    with dbmod.connect(path, read_only=True) as con:
+        if args.as_user:
+            user = get_user(con, args.as_user)
+            if user is None:
+                raise ValueError(f"no user {args.as_user}")
+        else:
+            user = User("command-line", "command line", "", "finance", ())
+        if args.csu:
+            _scope_for(con, args.csu)  # unknown CSU → message
+            user.scope.check(args.csu)
+        data = plans_workbook(con, user, args.fy or current_fy(dt.date.today()), csu=args.csu)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"Wrote {args.out} ({len(data):,} bytes)")
+    return 0
+
+
 def cmd_schema(args, path: Path) -> int:
     with dbmod.connect(path) as con:
         print(f"{path}: schema version {dbmod.schema_version(con)} (engine {dbmod.LATEST_VERSION})")
@@ -215,4 +247,5 @@ def cmd_users(args, path: Path) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
-            "export": cmd_export, "schema": cmd_schema, "users": cmd_users, "backup": cmd_backup}
+            "export": cmd_export, "schema": cmd_schema, "users": cmd_users, "backup": cmd_backup,
+            "export-plans": cmd_export_plans}

@@ -552,3 +552,27 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
         result.issues.append(Issue(plan[0][0].name if len(plan) == 1 else "import", None, None, None,
                                    f"the import failed and nothing was changed ({type(exc).__name__}: {str(exc)[:200]})"))
     return result
+
+
+def stage_uploads(files: Iterable[tuple[str, int, bytes | memoryview]], folder: Path,
+                  limit_mb: int) -> tuple[list[Path], list[str]]:
+    """Write browser uploads (name, size, content) into ``folder`` under sanitised names.
+
+    Returns the paths to import and a message for each file refused before reading it: over the
+    size limit, or not .csv/.xlsx. The names are the user's, so the validation report names them."""
+    import re
+
+    paths, problems = [], []
+    for name, size, content in files:
+        clean = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name) or "upload.csv"
+        if size > limit_mb * 1024 * 1024:
+            problems.append(f"{name}: {size / 1024 / 1024:,.0f} MB is over the {limit_mb} MB limit. "
+                            "Split it by month and load the parts.")
+        elif Path(clean).suffix.lower() not in (".csv", ".xlsx"):
+            problems.append(f"{name}: only .csv and .xlsx files can be loaded (this is "
+                            f"{Path(clean).suffix or 'a file without an extension'}).")
+        else:
+            path = folder / clean
+            path.write_bytes(bytes(content))
+            paths.append(path)
+    return paths, problems

@@ -1,6 +1,5 @@
 """Data (admin): upload extracts with a validation report before anything is committed, data
 freshness, empty templates, unit costs and WRP targets."""
-import re
 import tempfile
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import streamlit as st
 import ui
 from opportunity_engine import costs, plans
 from opportunity_engine.config import settings
-from opportunity_engine.importer import import_files
+from opportunity_engine.importer import import_files, stage_uploads
 from opportunity_engine.opportunities import freshness
 from opportunity_engine.templates import ORDER, TEMPLATES, csv_template
 
@@ -35,25 +34,6 @@ uploads = st.file_uploader("Extract files", type=["csv", "xlsx"], accept_multipl
                            help="Drop several files to load them together, e.g. specialties and spells.")
 
 
-def _stage(files) -> tuple[list[Path], list[str]]:
-    """Write uploads to a private temporary folder under their own (sanitised) names."""
-    folder = Path(tempfile.mkdtemp(prefix="oe-upload-"))
-    paths, problems = [], []
-    for f in files:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(f.name).name) or "upload.csv"
-        if f.size > limit_mb * 1024 * 1024:
-            problems.append(f"{f.name}: {f.size / 1024 / 1024:,.0f} MB is over the {limit_mb} MB limit. "
-                            "Split it by month and load the parts.")
-            continue
-        if Path(name).suffix.lower() not in (".csv", ".xlsx"):
-            problems.append(f"{f.name}: only .csv and .xlsx files can be loaded.")
-            continue
-        path = folder / name
-        path.write_bytes(f.getbuffer())
-        paths.append(path)
-    return paths, problems
-
-
 def _run(paths: list[Path], dry_run: bool):
     bar = st.progress(0.0, text="Starting")
     result = import_files(cur, paths, loaded_by=user.username, dry_run=dry_run,
@@ -64,7 +44,8 @@ def _run(paths: list[Path], dry_run: bool):
 
 if uploads:
     key = tuple((f.name, f.size) for f in uploads)
-    paths, problems = _stage(uploads)
+    paths, problems = stage_uploads(((f.name, f.size, f.getbuffer()) for f in uploads),
+                                    Path(tempfile.mkdtemp(prefix="oe-upload-")), limit_mb)
     for problem in problems:
         st.error(problem)
     if paths and not problems:

@@ -180,3 +180,19 @@ def test_cli_users_add_list_reset_remove(demo_copy, monkeypatch, capsys):
     assert "unknown CSU" in capsys.readouterr().err
     assert main(["users", "remove", "jo.bloggs", "--db", str(demo_copy)]) == 0
     assert main(["users", "remove", "jo.bloggs", "--db", str(demo_copy)]) == 1
+
+
+def test_cli_export_plans_with_a_users_scope(small_demo, tmp_path, capsys):
+    from openpyxl import load_workbook
+
+    out = tmp_path / "plans.xlsx"
+    assert main(["export-plans", "--db", str(small_demo), "--fy", "2025", "--out", str(out)]) == 0
+    trust = {r[1] for r in load_workbook(out)["Schemes"].iter_rows(min_row=2, values_only=True)}
+    assert len(trust) > 1
+    mine = tmp_path / "mine.xlsx"
+    assert main(["export-plans", "--db", str(small_demo), "--as-user", "csu", "--out", str(mine)]) == 0
+    assert {r[1] for r in load_workbook(mine)["Schemes"].iter_rows(min_row=2, values_only=True)} == \
+        {"Emergency and Acute Medicine"}
+    assert main(["export-plans", "--db", str(small_demo), "--as-user", "csu", "--csu", "ABD",
+                 "--out", str(tmp_path / "x.xlsx")]) == 1
+    assert "not available to you" in capsys.readouterr().err

@@ -277,3 +277,15 @@ def test_realised_savings_import_is_checked_and_audited(con, tmp_path):
     history = schemes.history(con, fin, s.scheme_id)
     assert {"realised.2026-04", "realised.2026-05"} <= set(history.field)
     assert set(history[history.field.str.startswith("realised")].username) == {"importer"}
+
+
+def test_uploads_over_the_limit_or_of_the_wrong_type_get_a_clear_message(tmp_path):
+    from opportunity_engine.importer import stage_uploads
+
+    files = [("spells march.csv", 10, b"spell_id\n"), ("huge.csv", 301 * 1024 * 1024, b""),
+             ("report.pdf", 10, b"%PDF"), ("../../etc/passwd", 5, b"x")]
+    paths, problems = stage_uploads(files, tmp_path, limit_mb=300)
+    assert [p.name for p in paths] == ["spells_march.csv"] and paths[0].parent == tmp_path
+    assert problems[0].startswith("huge.csv: 301 MB is over the 300 MB limit")
+    assert "report.pdf: only .csv and .xlsx" in problems[1]
+    assert "passwd" in problems[2] and not (tmp_path.parent / "passwd").exists()
