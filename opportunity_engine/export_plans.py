@@ -130,7 +130,7 @@ def _plan_sheet(con, ws, listing: pd.DataFrame, financial_year: int) -> dict[int
     rows: dict[int, int] = {}
     r = 2
     for s in listing.itertuples(index=False):
-        plan = plans._load(con, int(s.scheme_id))
+        plan = plans.load_plan(con, int(s.scheme_id))
         if plan is None or plan.financial_year != financial_year:
             continue
         fixed = (int(s.scheme_id), s.title, s.csu_code, s.status, "Yes" if s.status in schemes.COMMITTED else "No",

@@ -98,10 +98,11 @@ def phase(fye_gbp: float, start_month: int, profile: str, custom: list[float] | 
 
 def get_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Plan | None:
     schemes.get(con, user, scheme_id)
-    return _load(con, scheme_id)
+    return load_plan(con, scheme_id)
 
 
-def _load(con: duckdb.DuckDBPyConnection, scheme_id: int) -> Plan | None:
+def load_plan(con: duckdb.DuckDBPyConnection, scheme_id: int) -> Plan | None:
+    """A scheme's plan with its monthly phasing, without a scope check (callers have done it)."""
     row = con.execute("""SELECT scheme_id, financial_year, start_month, fye_gbp, phasing, custom_phasing,
                                 milestones, metric_target_value FROM cip_plans WHERE scheme_id = ?""",
                       [int(scheme_id)]).fetchone()
@@ -122,11 +123,11 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
     custom = [float(v) for v in custom_phasing] if phasing == "custom" else None
     with transaction(con):
         scheme = schemes.get(con, user, scheme_id)
-        schemes._require_editor(user, scheme.csu_code)
+        schemes.require_editor(user, scheme.csu_code)
         schemes.check_version(con, scheme, expected_version)
         if scheme.status in ("delivering", "delivered"):
             raise ValueError("The plan of a scheme in delivery is fixed; record realised savings instead.")
-        old = _load(con, scheme_id)
+        old = load_plan(con, scheme_id)
         new = {"financial_year": int(financial_year), "start_month": int(start_month), "fye_gbp": float(fye_gbp),
                "phasing": phasing, "custom_phasing": custom, "milestones": milestones,
                "metric_target_value": metric_target_value}
@@ -135,7 +136,7 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
                     [int(scheme_id), *new.values()])
         audit.record(con, user.username, "scheme", scheme_id,
                      {f"plan.{k}": (getattr(old, k) if old else None, v) for k, v in new.items()})
-    return _load(con, scheme_id)
+    return load_plan(con, scheme_id)
 
 
 def monthly_plan(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,

@@ -107,7 +107,7 @@ def save_scores(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expe
                          str(mitigations or ""))
     with transaction(con):
         scheme = schemes.get(con, user, scheme_id)
-        schemes._require_editor(user, scheme.csu_code)
+        schemes.require_editor(user, scheme.csu_code)
         schemes.check_version(con, scheme, expected_version)
         if scheme.status in schemes.COMMITTED:
             raise ValueError("The QIA of an approved scheme is fixed; move it back to planning to re-assess.")
@@ -139,7 +139,7 @@ def sign_off(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expecte
         signed_on = dt.date.fromisoformat(signed_on)
     with transaction(con):
         scheme = schemes.get(con, user, scheme_id)
-        schemes._require_editor(user, scheme.csu_code)
+        schemes.require_editor(user, scheme.csu_code)
         schemes.check_version(con, scheme, expected_version)
         current = assess(con, scheme_id)
         if len(current.scores) < len(DOMAINS):

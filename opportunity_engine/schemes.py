@@ -72,7 +72,7 @@ class Scheme:
 _COLUMNS = ", ".join(f.name for f in fields(Scheme))
 
 
-def _require_editor(user: User, csu: str) -> None:
+def require_editor(user: User, csu: str) -> None:
     user.scope.check(csu)
     if not user.can_edit:
         raise PermissionError("Your role can view schemes but not change them.")
@@ -100,7 +100,7 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
     """A scheme by hand, or from an opportunity when ``metric`` is given (then the opportunity's
     figures under ``basis`` are stored as the snapshot and the saving type defaults to the
     metric's)."""
-    _require_editor(user, csu)
+    require_editor(user, csu)
     if status not in ("idea", "shortlisted"):
         raise ValueError("A new scheme starts as an idea or shortlisted.")
     snapshot: dict = {}
@@ -196,7 +196,7 @@ def update(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_
     validate(changes)
     with transaction(con):
         scheme = get(con, user, scheme_id)
-        _require_editor(user, scheme.csu_code)
+        require_editor(user, scheme.csu_code)
         check_version(con, scheme, expected_version)
         changes = {k: v for k, v in changes.items() if getattr(scheme, k) != v}
         if "status" in changes:

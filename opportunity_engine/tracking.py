@@ -69,7 +69,7 @@ def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, 
         raise ValueError(f"Realised £ must be between 0 and {MAX_REALISED_GBP:,.0f} (got {realised_gbp}).")
     with transaction(con):
         scheme = schemes.get(con, user, scheme_id)
-        schemes._require_editor(user, scheme.csu_code)
+        schemes.require_editor(user, scheme.csu_code)
         if scheme.status not in schemes.COMMITTED:
             raise ValueError(f"Scheme {scheme_id} is {scheme.status}: realised savings are recorded once it is approved.")
         old = con.execute("SELECT realised_gbp FROM realised_savings WHERE scheme_id = ? AND period = ?",
@@ -181,7 +181,7 @@ class Evidence:
 
 def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evidence:
     scheme = schemes.get(con, user, scheme_id)
-    plan = plans._load(con, scheme_id)
+    plan = plans.load_plan(con, scheme_id)
     realised_total = float(con.execute("SELECT coalesce(sum(realised_gbp), 0) FROM realised_savings WHERE scheme_id = ?",
                                        [int(scheme_id)]).fetchone()[0])
     if not scheme.metric_id or plan is None:
