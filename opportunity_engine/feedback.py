@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from . import audit
+from . import audit, usage
 from .audit import transaction
 from .users import User
 
@@ -26,8 +26,7 @@ def submit(con: duckdb.DuckDBPyConnection, user: User, page: str, view: str, rat
         feedback_id = con.execute("""INSERT INTO feedback (username, page, view, rating, comment)
                                      VALUES (?, ?, ?, ?, ?) RETURNING feedback_id""",
                                   [user.username, page[:100], view[:500], int(rating), comment]).fetchone()[0]
-        con.execute("INSERT INTO usage_events (username, role, csus, event, page, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                    [user.username, user.role, list(user.csus), "feedback", page[:100], str(feedback_id)])
+        usage.record(con, user, "feedback", page[:100], str(feedback_id))
     return feedback_id
 
 

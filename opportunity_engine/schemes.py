@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 import duckdb
 import pandas as pd
 
-from . import audit
+from . import audit, usage
 from .audit import ConflictError, transaction
 from .opportunities import Basis, opportunities
 from .scope import ScopeError, scope_filter
@@ -132,8 +132,7 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
             f"INSERT INTO schemes ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) RETURNING scheme_id",
             list(values.values())).fetchone()[0]
         audit.record(con, user.username, "scheme", scheme_id, {"created": (None, f"{origin}: {title}")})
-        con.execute("INSERT INTO usage_events (username, role, csus, event, page, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                    [user.username, user.role, list(user.csus), "scheme_created", "shortlist", str(scheme_id)])
+        usage.record(con, user, "scheme_created", "shortlist", str(scheme_id))
     return get(con, user, scheme_id)
 
 
