@@ -99,8 +99,13 @@ def by_month(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) 
 def scheme_summary(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
                    as_of: str | None = None) -> pd.DataFrame:
     """One row per committed scheme: in-year plan, planned and realised to date, variance, RAG."""
+    return summarise_months(by_month(con, scope, financial_year), as_of)
+
+
+def summarise_months(months: pd.DataFrame, as_of: str | None = None) -> pd.DataFrame:
+    """:func:`scheme_summary` from an already-loaded :func:`by_month` frame (a page that also
+    charts the months loads them once)."""
     as_of = as_of or last_complete_period()
-    months = by_month(con, scope, financial_year)
     cols = ["scheme_id", "title", "csu_code", "status", "in_year_gbp", "planned_to_date_gbp",
             "realised_to_date_gbp", "variance_gbp", "rag"]
     if months.empty:
