@@ -27,6 +27,8 @@ PROFILE_LABELS = {"even": "Even", "ramp": "Ramp-up (3 months)", "custom": "Custo
 MONTH_NAMES = ("Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Jan", "Feb", "Mar")
 RAMP_MONTHS = 3
 TOLERANCE_GBP = 1.0
+# Open statuses whose plans count as pipeline (not yet committed) in the totals.
+PIPELINE = ("idea", "shortlisted", "planning")
 
 
 @dataclass
@@ -185,8 +187,9 @@ def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: 
     """Per CSU: committed in-year £ and FYE (approved, delivering, delivered), pipeline in-year £
     (plans not yet approved), WRP target and the gap still to find. A trust row comes from
     :func:`trust_total`."""
-    committed = monthly_plan(con, scope, financial_year)
-    pipeline = monthly_plan(con, scope, financial_year, ("idea", "shortlisted", "planning"))
+    months = monthly_plan(con, scope, financial_year, schemes.COMMITTED + PIPELINE)
+    is_committed = months["status"].isin(schemes.COMMITTED)
+    committed, pipeline = months[is_committed], months[~is_committed]
     fye = con.execute(f"""
         SELECT s.csu_code, sum(p.fye_gbp) FILTER (WHERE list_contains($committed, s.status)) AS fye_gbp
         FROM schemes s JOIN cip_plans p USING (scheme_id)
