@@ -19,7 +19,8 @@ from .opportunities import Basis, compute_opportunities, opportunities
 from .scope import Scope
 
 
-def _median_ms(fn, runs: int) -> float:
+def median_ms(fn, runs: int = 5) -> float:
+    """Median wall time of ``runs`` calls, in milliseconds (less noisy than the mean on 2 shared cores)."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -67,11 +68,11 @@ def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 15, keep: Path 
             bare_sql = """SELECT csu_code, specialty_code, metric_id, sum(numerator), sum(denominator)
                           FROM metric_facts WHERE period > ? GROUP BY ALL"""
             cutoff = con.execute("SELECT strftime(strptime(max(period), '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m') FROM metric_facts").fetchone()[0]
-            bare = _median_ms(lambda: con.execute(bare_sql, [cutoff]).fetchall(), runs)
-            cold = _median_ms(lambda: compute_opportunities(con, Scope.trust(), Basis()), runs)
+            bare = median_ms(lambda: con.execute(bare_sql, [cutoff]).fetchall(), runs)
+            cold = median_ms(lambda: compute_opportunities(con, Scope.trust(), Basis()), runs)
             opportunities(con, Scope.trust(), Basis())
-            cached = _median_ms(lambda: opportunities(con, Scope.trust(), Basis()), runs)
-            one_csu = _median_ms(lambda: compute_opportunities(con, Scope.of("EMA"), Basis()), runs)
+            cached = median_ms(lambda: opportunities(con, Scope.trust(), Basis()), runs)
+            one_csu = median_ms(lambda: compute_opportunities(con, Scope.of("EMA"), Basis()), runs)
             facts_rows = con.execute("SELECT count(*) FROM metric_facts").fetchone()[0]
             figures.update(bare_ms=bare, cold_ms=cold, cached_ms=cached, one_csu_ms=one_csu)
             print(f"bare GROUP BY over metric_facts ({facts_rows:,} rows): {bare:.1f} ms")

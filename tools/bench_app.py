@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -20,35 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from opportunity_engine import demo  # noqa: E402
-
-
-def timed(fn, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+from opportunity_engine.bench import median_ms as timed  # noqa: E402
 
 
 def server_times(db_path: Path) -> list[tuple[str, float]]:
-    from streamlit.testing.v1 import AppTest
+    from tests.test_app_pages import signed_in as session  # the same signed-in AppTest the page tests use
 
     os.environ["OPPORTUNITY_DB"] = str(db_path)
     os.environ.setdefault("OPPORTUNITY_COOKIE_KEY", "bench-key")
-
-    def session(username: str, page: str | None = None, **params) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-        at.session_state["authentication_status"] = True
-        at.session_state["username"] = username
-        for k, v in params.items():
-            at.query_params[k] = v
-        at.run()
-        if page:
-            at.switch_page(page)
-            at.run()
-        assert not at.exception, at.exception
-        return at
 
     results = []
     cases = [
