@@ -42,15 +42,32 @@ ROLE_PAGES = {
     "viewer": ["overview", "explore", "metric", "tracking", "library", "feedback", "guide"],
 }
 FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "fy")
+COOKIE_RUNS = 3  # completed runs on which a pending cookie write/delete is rendered
+
+
+def _cookie_later(action: str) -> None:
+    """Ask the next runs to set or delete the sign-in cookie. The widget renders its cookie
+    component just before a rerun, which often drops it; rendered on completed runs, the browser
+    receives it, so a refresh signs in (or, after sign-out, does not) as it should."""
+    st.session_state["_oe_cookie"] = [action, COOKIE_RUNS]
+
+
+def _flush_cookie() -> None:
+    pending = st.session_state.get("_oe_cookie")
+    if pending and pending[1] > 0:
+        pending[1] -= 1
+        if pending[0] == "set":
+            authenticator.cookie_controller.set_cookie()
+        else:
+            authenticator.cookie_controller.delete_cookie()
+
 
 def _clear_session(*_) -> None:
-    """Sign-out forgets everything the session held (views, seen versions, pending cookie) and
-    asks the next runs to delete the browser's cookie: the widget's own delete is rendered just
-    before the page reruns and is often dropped, so a reload would sign straight back in."""
+    """Sign-out forgets everything the session held (views, seen versions) and deletes the cookie."""
     for key in list(st.session_state):
         if key not in ("authentication_status", "username", "name", "email", "roles", "logout"):
             del st.session_state[key]
-    st.session_state["_oe_delete_cookie"] = 3
+    _cookie_later("delete")
 
 
 auth_cfg = settings()["auth"]
@@ -64,20 +81,19 @@ authenticator = stauth.Authenticate(creds, auth_cfg["cookie_name"], ui.cookie_ke
 
 def _signed_in_by_form(event: dict) -> None:
     """Runs only after a password sign-in (not the cookie): reset the failure count, count the
-    sign-in, and ask the next run to write the cookie (a st.rerun in this run would drop it)."""
-    st.session_state["_oe_write_cookie"] = 3
-    record_sign_in(ui.cursor(), event["username"])
+    sign-in, and write the cookie on the next runs (a st.rerun in this run would drop it)."""
+    _cookie_later("set")
+    cur = ui.cursor()
+    record_sign_in(cur, event["username"])
     log.info("sign_in", extra={"username": event["username"]})
-    user = get_user(ui.cursor(), event["username"])
+    user = get_user(cur, event["username"])
     if user:
-        usage.record(ui.cursor(), user, "sign_in")
+        usage.record(cur, user, "sign_in")
 
 
 if not st.session_state.get("authentication_status"):
     st.navigation(list(PAGES.values()), position="hidden")  # keep the URL's page while signed out
-    if st.session_state.get("_oe_delete_cookie"):
-        st.session_state["_oe_delete_cookie"] -= 1
-        authenticator.cookie_controller.delete_cookie()
+    _flush_cookie()
     st.title("Opportunity Explorer")
     st.caption("Find, agree and deliver cost-improvement schemes from the trust's own activity data.")
     before = {u: d.get("failed_login_attempts", 0) for u, d in creds["usernames"].items()}
@@ -106,11 +122,7 @@ if user is None:  # signed in to a user since removed from the database
     authenticator.logout(location="unrendered")
     st.rerun()
 
-if st.session_state.get("_oe_write_cookie"):
-    # Written on the runs after a password sign-in, when the page completes, so the browser
-    # receives it and a refresh (or a new tab) signs in from the cookie on the same page.
-    st.session_state["_oe_write_cookie"] -= 1
-    authenticator.cookie_controller.set_cookie()
+_flush_cookie()
 
 landing = st.session_state.pop("_oe_landing", None)
 if landing in ROLE_PAGES[user.role]:  # a deep link that a fresh server first ran outside navigation
@@ -118,7 +130,7 @@ if landing in ROLE_PAGES[user.role]:  # a deep link that a fresh server first ra
 
 navigation = st.navigation([PAGES[name] for name in ROLE_PAGES[user.role]])
 view_text = "&".join(f"{k}={v}" for k, v in sorted(st.query_params.items()) if k in FEEDBACK_KEYS)
-view_key = (navigation.url_path, tuple(sorted((k, v) for k, v in st.query_params.items() if k in FEEDBACK_KEYS)))
+view_key = (navigation.url_path, view_text)
 if st.session_state.get("_oe_last_view") != view_key:
     st.session_state["_oe_last_view"] = view_key
     ui.record("page_view", navigation.url_path or "overview", view_text)
