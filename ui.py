@@ -5,13 +5,19 @@ Nothing here computes money: numbers come from opportunity_engine.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import os
 import secrets
+import sys
+from pathlib import Path
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
-from opportunity_engine import db
+from opportunity_engine import db, plans, usage
 from opportunity_engine.config import database_path
 from opportunity_engine.opportunities import BENCHMARKS, TARGETS, Basis
 from opportunity_engine.users import User, get_user
@@ -65,9 +71,6 @@ def require_user() -> User:
     """
     user = current_user()
     if user is None:
-        import sys
-        from pathlib import Path
-
         page = Path(sys._getframe(1).f_globals.get("__file__", "")).stem
         st.session_state["_oe_landing"] = page  # app.py opens it after sign-in
         st.switch_page("app.py", query_params=dict(st.query_params))
@@ -99,12 +102,8 @@ def basis() -> Basis:
 
 def financial_year() -> int:
     """The financial year in the URL (?fy=2026 for 2026/27), else the current one."""
-    import datetime as dt
-
-    from opportunity_engine.plans import current_fy
-
     value = param("fy")
-    return int(value) if value and value.isdigit() and 2000 <= int(value) <= 2100 else current_fy(dt.date.today())
+    return int(value) if value and value.isdigit() and 2000 <= int(value) <= 2100 else plans.current_fy(dt.date.today())
 
 
 def seen_version(scheme_id: int, current: int) -> int:
@@ -117,10 +116,9 @@ def mark_seen(scheme_id: int, version: int) -> None:
     st.session_state[f"seen_version_{scheme_id}"] = version
 
 
-def editing() -> bool:
+def editing(user: User) -> bool:
     """Editing widgets show for roles that may edit, except in presentation mode."""
-    user = current_user()
-    return bool(user and user.can_edit and not presenting())
+    return user.can_edit and not presenting()
 
 
 def presenting() -> bool:
@@ -184,8 +182,6 @@ BASE_CSS = """
 
 def record(event: str, page: str = "", detail: str = "") -> None:
     """A usage event for the Adoption page; never lets logging break the page."""
-    from opportunity_engine import usage
-
     user = current_user()
     if user is None:
         return
@@ -197,8 +193,6 @@ def record(event: str, page: str = "", detail: str = "") -> None:
 
 def wrp_target_editor(cur, user: User, fy: int) -> None:
     """Finance/admin: each CSU's WRP target for a financial year, with its source (audited)."""
-    from opportunity_engine import plans
-
     targets = plans.wrp_targets(cur, user.scope, fy)
     edited = st.data_editor(
         targets, hide_index=True, width="stretch", key=f"wrp-{fy}", num_rows="fixed",
@@ -226,8 +220,6 @@ def wrp_target_editor(cur, user: User, fy: int) -> None:
 
 
 def _blank(value) -> bool:
-    import math
-
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -235,9 +227,6 @@ def spc_chart(series, y_title: str, target: float | None = None, start: str | No
     """The XmR chart used on Metric detail and for scheme evidence: monthly values, mean and
     process limits as lines, special-cause points in orange, the target in green and, for a
     scheme, a vertical rule at its start month (limits then come from the months before it)."""
-    import altair as alt
-    import pandas as pd
-
     base = alt.Chart(series).encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
     line = base.mark_line(color="#005EB8", point=True).encode(
         y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),

@@ -97,7 +97,7 @@ if specialty is not None:
                                   help="Trend, distribution, how it was calculated and scheme ideas."):
         st.switch_page("pages/metric.py", query_params=ui.view_params(
             csu=csu, specialty=ui.specialty_param(specialty), metric=picked_metric or metric))
-    if ui.editing() and b2.button("Add this metric to the shortlist", icon=":material/playlist_add:",
+    if ui.editing(user) and b2.button("Add this metric to the shortlist", icon=":material/playlist_add:",
                                   help="Creates a shortlisted scheme from the chosen metric, keeping today's figures."):
         made = schemes.create(cur, user, f"{names[metric].rsplit(' (', 1)[0]}: {labels.get(specialty, specialty)}", csu,
                               specialty=specialty, metric=metric, basis=basis, status="shortlisted")

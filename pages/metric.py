@@ -114,7 +114,7 @@ with d2:
 st.page_link("pages/library.py", label="Case studies and ideas for this metric in the Library",
              icon=":material/local_library:", query_params=ui.view_params(metric=metric_id))
 
-if user.can_edit and not ui.presenting():
+if ui.editing(user):
     if st.button("Add to shortlist", icon=":material/playlist_add:", type="primary",
                  help="Creates a shortlisted scheme tied to this CSU, specialty and metric, keeping today's figures."):
         scheme = schemes.create(cur, user, f"{metric.metric_name}: {r.specialty_name}", csu, specialty=specialty,

@@ -21,7 +21,7 @@ cur = ui.cursor()
 fy = ui.financial_year()
 csu = ui.param("csu")
 ui.check_scope(user, csu)
-edit = ui.editing()
+edit = ui.editing(user)
 EXPECTED = (ValueError, ConflictError, PermissionError, ScopeError)
 
 st.title("Shortlist & plans")

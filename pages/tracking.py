@@ -78,7 +78,7 @@ if picked != current:
     st.query_params["scheme"] = str(picked)
     st.rerun()
 
-if ui.editing():
+if ui.editing(user):
     with st.form(f"realised-{picked}", clear_on_submit=False):
         st.markdown("**Record a realised month**")
         a, b, c = st.columns([1, 1, 1])
