@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import duckdb
@@ -19,32 +18,20 @@ from opportunity_engine.importer import import_files
 from opportunity_engine.templates import header_row
 
 from .conftest import ROOT, build_tiny
+from .test_importer import BENCH, SESSION, SPELL, csv_bytes, snapshot, with_value
 
-TABLES = ("csus", "specialties", "metrics", "unit_costs", "benchmarks", "spells", "outpatients", "theatre_sessions",
+TABLES = (  # the importer's tables plus the app's own records"csus", "specialties", "metrics", "unit_costs", "benchmarks", "spells", "outpatients", "theatre_sessions",
           "workforce", "metric_facts", "import_log", "realised_savings", "schemes", "audit_log")
 
 
-def snapshot(con) -> dict:
-    return {t: con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {t} AS t").fetchone() for t in TABLES}
-
-
 def csv(kind: str, *rows: list[str], header: list[str] | None = None) -> bytes:
-    lines = [",".join(header or header_row(kind))] + [",".join(r) for r in rows]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return csv_bytes(kind, list(rows), header)
 
 
-SPELL = ["S1", "A", "100", "2025-03-01", "2025-03-04", "elective", "0", "2025-03-01", "0"]
 OP = ["OP1", "A", "100", "2025-03-02", "first", "attended", "0", "0"]
-SESSION = ["T1", "A", "100", "2025-03-03", "240", "200", "10", "20", "4", "0"]
 WF = ["2025-03", "A", "Nursing", "100000", "5000", "2000", "30", "40", "600"]
-BENCH = ["alos_elective", "100", "peer2", "1", "2", "3", "4", "5", "src"]
 METRIC = ["new_metric", "New metric", "Domain", "num", "den", "lower", "units", "new_cost", "cash", "", "30"]
-
-
-def put(row: list[str], kind: str, column: str, value: str) -> list[str]:
-    out = list(row)
-    out[header_row(kind).index(column)] = value
-    return out
+put = with_value  # (row, kind, column, value): the row with one cell replaced
 
 
 def xlsx(rows: list[list], formula_at: tuple[int, int] | None = None) -> bytes:
@@ -129,9 +116,9 @@ def test_malformed_file_is_rejected_clearly_and_changes_nothing(tiny_file, tmp_p
     path = tmp_path / name
     path.write_bytes(content)
     with db.connect(tiny_file) as con:
-        before = snapshot(con)
+        before = snapshot(con, TABLES)
         result = import_files(con, [path])
-        after = snapshot(con)
+        after = snapshot(con, TABLES)
     assert not result.ok, f"{name} was accepted"
     report = result.report()
     assert "Traceback" not in report and name in report, report
@@ -142,8 +129,7 @@ def test_malformed_file_is_rejected_clearly_and_changes_nothing(tiny_file, tmp_p
 
 def _table_sums(path: Path) -> dict:
     with duckdb.connect(str(path), read_only=True) as con:
-        return {t: con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {t} AS t").fetchone()
-                for t in ("outpatients", "metric_facts", "import_log")}
+        return snapshot(con, ("outpatients", "metric_facts", "import_log"))
 
 
 def test_a_process_killed_during_an_import_leaves_the_database_consistent(demo_copy, tmp_path):

@@ -28,14 +28,18 @@ def con(tmp_path):
     connection.close()
 
 
-def snapshot(con) -> dict:
+def snapshot(con, tables: tuple[str, ...] = TABLES) -> dict:
     """Row count and an order-independent checksum of every table."""
-    return {t: con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {t} AS t").fetchone() for t in TABLES}
+    return {t: con.execute(f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {t} AS t").fetchone() for t in tables}
+
+
+def csv_bytes(kind: str, rows: list[list[str]], header: list[str] | None = None) -> bytes:
+    lines = [",".join(header or header_row(kind))] + [",".join(r) for r in rows]
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def write_csv(path: Path, kind: str, rows: list[list[str]], header: list[str] | None = None) -> Path:
-    lines = [",".join(header or header_row(kind))] + [",".join(r) for r in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_bytes(csv_bytes(kind, rows, header))
     return path
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from opportunity_engine import db, feedback, library, plans, qia, schemes, tracking, usage
 from opportunity_engine.audit import ConflictError
-from opportunity_engine.opportunities import Basis
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.users import User
 
