@@ -12,7 +12,7 @@ import ui
 from opportunity_engine import plans, qia, schemes
 from opportunity_engine.audit import ConflictError
 from opportunity_engine.export_plans import plans_workbook
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, gbp_whole
 from opportunity_engine.opportunities import csu_list
 from opportunity_engine.scope import ScopeError
 
@@ -47,14 +47,16 @@ if csu:
     by_csu = by_csu[by_csu.csu_code == csu]
 t = plans.trust_total(by_csu)
 k1, k2, k3, k4 = st.columns(4)
-k1.metric(f"Committed in-year {plans.fy_label(fy)}", gbp_short(t["in_year_gbp"]),
-          help="In-year £ of approved, delivering and delivered schemes, from each plan's monthly phasing.")
-k2.metric("Full-year effect (committed)", gbp_short(t["fye_gbp"]))
+# Short labels (they must fit four across in presentation type); the year and coverage sit below.
+k1.metric("Committed in-year", gbp_short(t["in_year_gbp"]), delta=plans.fy_label(fy), delta_color="off",
+          delta_arrow="off", help="In-year £ of approved, delivering and delivered schemes, from each plan's monthly phasing.")
+k2.metric("Committed FYE", gbp_short(t["fye_gbp"]),
+          help="Full-year effect of approved, delivering and delivered schemes with a plan in this year.")
 k3.metric("WRP target", gbp_short(t["target_gbp"]) if t["target_gbp"] else "not set",
           help="Set by finance per CSU and year (below, or on the Data page).")
-k4.metric(f"Still to find ({t['coverage']:.0%} covered)" if t["coverage"] is not None else "Still to find",
-          gbp_short(t["gap_to_target_gbp"]),
-          help=f"Target minus committed in-year £. Pipeline (plans not yet approved): {gbp_short(t['pipeline_gbp'])}.")
+k4.metric("Still to find", gbp_short(t["gap_to_target_gbp"]),
+          delta=f"{t['coverage']:.0%} of target covered" if t["coverage"] is not None else None,
+          delta_color="off", delta_arrow="off", help=f"Target minus committed in-year £. Pipeline (plans not yet approved): {gbp_short(t['pipeline_gbp'])}.")
 
 if len(by_csu) > 1:
     with st.expander(f"Totals by CSU, {plans.fy_label(fy)}", icon=":material/table_chart:"):
@@ -77,6 +79,7 @@ else:
     table = listing[["scheme_id", "csu_code", "title", "status", "fye_gbp", "lead", "finance_category", "recurrent",
                      "saving_type", "metric_name", "version"]].copy()
     table["metric_name"] = table["metric_name"].fillna("– (by hand)")
+    table["fye_gbp"] = table["fye_gbp"].map(gbp_whole)  # "–" when there is no plan yet
     config = {
         "scheme_id": st.column_config.NumberColumn("ID", disabled=True, format="%d"),
         "csu_code": st.column_config.TextColumn("CSU", disabled=True),
@@ -89,7 +92,7 @@ else:
         "status": st.column_config.SelectboxColumn("Status", options=list(schemes.STATUSES), required=True,
                                                    help="Only allowed moves are saved: idea → shortlisted → planning → "
                                                         "approved → delivering → delivered (or rejected)."),
-        "fye_gbp": st.column_config.NumberColumn("FYE £", disabled=True, format="£%,.0f"),
+        "fye_gbp": st.column_config.TextColumn("FYE", disabled=True, help="Full-year effect of the scheme's CIP plan."),
         "version": None,
     }
     if edit:

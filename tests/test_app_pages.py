@@ -136,7 +136,8 @@ def test_shortlist_lists_demo_schemes_with_plan_qia_and_history(app_db):
     at = signed_in("finance", "pages/shortlist.py", fy="2026")
     assert not at.exception
     body = all_text(at)
-    assert "Shortlist & plans" in body and "Committed in-year 2026/27" in [m.label for m in at.metric]
+    committed = next(m for m in at.metric if m.label == "Committed in-year")
+    assert "Shortlist & plans" in body and committed.delta == "2026/27" and committed.value.startswith("£")
     editor = [d for d in at.dataframe if d.value is not None and "title" in d.value.columns]
     assert editor and len(editor[0].value) >= 6
     assert [t.label for t in at.tabs] == ["Details and status", "CIP plan", "QIA", "History"]

@@ -293,7 +293,7 @@ def test_scheme_from_metric_to_approved_plan_realised_month_and_workbook(server,
     page.get_by_text("Moved to approved.").wait_for()
     shot(page, "scheme-approved")
 
-    fy = re.search(r"Committed in-year (\d{4})/", main.inner_text()).group(1)
+    fy = re.search(r"Committed in-year\s+\S+\s+(\d{4})/\d\d", main.inner_text()).group(1)
     page.goto(f"{server}/tracking?fy={fy}&scheme={scheme_id}")
     settle(page)
     main.get_by_role("spinbutton", name="Realised £").fill("12345")
