@@ -41,14 +41,17 @@ ROLE_PAGES = {
     "csu": ["overview", "explore", "metric", "shortlist", "tracking", "library", "feedback", "guide"],
     "viewer": ["overview", "explore", "metric", "tracking", "library", "feedback", "guide"],
 }
+ROLE_LABELS = {"admin": "Admin", "finance": "Finance", "csu": "CSU team", "viewer": "Viewer"}
 FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "fy")
-COOKIE_RUNS = 3  # completed runs on which a pending cookie write/delete is rendered
+COOKIE_RUNS = 1  # render the cookie write/delete on one completed run: each render makes the component rerun the page
 
 
 def _cookie_later(action: str) -> None:
-    """Ask the next runs to set or delete the sign-in cookie. The widget renders its cookie
-    component just before a rerun, which often drops it; rendered on completed runs, the browser
-    receives it, so a refresh signs in (or, after sign-out, does not) as it should."""
+    """Ask the next completed run to set or delete the sign-in cookie. The widget renders its
+    cookie component just before a rerun, which often drops it; rendered on a completed run, the
+    browser receives it, so a refresh signs in (or, after sign-out, does not) as it should. Only
+    once: the component reruns the page each time it is rendered, and a click landing in that
+    chain of reruns was lost (the first click after signing in did nothing)."""
     st.session_state["_oe_cookie"] = [action, COOKIE_RUNS]
 
 
@@ -152,7 +155,7 @@ def _feedback_control() -> None:
 
 
 with st.sidebar:
-    st.markdown(f"**{user.name}**  \n{user.role.capitalize()} · {user.scope.label}")
+    st.markdown(f"**{user.name}**  \n{ROLE_LABELS[user.role]} · {user.scope.label}")
     current = ui.basis()
     chosen = st.selectbox("Target", TARGETS, index=TARGETS.index(current.target), format_func=TARGET_LABELS.get,
                           help="Median, top quartile or top decile of the benchmark. 'Top' always means the "
