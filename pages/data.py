@@ -99,7 +99,7 @@ current = costs.unit_costs(cur)
 edited = st.data_editor(current, hide_index=True, width="stretch", key="unit-costs", num_rows="fixed",
                         column_config={"cost_driver": st.column_config.TextColumn("Cost driver", disabled=True),
                                        "specialty_code": st.column_config.TextColumn("Specialty (blank = all)", disabled=True),
-                                       "unit_cost_gbp": st.column_config.NumberColumn("Unit cost £", min_value=0, format="£%.2f"),
+                                       "unit_cost_gbp": st.column_config.NumberColumn("Unit cost £", min_value=0, format="£%,.2f"),
                                        "source": st.column_config.TextColumn("Source", required=True)})
 if st.button("Save unit costs", icon=":material/save:",
              help="Saves changed costs and sources (audited); opportunities are recomputed."):

@@ -103,7 +103,8 @@ e1.metric("Realised (claimed) to date", gbp_short(ev.realised_gbp))
 e2.metric("Evidenced by the metric since the start", gbp_short(ev.evidenced_gbp) if ev.evidenced_gbp is not None else "–",
           help="Change in the metric's rate × volume since the start × the opportunity's unit cost.")
 e3.metric("Evidenced, full-year effect", gbp_short(ev.evidenced_fye_gbp) if ev.evidenced_fye_gbp is not None else "–",
-          delta=f"plan FYE {gbp_short(ev.fye_claimed_gbp)}" if ev.fye_claimed_gbp else None, delta_color="off")
+          delta=f"plan FYE {gbp_short(ev.fye_claimed_gbp)}" if ev.fye_claimed_gbp else None, delta_color="off",
+          delta_arrow="off")
 verdict = {"signal of improvement": st.success, "signal of deterioration": st.error}.get(ev.status, st.info)
 verdict(f"**{ev.status.capitalize()}.** {ev.message}")
 if not ev.series.empty and "mean" in ev.series:
