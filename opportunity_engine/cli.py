@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     path = args.db or database_path()
     try:
         return COMMANDS[args.command](args, Path(path))
+    except BrokenPipeError:  # output piped into `head` and cut short: not an error
+        sys.stderr.close()
+        return 0
     except (ScopeError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
