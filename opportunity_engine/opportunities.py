@@ -1,4 +1,4 @@
-"""The opportunity maths (METRICS.md), computed in one DuckDB query over ``metric_facts``.
+"""The opportunity maths (METRICS.md): one DuckDB query over ``metric_facts``, then array arithmetic.
 
 For each grain (CSU, specialty) and metric over the analysis window:
 
@@ -11,18 +11,22 @@ For each grain (CSU, specialty) and metric over the analysis window:
 * a grain beating its target scores zero and never offsets another; totals are sums;
 * net totals count, per grain, only the largest opportunity of each overlap group.
 
-The caller's Scope filters grains inside the SQL. Internal benchmarks are computed across the whole
+The caller's Scope filters grains inside the engine's SQL. Internal benchmarks are computed across the whole
 trust (they are percentiles, not any one CSU's data), so a CSU user sees the same targets as finance.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import duckdb
+import numpy as np
 import pandas as pd
 
+from . import lookups, maths
 from .config import settings
+from .maths import COLUMNS, Window
 from .scope import SCOPE_FILTER, Scope
 from .stats import Z95, xmr
 
@@ -64,144 +68,6 @@ def add_months(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def _pick(target_param: str) -> str:
-    """SQL choosing the benchmark percentile for a target; `r` is the row (it carries direction)."""
-    return f"""CASE {target_param}
-        WHEN 'median' THEN r.p50
-        WHEN 'top_quartile' THEN CASE WHEN r.direction = 'lower' THEN r.p25 ELSE r.p75 END
-        ELSE CASE WHEN r.direction = 'lower' THEN r.p10 ELSE r.p90 END END"""
-
-
-def _gap(target: str) -> str:
-    """SQL of the gap in numerator units, clamped at zero: beating the target never offsets."""
-    return f"""CASE WHEN {target} IS NULL THEN 0
-        WHEN r.direction = 'lower' THEN greatest(0, r.num - {target} * r.den)
-        ELSE greatest(0, {target} * r.den - r.num) END"""
-
-
-OPPORTUNITY_SQL = f"""
-WITH latest AS (
-    SELECT metric_id, max(period) AS p_max FROM metric_facts GROUP BY metric_id
-), win AS (
-    SELECT metric_id,
-        CASE WHEN $p_from IS NOT NULL THEN $p_from
-             WHEN $p_to IS NOT NULL THEN strftime(strptime($p_to, '%Y-%m') - to_months($window - 1), '%Y-%m')
-             ELSE strftime(strptime(p_max, '%Y-%m') - to_months($window - 1), '%Y-%m') END AS p_from,
-        coalesce($p_to, p_max) AS p_to
-    FROM latest
-), grains AS (
-    SELECT f.csu_code, f.specialty_code, f.metric_id, any_value(w.p_from) AS period_from,
-           any_value(w.p_to) AS period_to, count(DISTINCT f.period) AS months,
-           sum(f.numerator) AS num, sum(f.denominator) AS den
-    FROM metric_facts f JOIN win w ON f.metric_id = w.metric_id AND f.period BETWEEN w.p_from AND w.p_to
-    GROUP BY f.csu_code, f.specialty_code, f.metric_id
-    HAVING sum(f.denominator) > 0
-), internal_units AS (
-    SELECT g.metric_id, g.specialty_code, g.num / g.den AS value
-    FROM grains g JOIN metrics m USING (metric_id)
-    WHERE g.den >= m.min_volume
-), internal AS (
-    SELECT metric_id, specialty_code,
-           quantile_cont(value, 0.10) AS p10, quantile_cont(value, 0.25) AS p25, quantile_cont(value, 0.50) AS p50,
-           quantile_cont(value, 0.75) AS p75, quantile_cont(value, 0.90) AS p90,
-           'Internal: ' || count(*) || ' units of the trust in this specialty' AS source
-    FROM internal_units WHERE specialty_code <> '' GROUP BY metric_id, specialty_code HAVING count(*) >= $internal_min
-    UNION ALL
-    SELECT metric_id, '' AS specialty_code,
-           quantile_cont(value, 0.10), quantile_cont(value, 0.25), quantile_cont(value, 0.50),
-           quantile_cont(value, 0.75), quantile_cont(value, 0.90),
-           'Internal: ' || count(*) || ' units of the trust, all specialties'
-    FROM internal_units GROUP BY metric_id HAVING count(*) >= 2
-), bench AS (
-    SELECT metric_id, specialty_code, p10, p25, p50, p75, p90, source FROM benchmarks
-    WHERE $benchmark = 'peer' AND peer_group = $peer
-    UNION ALL
-    SELECT * FROM internal WHERE $benchmark = 'internal'
-), scoped AS (
-    SELECT * FROM grains WHERE {SCOPE_FILTER}
-      AND ($csu IS NULL OR csu_code = $csu)
-      AND ($specialty IS NULL OR specialty_code = $specialty)
-      AND ($metric IS NULL OR metric_id = $metric)
-), joined AS (
-    SELECT g.*, m.metric_name, m.domain, m.direction, m.unit, m.value_format, m.cost_driver, m.saving_type,
-           m.overlap_group, m.min_volume, m.funnel, m.capacity_unit, m.capacity_divisor,
-           CASE WHEN bs.metric_id IS NOT NULL THEN 'specialty'
-                WHEN ba.metric_id IS NOT NULL THEN 'all specialties' END AS benchmark_level,
-           coalesce(bs.source, ba.source) AS benchmark_source,
-           coalesce(bs.p10, ba.p10) AS p10, coalesce(bs.p25, ba.p25) AS p25, coalesce(bs.p50, ba.p50) AS p50,
-           coalesce(bs.p75, ba.p75) AS p75, coalesce(bs.p90, ba.p90) AS p90,
-           coalesce(us.unit_cost_gbp, ua.unit_cost_gbp) AS unit_cost_gbp,
-           coalesce(us.source, ua.source) AS unit_cost_source,
-           CASE WHEN us.unit_cost_gbp IS NOT NULL THEN 'specialty'
-                WHEN ua.unit_cost_gbp IS NOT NULL THEN 'all specialties' END AS unit_cost_level
-    FROM scoped g
-    JOIN metrics m ON m.metric_id = g.metric_id
-    LEFT JOIN bench bs ON bs.metric_id = g.metric_id AND bs.specialty_code = g.specialty_code AND g.specialty_code <> ''
-    LEFT JOIN bench ba ON ba.metric_id = g.metric_id AND ba.specialty_code = ''
-    LEFT JOIN unit_costs us ON us.cost_driver = m.cost_driver AND us.specialty_code = g.specialty_code AND g.specialty_code <> ''
-    LEFT JOIN unit_costs ua ON ua.cost_driver = m.cost_driver AND ua.specialty_code = ''
-), targeted AS (
-    SELECT r.*, {_pick('$target')} AS target_value,
-           {_pick("'median'")} AS target_median,
-           {_pick("'top_quartile'")} AS target_top_quartile,
-           {_pick("'top_decile'")} AS target_top_decile
-    FROM joined r
-), gapped AS (
-    SELECT r.*, r.num / r.den AS actual,
-           {_gap('r.target_value')} AS gap_units,
-           {_gap('r.target_median')} AS gap_median,
-           {_gap('r.target_top_quartile')} AS gap_top_quartile,
-           {_gap('r.target_top_decile')} AS gap_top_decile
-    FROM targeted r
-), final AS (
-    SELECT r.*, c.csu_name,
-           CASE WHEN r.specialty_code = '' THEN 'CSU-wide' ELSE coalesce(s.specialty_name, r.specialty_code) END AS specialty_name,
-           r.gap_units * coalesce(r.unit_cost_gbp, 0) AS opportunity_gbp,
-           r.gap_median * coalesce(r.unit_cost_gbp, 0) AS opportunity_median_gbp,
-           r.gap_top_quartile * coalesce(r.unit_cost_gbp, 0) AS opportunity_top_quartile_gbp,
-           r.gap_top_decile * coalesce(r.unit_cost_gbp, 0) AS opportunity_top_decile_gbp,
-           r.den < r.min_volume AS low_volume,
-           CASE WHEN r.capacity_unit <> '' THEN r.gap_units / r.capacity_divisor * 12.0 / r.months END AS capacity_units,
-           -- Funnel limits: binomial for a proportion of counts, Poisson for a count per unit.
-           CASE WHEN r.target_value IS NULL OR r.funnel = 'none' THEN NULL
-                WHEN r.funnel = 'binomial' THEN r.target_value * (1 - r.target_value) / r.den
-                ELSE r.target_value / r.den END AS funnel_variance
-    FROM gapped r
-    LEFT JOIN csus c ON c.csu_code = r.csu_code
-    LEFT JOIN specialties s ON s.specialty_code = r.specialty_code
-), tested AS (
-    SELECT *,
-        CASE WHEN funnel_variance IS NULL THEN NULL
-             WHEN funnel_variance > 0 THEN (actual - target_value) / sqrt(funnel_variance)
-             WHEN actual = target_value THEN 0
-             ELSE sign(actual - target_value) * 1e9 END AS z_score
-    FROM final
-), flagged AS (
-    SELECT *,
-        CASE WHEN target_value IS NULL THEN false
-             WHEN z_score IS NULL THEN true  -- not testable (money shares): treated as real
-             ELSE abs(z_score) > $z END AS significant,
-        overlap_group = '' OR row_number() OVER (
-            PARTITION BY csu_code, specialty_code, overlap_group ORDER BY opportunity_gbp DESC, metric_id) = 1
-            AS counted_in_net
-    FROM tested
-)
-SELECT *, CASE WHEN NOT low_volume AND significant AND opportunity_gbp > 0 THEN 0 ELSE 1 END AS rank_group
-FROM flagged
-ORDER BY rank_group, opportunity_gbp DESC, csu_code, specialty_code, metric_id
-"""
-
-# The columns the CLI contract (DATA.md) promises first, then the rest in a stable order.
-COLUMNS = [
-    "csu_code", "specialty_code", "metric_id", "numerator", "denominator", "actual", "target_value",
-    "gap_units", "unit_cost_gbp", "opportunity_gbp", "saving_type", "low_volume", "significant",
-    "csu_name", "specialty_name", "metric_name", "domain", "direction", "unit", "value_format",
-    "period_from", "period_to", "months", "benchmark_level", "benchmark_source",
-    "p10", "p25", "p50", "p75", "p90", "target_median", "target_top_quartile", "target_top_decile",
-    "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
-    "unit_cost_level", "unit_cost_source", "cost_driver", "overlap_group", "counted_in_net",
-    "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group",
-]
 
 
 _CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
@@ -210,8 +76,7 @@ _CACHE_SIZE = 128
 
 def data_version(con: duckdb.DuckDBPyConnection) -> str:
     """Changes whenever facts, benchmarks, unit costs or the catalogue change (import, demo)."""
-    row = con.execute("SELECT value FROM settings WHERE key = 'data_version'").fetchone()
-    return row[0] if row else "0"
+    return lookups.version(con)
 
 
 def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
@@ -245,20 +110,119 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
     scope is applied in SQL either way. Flags: low_volume (denominator below the metric's minimum
     volume) and significant (actual outside the 95% funnel limit around the target). Rows that are
     low volume or not significant keep their £ but rank after the real ones (rank_group 1).
+
+    Why one query plus arrays: DuckDB took longer to plan one query joining the facts to five
+    small tables than to run it (16 ms of 45). The small tables change only with the data
+    version, so they are read once per version (lookups.py); each call is one GROUP BY over the
+    facts, in the same snapshot as the data version it checks, and array arithmetic (maths.py).
     """
     scope.check(csu)
     cfg = settings()["analysis"]
-    params = {
-        "p_from": basis.period_from, "p_to": basis.period_to, "window": _window_months(),
-        "internal_min": int(cfg["internal_min_units"]), "benchmark": basis.benchmark,
-        "peer": cfg["peer_group"], "target": basis.target, "z": Z95,
-        "csu": csu, "specialty": specialty, "metric": metric, **scope.sql_params(),
-    }
-    df = con.execute(OPPORTUNITY_SQL, params).df()
-    df = df.rename(columns={"num": "numerator", "den": "denominator"})
-    for col in ("low_volume", "significant", "counted_in_net"):
-        df[col] = df[col].astype(bool)
-    return df[COLUMNS]
+    internal = basis.benchmark == "internal"
+    lk = lookups.latest_known() or lookups.get(con)
+    for _ in range(5):  # more only if imports commit faster than this query runs
+        windows = _windows(lk, basis)
+        if not windows:
+            g, seen = None, lookups.version(con)
+        else:
+            sql, params = _grains_query(windows, lk, scope, csu, specialty, metric, everyone=internal)
+            g, seen = _split_version(con.execute(sql, params).fetchnumpy())
+        if seen == lk.version:
+            break
+        # The facts are of another data version than the look-ups guessed (an import since, or
+        # another database): take that version's look-ups and run again with its windows.
+        lk = lookups.get(con, seen)
+    if g is None or len(g["num"]) == 0:
+        return maths.empty()
+    wanted = g.pop("wanted", None)
+    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), cfg["peer_group"])
+
+
+def _split_version(g: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+    """Take out the row carrying the data version (months 0: every grain has a month), and any
+    grain whose denominators sum to zero or less (no rate; cheaper here than a HAVING clause).
+    DuckDB returns the version row last or first in practice: slicing is then free."""
+    months = g["months"]
+    if len(months) and months[-1] == 0:
+        version, g = g["csu_code"][-1], {k: v[:-1] for k, v in g.items()}
+    elif len(months) and months[0] == 0:
+        version, g = g["csu_code"][0], {k: v[1:] for k, v in g.items()}
+    else:
+        at = np.flatnonzero(months == 0)
+        version = g["csu_code"][at[0]] if len(at) else "0"
+        g = {k: v[months != 0] for k, v in g.items()}
+    if (g["den"] <= 0).any():
+        g = {k: v[g["den"] > 0] for k, v in g.items()}
+    return g, version
+
+
+def _windows(lk: lookups.Lookups, basis: Basis) -> tuple[Window, ...]:
+    """Metrics grouped by their analysis window (from, to): the latest N months of each metric
+    unless the basis names the months. Usually one group; more when sources end in different months."""
+    return _windows_for(lk, basis.period_from, basis.period_to, _window_months())
+
+
+@lru_cache(maxsize=64)
+def _windows_for(lk: lookups.Lookups, period_from: str | None, period_to: str | None,
+                 size: int) -> tuple[Window, ...]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for metric_id in lk.metric_ids:
+        latest = lk.latest.get(metric_id)
+        if latest is None:
+            continue
+        p_to = period_to or latest
+        p_from = period_from or add_months(p_to, -(size - 1))
+        out.setdefault((p_from, p_to), []).append(metric_id)
+    return tuple(Window(p_from, p_to, tuple(ids)) for (p_from, p_to), ids in out.items())
+
+
+def _grains_query(windows: tuple[Window, ...], lk: lookups.Lookups, scope: Scope,
+                  csu: str | None, specialty: str | None, metric: str | None, everyone: bool) -> tuple[str, dict]:
+    """The one query over the facts: Σnum, Σden and months per grain within each metric's window.
+
+    Only the conditions a call needs are written (each costs DuckDB time on every call); every
+    value is a parameter. With ``everyone`` (internal benchmarks) the whole trust comes back,
+    ``wanted`` marking the caller's rows: an internal percentile is taken across every unit, and
+    only the caller's rows leave the engine. One extra row (months 0, which no grain has)
+    carries the data version in the csu_code column: read in the same snapshot as the facts, and
+    cheaper for DuckDB than a second query or a scalar subquery.
+    ``count(*)`` is the months held: facts have one row per (period, CSU, specialty, metric), by
+    the rebuild's GROUP BY and the import template's key (tests/test_oracle.py checks).
+    """
+    params: dict = {}
+    if len(windows) == 1 and len(windows[0].metric_ids) == len(lk.latest):
+        p_from, p_to, _ = windows[0]
+        in_window = "period BETWEEN $from0 AND $to0"  # every metric held: facts of unknown metrics drop later
+        params.update(from0=p_from, to0=p_to)
+    else:
+        parts = []
+        for i, (p_from, p_to, metric_ids) in enumerate(windows):
+            parts.append(f"(period BETWEEN $from{i} AND $to{i} AND list_contains($metrics{i}, metric_id))")
+            params.update({f"from{i}": p_from, f"to{i}": p_to, f"metrics{i}": list(metric_ids)})
+        in_window = "(" + " OR ".join(parts) + ")"
+    conditions = []
+    if not scope.is_trust:
+        conditions.append(SCOPE_FILTER)
+        params.update(scope.sql_params())
+    for column, value in (("csu_code", csu), ("specialty_code", specialty), ("metric_id", metric)):
+        if value is not None:
+            conditions.append(f"{column} = ${column}")
+            params[column] = value
+    wanted = " AND ".join(conditions)
+    if not wanted:
+        where, select_wanted = in_window, ""
+    elif everyone:
+        where, select_wanted = in_window, f", {wanted} AS wanted"
+    else:
+        where, select_wanted = f"{in_window} AND {wanted}", ""
+    sql = f"""
+        SELECT csu_code, specialty_code, metric_id, sum(numerator) AS num, sum(denominator) AS den,
+               count(*) AS months{select_wanted}
+        FROM metric_facts WHERE {where}
+        GROUP BY csu_code, specialty_code, metric_id
+        UNION ALL
+        SELECT value, '', '', 0, 0, 0{", false" if select_wanted else ""} FROM settings WHERE key = 'data_version'"""
+    return sql, params
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Statistics beside the opportunity maths: the funnel threshold and SPC (XmR) charts.
 
-Funnel-plot significance itself is computed in the opportunity SQL (opportunities.py).
+Funnel-plot significance itself is computed with the rest of the maths (opportunities.py).
 
 SPC follows NHS England's "Making Data Count": XmR limits at mean ± 2.66 × mean moving range;
 special cause when a point is beyond a limit, a run of 7 or more points on one side of the mean
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 Z95 = 1.959964
 SHIFT_RUN = 7
@@ -69,3 +71,26 @@ def xmr(values: list[float], baseline: int | None = None) -> XmR | None:
             for j in range(start, i + 1):
                 trend[j] = True
     return XmR(mean, mr_bar, ucl, lcl, beyond, shift, trend)
+
+
+def group_quantiles(keys: np.ndarray, values: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantiles of ``values`` within each group of integer ``keys``, all groups at once.
+
+    Linear interpolation between closest ranks (h = (n − 1)·q), the definition of SQL's
+    ``quantile_cont`` and numpy's default, so internal benchmarks match either. Returns the
+    sorted unique keys, each group's size and a (groups × len(qs)) array.
+    """
+    if len(keys) == 0:
+        return keys[:0], np.zeros(0, dtype=np.int64), np.zeros((0, len(qs)))
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    counts = np.diff(np.append(starts, len(k)))
+    out = np.empty((len(starts), len(qs)))
+    for j, q in enumerate(qs):
+        h = (counts - 1) * q
+        lo = np.floor(h).astype(np.int64)
+        hi = np.minimum(lo + 1, counts - 1)
+        low = v[starts + lo]
+        out[:, j] = low + (h - lo) * (v[starts + hi] - low)
+    return k[starts], counts, out

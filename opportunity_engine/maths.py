@@ -1,0 +1,222 @@
+"""The opportunity maths of METRICS.md as array arithmetic over the grains of one query.
+
+Input: per grain (CSU, specialty, metric) Σnumerator, Σdenominator and months, from
+opportunities.py; the look-up tables of lookups.py. Output: the opportunities frame, one row per
+grain, ranked. Each step is one numpy operation over all grains at once, which is what makes a
+fresh computation cost little more than the GROUP BY feeding it.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from pandas.api.internals import create_dataframe_from_blocks
+
+from . import stats
+from .lookups import Lookups, Reference, positions
+from .stats import Z95
+
+QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
+
+# The columns the CLI contract (DATA.md) promises first, then the rest in a stable order.
+COLUMNS = [
+    "csu_code", "specialty_code", "metric_id", "numerator", "denominator", "actual", "target_value",
+    "gap_units", "unit_cost_gbp", "opportunity_gbp", "saving_type", "low_volume", "significant",
+    "csu_name", "specialty_name", "metric_name", "domain", "direction", "unit", "value_format",
+    "period_from", "period_to", "months", "benchmark_level", "benchmark_source",
+    "p10", "p25", "p50", "p75", "p90", "target_median", "target_top_quartile", "target_top_decile",
+    "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
+    "unit_cost_level", "unit_cost_source", "cost_driver", "overlap_group", "counted_in_net",
+    "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group",
+]
+PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
+# The frame is built from blocks of like columns: these say which columns each block holds.
+_INDEX = pd.Index(COLUMNS, dtype=object)
+_FLOAT_COLUMNS = ["numerator", "denominator", "actual", "target_value", "gap_units", "unit_cost_gbp", "opportunity_gbp",
+                  *PERCENTILE_COLUMNS, "target_median", "target_top_quartile", "target_top_decile",
+                  "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
+                  "min_volume", "z_score", "capacity_units"]
+_GRAIN_TEXTS = ["csu_code", "specialty_code", "metric_id", "csu_name", "specialty_name", "benchmark_level",
+                "benchmark_source", "unit_cost_level", "unit_cost_source"]
+# Text columns copied from the catalogue entry of each row's metric.
+_CATALOGUE_TEXTS = ["saving_type", "metric_name", "domain", "direction", "unit", "value_format", "cost_driver",
+                    "overlap_group", "funnel", "capacity_unit"]
+
+
+def _places(names: list[str]) -> np.ndarray:
+    return np.array([COLUMNS.index(c) for c in names])
+
+
+_FLOAT_PLACES = _places(_FLOAT_COLUMNS)
+_GRAIN_TEXT_PLACES = _places(_GRAIN_TEXTS)
+_METRIC_TEXT_PLACES = _places(_CATALOGUE_TEXTS + ["period_from", "period_to"])
+_FLAG_PLACES = _places(["low_volume", "significant", "counted_in_net"])
+_MONTHS_PLACE, _RANK_PLACE = _places(["months"]), _places(["rank_group"])
+
+
+class Window(NamedTuple):
+    """The months over which some metrics are measured (each metric's latest 12 unless chosen)."""
+    period_from: str
+    period_to: str
+    metric_ids: tuple[str, ...]
+
+
+def empty() -> pd.DataFrame:
+    """No opportunities, with every column and its type."""
+    types = ({c: float for c in _FLOAT_COLUMNS} | {c: object for c in _GRAIN_TEXTS + _CATALOGUE_TEXTS}
+             | {"period_from": object, "period_to": object, "low_volume": bool, "significant": bool,
+                "counted_in_net": bool, "months": "int64", "rank_group": "int32"})
+    return pd.DataFrame({c: pd.Series(dtype=types[c]) for c in COLUMNS})
+
+
+def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[Window, ...],
+                  wanted: np.ndarray | None, internal_min: int, peer_group: str) -> pd.DataFrame:
+    """The opportunities frame from the grains ``g`` (columns csu_code, specialty_code, metric_id,
+    num, den, months as arrays). ``wanted`` marks the caller's rows when the query returned the
+    whole trust for an internal benchmark; the others are used for percentiles and then dropped."""
+    mi, known = positions(g["metric_id"], lk.metric_pos)
+    if not known:  # facts of a metric no longer in the catalogue are not opportunities
+        keep = mi < len(lk.metric_ids)
+        g, mi = _rows(g, keep), mi[keep]
+        wanted = None if wanted is None else wanted[keep]
+    si, spec_known = positions(g["specialty_code"], lk.specialty_pos)
+    if basis.benchmark == "internal":
+        bench = _internal(g, mi, si, spec_known, lk, internal_min)
+        b_idx, benchmark_level = bench.index, bench.level
+    else:
+        bench = lk.benchmarks(peer_group)
+        b_idx, benchmark_level = bench.index[mi, si], bench.level[mi, si]
+    if wanted is not None:
+        keep = np.asarray(wanted, dtype=bool)
+        g, mi, si, b_idx, benchmark_level = _rows(g, keep), mi[keep], si[keep], b_idx[keep], benchmark_level[keep]
+    if len(mi) == 0:
+        return empty()
+    ci, csu_known = positions(g["csu_code"], lk.csu_pos)
+    num, den, months = g["num"], g["den"], g["months"]
+    metric = lk.metric
+    lower, min_volume, funnel = metric["lower"][mi], metric["min_volume"][mi], metric["funnel"][mi]
+    pct = bench.values[b_idx]
+    costs = lk.unit_costs
+    c_idx = costs.index[mi, si]
+    unit_cost = costs.values[c_idx]
+    cost = np.nan_to_num(unit_cost, nan=0.0)
+
+    # Direction decides the percentile: top quartile is p25 when lower is better, p75 when higher.
+    targets = {"median": pct[:, 2], "top_quartile": np.where(lower, pct[:, 1], pct[:, 3]),
+               "top_decile": np.where(lower, pct[:, 0], pct[:, 4])}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Clamped at zero: a grain beating its target never offsets another (NaN target: no gap).
+        gaps = {k: np.nan_to_num(np.maximum(0.0, np.where(lower, num - t * den, t * den - num)), nan=0.0)
+                for k, t in targets.items()}
+        target, gap = targets[basis.target], gaps[basis.target]
+        actual = num / den
+        opportunity = gap * cost
+        capacity = np.where(metric["capacity_unit"][mi] != "",
+                            gap / metric["capacity_divisor"][mi] * 12.0 / months, np.nan)
+        # Funnel limits: binomial for a proportion of counts, Poisson for a count per unit.
+        variance = np.where(funnel == "binomial", target * (1 - target), target) / den
+        variance[funnel == "none"] = np.nan
+        z = np.where(variance > 0, (actual - target) / np.sqrt(variance),
+                     np.where(actual == target, 0.0, np.sign(actual - target) * 1e9))
+        z[np.isnan(variance)] = np.nan
+    # No target is never significant; not testable (money shares: no funnel) counts as real.
+    significant = np.where(np.isnan(z), True, np.abs(z) > Z95) & ~np.isnan(target)
+    low_volume = den < min_volume
+    rank_group = np.where(~low_volume & significant & (opportunity > 0), 0, 1).astype(np.int32)
+
+    # Grains and code order (CSU, specialty, metric: the order among equal £) from positions,
+    # which sort as the codes do; from the codes themselves when one is missing from the lookups.
+    if csu_known and spec_known:
+        grain, code_order = ci * len(lk.specialty_pos) + si, (mi, si, ci)
+    else:
+        grain, code_order = _codes(g)
+    counted = _net(grain, lk.overlap_code[mi], mi, opportunity)
+    # Ranked: real gaps first, then by £, then code order.
+    r = np.lexsort(code_order + (-opportunity, rank_group))
+    mr = mi[r]
+
+    floats = np.vstack([num, den, actual, target, gap, unit_cost, opportunity, *pct.T, targets["median"],
+                        targets["top_quartile"], targets["top_decile"], gaps["median"] * cost,
+                        gaps["top_quartile"] * cost, gaps["top_decile"] * cost, min_volume, z, capacity])[:, r]
+    grain_texts = np.vstack([g["csu_code"], g["specialty_code"], g["metric_id"], lk.csu_names[ci],
+                             _specialty_names(lk, si, g["specialty_code"]), benchmark_level,
+                             bench.sources[b_idx], costs.level[mi, si], costs.sources[c_idx]])[:, r]
+    metric_texts = _metric_texts(lk, windows)[:, mr]
+    flags = np.vstack([low_volume, significant, counted])[:, r]
+    blocks = [(floats, _FLOAT_PLACES), (grain_texts, _GRAIN_TEXT_PLACES), (metric_texts, _METRIC_TEXT_PLACES),
+              (flags, _FLAG_PLACES), (months[r].astype(np.int64)[None, :], _MONTHS_PLACE),
+              (rank_group[r][None, :], _RANK_PLACE)]
+    # pandas' documented low-level constructor takes the blocks as they are: the public ones infer
+    # a string type for each text column and copy each column, which cost more than all the maths.
+    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(len(r)), columns=_INDEX)
+
+
+@lru_cache(maxsize=64)
+def _metric_texts(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
+    """The per-metric text columns (catalogue entry, analysis window) as one block, by metric."""
+    window = {mid: (w.period_from, w.period_to) for w in windows for mid in w.metric_ids}
+    spans = np.array([window.get(x, (None, None)) for x in lk.metric_ids], dtype=object).reshape(-1, 2)
+    return np.vstack([lk.metric[c] for c in _CATALOGUE_TEXTS] + [spans[:, 0], spans[:, 1]])
+
+
+def _codes(g: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Grain numbers and code-order sort keys from the code strings themselves."""
+    csu, spec, metric = (np.unique(g[c].astype(str), return_inverse=True)[1]
+                         for c in ("csu_code", "specialty_code", "metric_id"))
+    return csu * (int(spec.max(initial=0)) + 1) + spec, (metric, spec, csu)
+
+
+def _net(grain: np.ndarray, group: np.ndarray, mi: np.ndarray, opportunity: np.ndarray) -> np.ndarray:
+    """Counted in the net total: per grain, only the largest opportunity of each overlap group
+    (ties to the first metric id); metrics in no group (0) always count."""
+    key = grain * (int(group.max(initial=0)) + 1) + group
+    order = np.lexsort((mi, -opportunity, key))
+    first = np.empty(len(key), dtype=bool)
+    ordered = key[order]
+    first[order] = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    return (group == 0) | first
+
+
+def _specialty_names(lk: Lookups, si: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    names = lk.specialty_names[si]
+    unknown = si == len(lk.specialty_pos)
+    names[unknown] = codes[unknown]  # a code missing from the reference list shows as itself
+    return names
+
+
+def _rows(g: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[keep] for k, v in g.items()}
+
+
+def _internal(g: dict[str, np.ndarray], mi: np.ndarray, si: np.ndarray, spec_known: bool, lk: Lookups,
+              minimum: int) -> Reference:
+    """Internal benchmarks from every unit of the trust with enough volume: per specialty when it
+    has ``minimum`` units, else across all specialties (two or more units). Unweighted: each unit
+    is one value, as the Guide says. Resolved per grain row."""
+    spec = g["specialty_code"]
+    if not spec_known:  # group by the codes themselves, not the shared "unknown" position
+        _, si = np.unique(spec.astype(str), return_inverse=True)
+    unit = g["den"] >= lk.metric["min_volume"][mi]
+    value = g["num"] / g["den"]
+    key = mi * (int(si.max(initial=0)) + 1) + si
+    own = unit & (spec != "")
+    k_s, n_s, q_s = _at_least(*stats.group_quantiles(key[own], value[own], QUANTILES), minimum)
+    k_a, n_a, q_a = _at_least(*stats.group_quantiles(mi[unit], value[unit], QUANTILES), 2)
+    sources = ([f"Internal: {n} units of the trust in this specialty" for n in n_s]
+               + [f"Internal: {n} units of the trust, all specialties" for n in n_a])
+    return Reference.resolve(_find(k_s, key), _find(k_a, mi, offset=len(k_s)), np.concatenate([q_s, q_a]), sources)
+
+
+def _at_least(keys: np.ndarray, counts: np.ndarray, values: np.ndarray, minimum: int):
+    keep = counts >= minimum
+    return keys[keep], counts[keep], values[keep]
+
+
+def _find(sorted_keys: np.ndarray, keys: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Position of each key in ``sorted_keys`` (plus offset), -1 where absent."""
+    if len(sorted_keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == keys, at + offset, -1)
