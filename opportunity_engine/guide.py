@@ -62,6 +62,16 @@ A unit already better than the target has a gap of zero: beating a benchmark nev
 elsewhere. Top quartile and top decile targets use the 25th/75th and 10th/90th percentiles,
 whichever end is better for the metric.
 """))
+    analysis = settings()["analysis"]
+    out.append(("Internal benchmarks", f"""
+Choosing **Internal** compares each unit with the trust's own units instead of peer trusts. A unit is
+one CSU's specialty (or one CSU, for workforce metrics) over the same months. Each unit with at least
+the metric's minimum volume counts **once, not weighted by its volume**: a large unit does not pull
+the target towards itself, so a small specialty is judged against how the trust's units practise, not
+against its biggest one. The percentiles are taken across the units of the same specialty when there
+are at least {int(analysis["internal_min_units"])}, otherwise across all specialties. Every CSU's units
+count, but other CSUs appear only as "Other unit".
+"""))
     t = totals(df) if len(df) else None
     if t is not None:
         out.append(("Worked example: net of overlap", f"""
