@@ -16,6 +16,7 @@ trust (they are percentiles, not any one CSU's data), so a CSU user sees the sam
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,6 +73,7 @@ def add_months(period: str, months: int) -> str:
 
 _CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
 _CACHE_SIZE = 128
+_CACHE_LOCK = threading.Lock()
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> str:
@@ -82,22 +84,27 @@ def data_version(con: duckdb.DuckDBPyConnection) -> str:
 def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
                   csu: str | None = None, specialty: str | None = None,
                   metric: str | None = None) -> pd.DataFrame:
-    """Cached :func:`compute_opportunities`: keyed on the database, its data version, the scope,
-    the basis and the filters, so a page re-run or a second user with the same view costs a
-    dictionary look-up. A new import changes the data version and so misses the cache."""
+    """Cached :func:`compute_opportunities`: keyed on the data version, the scope, the basis and
+    the filters, so a page re-run or a second user with the same view costs a dictionary look-up.
+
+    The data version is a fresh UUID at every import, unit-cost edit or demo build, so it names
+    the data of one database at one moment (a backup copy shares it, and its data). Version "0"
+    (nothing ever loaded, e.g. scratch in-memory databases) is never cached."""
     scope.check(csu)
-    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
-    if path is None:  # in-memory databases are scratch work: never cached
+    version = data_version(con)
+    if version == "0":
         return compute_opportunities(con, scope, basis, csu, specialty, metric)
-    key = (path, data_version(con), scope.csus, basis, csu, specialty, metric)
-    hit = _CACHE.get(key)
+    key = (version, scope.csus, basis, csu, specialty, metric)
+    with _CACHE_LOCK:  # Streamlit serves sessions on threads
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
     if hit is None:
         hit = compute_opportunities(con, scope, basis, csu, specialty, metric)
-        _CACHE[key] = hit
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
+        with _CACHE_LOCK:
+            _CACHE[key] = hit
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return hit.copy()
 
 
