@@ -76,7 +76,7 @@ def browser_first_page(db_path: Path) -> list[float]:
             page.get_by_role("textbox", name="Password").fill("demo")
             started = time.perf_counter()
             page.get_by_role("button", name="Sign in").click()
-            page.get_by_text("Top 10 opportunities").wait_for(timeout=60_000)
+            page.get_by_text("Top 10 opportunities").first.wait_for(timeout=60_000)  # a rerun may briefly show two
             while not page.evaluate(ready_js):
                 time.sleep(0.02)
             out.append(time.perf_counter() - started)
