@@ -1,8 +1,9 @@
 """Speed figures at a named scale (a benchmark, not a timed test): `python -m opportunity_engine.bench`.
 
 Prints: demo build time; import throughput of a 1.5M-row outpatient CSV; full metric-facts
-rebuild; and all-opportunities time beside a bare DuckDB GROUP BY over the facts table (cold:
-computed afresh; cached: the engine's result cache, as the app uses it).
+rebuild; and all-opportunities time beside a bare DuckDB GROUP BY over the facts table, the two
+timed alternately (afresh: computed from the facts; cache hit: the engine's result cache, as the
+app uses it).
 """
 from __future__ import annotations
 
@@ -29,7 +30,20 @@ def median_ms(fn, runs: int = 5) -> float:
     return statistics.median(times) * 1000
 
 
-def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 15, keep: Path | None = None) -> dict:
+def paired_ms(first, second, runs: int) -> tuple[float, float]:
+    """Median wall times of two calls run alternately, in milliseconds. Alternating matters on a
+    shared 2-core machine: its speed drifts over seconds, and timing one call's runs after the
+    other's would put the drift into the ratio."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for fn, out in zip((first, second), times):
+            started = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - started)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
+
+
+def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 41, keep: Path | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="oe-bench-"))
     figures: dict[str, float] = {}
     try:
@@ -68,8 +82,8 @@ def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 15, keep: Path 
             bare_sql = """SELECT csu_code, specialty_code, metric_id, sum(numerator), sum(denominator)
                           FROM metric_facts WHERE period > ? GROUP BY ALL"""
             cutoff = con.execute("SELECT strftime(strptime(max(period), '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m') FROM metric_facts").fetchone()[0]
-            bare = median_ms(lambda: con.execute(bare_sql, [cutoff]).fetchall(), runs)
-            cold = median_ms(lambda: compute_opportunities(con, Scope.trust(), Basis()), runs)
+            bare, cold = paired_ms(lambda: con.execute(bare_sql, [cutoff]).fetchall(),
+                                   lambda: compute_opportunities(con, Scope.trust(), Basis()), runs)
             opportunities(con, Scope.trust(), Basis())
             cached = median_ms(lambda: opportunities(con, Scope.trust(), Basis()), runs)
             one_csu = median_ms(lambda: compute_opportunities(con, Scope.of("EMA"), Basis()), runs)
@@ -90,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="trust", choices=("small", "trust", "large"))
     parser.add_argument("--rows", type=int, default=1_500_000)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=41)
     args = parser.parse_args()
     run(args.scale, args.rows, args.runs)
 
