@@ -139,6 +139,8 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
         # The facts are of another data version than the look-ups guessed (an import since, or
         # another database): take that version's look-ups and run again with its windows.
         lk = lookups.get(con, seen)
+    else:
+        raise RuntimeError("The data kept changing while the opportunities were computed: try again.")
     if g is None or len(g["num"]) == 0:
         return maths.empty()
     wanted = g.pop("wanted", None)
