@@ -223,6 +223,16 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+# Vega expression labelling a £ axis or legend as the UI writes money: £0, £450k, £1.5m.
+GBP_LABELS = ("abs(datum.value) >= 1e6 ? '£' + format(datum.value / 1e6, '~r') + 'm' : "
+              "abs(datum.value) >= 1e3 ? '£' + format(datum.value / 1e3, '~r') + 'k' : "
+              "'£' + format(datum.value, ',.0f')")
+
+
+def gbp_axis() -> alt.Axis:
+    return alt.Axis(labelExpr=GBP_LABELS)
+
+
 def spc_chart(series, y_title: str, target: float | None = None, start: str | None = None):
     """The XmR chart used on Metric detail and for scheme evidence: monthly values, mean and
     process limits as lines, special-cause points in orange, the target in green and, for a

@@ -18,6 +18,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from .catalogue import all_metrics
+from .formatting import months
 from .opportunities import Basis, opportunities, summarise, totals
 from .scope import Scope
 
@@ -148,7 +149,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     rows = [
         ("Prepared by", user), ("Generated", now.strftime("%Y-%m-%d %H:%M")), ("Scope", scope.label),
         ("CSU", csu or "All in scope"), ("Target", basis.label),
-        ("Period", f"{df['period_from'].min()} to {df['period_to'].max()}" if n else "no data"),
+        ("Period", months(df['period_from'].min(), df['period_to'].max()) if n else "no data"),
     ]
     for r, (k, v) in enumerate(rows, start=3):
         _put(cover, r, 1, k).font = Font(bold=True)

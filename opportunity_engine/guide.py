@@ -14,7 +14,7 @@ import duckdb
 
 from . import plans, qia
 from .config import settings
-from .formatting import gbp_short
+from .formatting import gbp_short, months
 from .opportunities import Basis, opportunities, totals
 from .scope import Scope
 from .stats import xmr
@@ -46,7 +46,7 @@ savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence
         gap_numbers = (f"{r.numerator:,.1f} − {r.target_value:.6g} × {r.denominator:,.1f}" if lower
                        else f"{r.target_value:.6g} × {r.denominator:,.1f} − {r.numerator:,.1f}")
         out.append(("Worked example: an opportunity", f"""
-**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), {r.period_from} to {r.period_to}:
+**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), {months(r.period_from, r.period_to)}:
 
 | step | value |
 |---|---|

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .formatting import gbp_short, metric_value, units
+from .formatting import gbp_short, metric_value, month, months, units
 from .opportunities import summarise
 
 
@@ -24,6 +24,16 @@ def _flags(df: pd.DataFrame) -> pd.Series:
                 parts.append("Not significant")
         out.append(", ".join(parts))
     return pd.Series(out, index=df.index, dtype="object")
+
+
+def window(df: pd.DataFrame) -> str:
+    """The months the figures cover: 'Apr 2025 to Mar 2026', or a note when metrics' sources end
+    in different months (each metric then has its own latest 12 months)."""
+    spans = df[["period_from", "period_to"]].drop_duplicates()
+    if len(spans) == 1:
+        return months(spans.iloc[0, 0], spans.iloc[0, 1])
+    return (f"latest 12 months of each metric (ending between {month(df['period_to'].min())} "
+            f"and {month(df['period_to'].max())})")
 
 
 def by_csu(df: pd.DataFrame) -> pd.DataFrame:

@@ -61,7 +61,7 @@ with left:
 with right:
     chart_event = st.altair_chart(
         alt.Chart(specs).mark_bar(color="#005EB8").encode(
-            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=alt.Axis(format="~s")),
+            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=ui.gbp_axis()),
             y=alt.Y("specialty_name:N", sort="-x", title=None),
             tooltip=[alt.Tooltip("specialty_name:N", title="Specialty"), alt.Tooltip("net:N", title="Net")],
         ).add_params(alt.selection_point(name="pick", fields=["specialty_code"])),

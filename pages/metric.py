@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from opportunity_engine.catalogue import all_metrics
-from opportunity_engine.formatting import gbp_short, metric_value, units
+from opportunity_engine.formatting import gbp_short, metric_value, months, units
 from opportunity_engine.opportunities import distribution, opportunities, trend
 from opportunity_engine import schemes
 
@@ -36,7 +36,7 @@ st.page_link("pages/explore.py", label=f"Trust › {r.csu_name} › {r.specialty
              query_params=ui.view_params(csu=csu, specialty=ui.specialty_param(specialty)))
 st.header(f"{metric.metric_name}: {r.specialty_name}, {r.csu_name}")
 st.caption(f"{metric.domain} · {'lower' if metric.lower_is_better else 'higher'} is better · {basis.label} · "
-           f"{r.period_from} to {r.period_to}")
+           f"{months(r.period_from, r.period_to)}")
 
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1.5])
 c1.metric("Actual", metric_value(r.actual, fmt))

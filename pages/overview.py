@@ -13,11 +13,12 @@ basis = ui.basis()
 df = opportunities(ui.cursor(), user.scope, basis)
 
 st.title("Overview")
-st.caption(f"{user.scope.label} · {basis.label} · latest 12 months of each metric")
 if df.empty:
+    st.caption(f"{user.scope.label} · {basis.label}")
     st.info("No data yet. An admin can load extracts on the Data page, or build the demo database with "
             "`make run`.")
     st.stop()
+st.caption(f"{user.scope.label} · {basis.label} · {views.window(df)}")
 
 t = totals(df)
 c1, c2, c3, c4 = st.columns(4)
@@ -36,16 +37,18 @@ with left:
     domains = views.by_domain(df)
     st.altair_chart(
         alt.Chart(domains).mark_bar(color="#005EB8").encode(
-            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=alt.Axis(format="~s")),
+            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=ui.gbp_axis()),
             y=alt.Y("domain:N", sort="-x", title=None),
             tooltip=[alt.Tooltip("domain:N", title="Domain"), alt.Tooltip("net:N", title="Net")]),
         width="stretch")
 with right:
     st.subheader("By CSU and domain")
     heat = views.heatmap(df)
-    base = alt.Chart(heat).encode(x=alt.X("domain:N", title=None), y=alt.Y("csu_code:N", title="CSU"))
+    base = alt.Chart(heat).encode(x=alt.X("domain:N", title=None, axis=alt.Axis(labelAngle=0)),
+                              y=alt.Y("csu_code:N", title="CSU"))
     st.altair_chart(
-        base.mark_rect().encode(color=alt.Color("net_gbp:Q", title="Net £", scale=alt.Scale(scheme="blues")),
+        base.mark_rect().encode(color=alt.Color("net_gbp:Q", title="Net £", scale=alt.Scale(scheme="blues"),
+                                                legend=alt.Legend(labelExpr=ui.GBP_LABELS)),
                                 tooltip=[alt.Tooltip("csu_code:N", title="CSU"), alt.Tooltip("domain:N", title="Domain"),
                                          alt.Tooltip("net:N", title="Net")])
         + base.mark_text(fontSize=11).encode(text="net:N"),

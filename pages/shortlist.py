@@ -12,7 +12,7 @@ import ui
 from opportunity_engine import plans, qia, schemes
 from opportunity_engine.audit import ConflictError
 from opportunity_engine.export_plans import plans_workbook
-from opportunity_engine.formatting import gbp_short, gbp_whole
+from opportunity_engine.formatting import gbp_short, gbp_whole, months
 from opportunity_engine.opportunities import csu_list
 from opportunity_engine.scope import ScopeError
 
@@ -174,7 +174,7 @@ if not listing.empty:
     st.caption(" · ".join(bits))
     if scheme.snapshot_opportunity_gbp is not None:
         st.info(f"When shortlisted ({scheme.snapshot_target} / {scheme.snapshot_benchmark}, "
-                f"{scheme.snapshot_period_from} to {scheme.snapshot_period_to}) the opportunity was "
+                f"{months(scheme.snapshot_period_from, scheme.snapshot_period_to)}) the opportunity was "
                 f"**{gbp_short(scheme.snapshot_opportunity_gbp)}** (actual {scheme.snapshot_actual:.3g} against "
                 f"target {scheme.snapshot_target_value:.3g}).", icon=":material/history:")
         st.page_link("pages/metric.py", label="Open the driving metric", icon=":material/monitoring:",

@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from opportunity_engine import plans, schemes, tracking
 from opportunity_engine.audit import ConflictError
-from opportunity_engine.formatting import gbp_short, gbp_whole
+from opportunity_engine.formatting import gbp_short, gbp_whole, month
 from opportunity_engine.scope import ScopeError
 
 user = ui.require_user()
@@ -28,7 +28,7 @@ months = tracking.by_month(cur, user.scope, fy)
 if csu:
     months = months[months.csu_code == csu]
 summary = tracking.summarise_months(months, as_of)
-st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {as_of} "
+st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
            f"(the last complete month). RAG: green ≥ 95% of plan to date realised, amber ≥ 80%, red below.")
 if summary.empty:
     st.info("No committed schemes with a plan in this year. Approve a scheme on Shortlist & plans, or pick another year.")
@@ -47,14 +47,14 @@ c1, c2 = st.columns(2)
 with c1:
     st.subheader("Cumulative planned vs realised")
     st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("period:N", title=None), y=alt.Y("gbp:Q", title="£", axis=alt.Axis(format="~s")),
+        x=alt.X("period:N", title=None), y=alt.Y("gbp:Q", title="£", axis=ui.gbp_axis()),
         color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),
         tooltip=["period:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
 with c2:
     st.subheader("By CSU, to date")
     by_csu_long = tracking.to_date_by_csu(summary)
     st.altair_chart(alt.Chart(by_csu_long).mark_bar().encode(
-        y=alt.Y("csu_code:N", title="CSU"), x=alt.X("gbp:Q", title="£", axis=alt.Axis(format="~s")),
+        y=alt.Y("csu_code:N", title="CSU"), x=alt.X("gbp:Q", title="£", axis=ui.gbp_axis()),
         yOffset="series:N", color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),
         tooltip=["csu_code:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
 

@@ -44,6 +44,20 @@ def test_quantities_read_in_their_units():
     assert (gbp_short(1_234_567), gbp_short(45_123), gbp_short(-512)) == ("£1.2m", "£45k", "-£512")
 
 
+def test_months_read_as_the_trust_writes_them():
+    import pandas as pd
+
+    from opportunity_engine.formatting import month, months
+    from opportunity_engine.views import window
+
+    assert (month("2025-04"), month("2026-03"), month("2026-13"), month(None)) == ("Apr 2025", "Mar 2026", "2026-13", "–")
+    assert months("2025-04", "2026-03") == "Apr 2025 to Mar 2026"
+    one = pd.DataFrame({"period_from": ["2025-04", "2025-04"], "period_to": ["2026-03", "2026-03"]})
+    two = pd.DataFrame({"period_from": ["2025-04", "2025-01"], "period_to": ["2026-03", "2025-12"]})
+    assert window(one) == "Apr 2025 to Mar 2026"
+    assert window(two) == "latest 12 months of each metric (ending between Dec 2025 and Mar 2026)"
+
+
 def test_structured_logs_are_one_json_object_per_line():
     import io
     import json
