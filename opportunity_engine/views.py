@@ -56,16 +56,18 @@ def by_domain(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def heatmap(df: pd.DataFrame) -> pd.DataFrame:
-    """CSU × domain net £ (every combination present, zeros included, for an even grid)."""
-    out = summarise(df, ["csu_code", "domain"])
+def heatmap(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Net £ by domain against CSU, or against specialty when the view holds one CSU (a CSU team's
+    own grid: one row of CSU would say nothing). Every combination present, zeros included, for an
+    even grid. Returns the frame (columns ``row``, ``domain``, ``net_gbp``, ``net``) and what a row is."""
+    key, label = ("specialty_name", "Specialty") if df["csu_code"].nunique() == 1 else ("csu_code", "CSU")
+    out = summarise(df, [key, "domain"])
     if out.empty:
-        return out
-    grid = pd.MultiIndex.from_product([sorted(df["csu_code"].unique()), sorted(df["domain"].unique())],
-                                      names=["csu_code", "domain"])
-    out = out.set_index(["csu_code", "domain"]).reindex(grid, fill_value=0).reset_index()
+        return out.rename(columns={key: "row"}).assign(net=pd.Series(dtype=object)), label
+    grid = pd.MultiIndex.from_product([sorted(df[key].unique()), sorted(df["domain"].unique())], names=[key, "domain"])
+    out = out.set_index([key, "domain"]).reindex(grid, fill_value=0).reset_index().rename(columns={key: "row"})
     out["net"] = out["net_gbp"].map(gbp_short)
-    return out
+    return out, label
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:

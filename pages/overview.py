@@ -42,14 +42,14 @@ with left:
             tooltip=[alt.Tooltip("domain:N", title="Domain"), alt.Tooltip("net:N", title="Net")]),
         width="stretch")
 with right:
-    st.subheader("By CSU and domain")
-    heat = views.heatmap(df)
+    heat, rows = views.heatmap(df)
+    st.subheader(f"By {rows.lower()} and domain")
     base = alt.Chart(heat).encode(x=alt.X("domain:N", title=None, axis=alt.Axis(labelAngle=0)),
-                              y=alt.Y("csu_code:N", title="CSU"))
+                                  y=alt.Y("row:N", title=rows, axis=alt.Axis(labelLimit=220)))
     st.altair_chart(
         base.mark_rect().encode(color=alt.Color("net_gbp:Q", title="Net £", scale=alt.Scale(scheme="blues"),
                                                 legend=alt.Legend(labelExpr=ui.GBP_LABELS)),
-                                tooltip=[alt.Tooltip("csu_code:N", title="CSU"), alt.Tooltip("domain:N", title="Domain"),
+                                tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("domain:N", title="Domain"),
                                          alt.Tooltip("net:N", title="Net")])
         + base.mark_text(fontSize=11).encode(text="net:N"),
         width="stretch")

@@ -149,3 +149,15 @@ def test_bad_basis_is_refused():
         Basis(target="best")
     with pytest.raises(ValueError):
         Basis(period_from="2025-13")
+
+
+def test_heatmap_rows_are_csus_or_a_single_csus_specialties(tiny):
+    from opportunity_engine.views import heatmap
+
+    trust, rows = heatmap(opportunities(tiny, Scope.trust(), Basis()))
+    assert rows == "CSU" and set(trust["row"]) == {"A", "B"}
+    assert len(trust) == trust["row"].nunique() * trust["domain"].nunique()  # an even grid, zeros included
+    own, rows = heatmap(opportunities(tiny, Scope.of("A"), Basis()))
+    assert rows == "Specialty" and set(own["row"]) == {"General Surgery", "Small Specialty", "CSU-wide"}
+    beds = own[(own["row"] == "General Surgery") & (own["domain"] == "Beds")]["net_gbp"].iloc[0]
+    assert beds > 0
