@@ -12,7 +12,8 @@ import streamlit_authenticator as stauth
 
 import ui
 from opportunity_engine.config import settings
-from opportunity_engine.opportunities import BENCHMARK_LABELS, TARGET_LABELS, TARGETS, BENCHMARKS
+from opportunity_engine.opportunities import (BENCHMARK_LABELS, BENCHMARKS, CUSTOM_BEST, TARGET_LABELS, TARGETS,
+                                               custom_best, custom_target)
 from opportunity_engine.scope import ScopeError
 from opportunity_engine import feedback, logs, usage
 from opportunity_engine.users import (credentials, get_user, lockout_policy, record_failed_sign_in,
@@ -157,9 +158,19 @@ def _feedback_control() -> None:
 with st.sidebar:
     st.markdown(f"**{user.name}**  \n{ROLE_LABELS[user.role]} · {user.scope.label}")
     current = ui.basis()
-    chosen = st.selectbox("Target", TARGETS, index=TARGETS.index(current.target), format_func=TARGET_LABELS.get,
-                          help="Median, top quartile or top decile of the benchmark. 'Top' always means the "
-                               "better end: low values for lower-is-better metrics, high values otherwise.")
+    options = TARGETS + ("custom",)
+    best = custom_best(current.target)
+    chosen = st.selectbox("Target", options, index=options.index("custom" if best else current.target),
+                          format_func=lambda t: TARGET_LABELS.get(t, "Custom: best N %"),
+                          help="Median, top quartile or top decile of the benchmark, or a level of your own. "
+                               "'Top' always means the better end: low values for lower-is-better metrics, high "
+                               "values otherwise.")
+    if chosen == "custom":
+        best = st.slider("Best % of units", CUSTOM_BEST[0], CUSTOM_BEST[1], value=best or 35, step=5,
+                         help="Aim for the level of the best N % of units: 50 is the median, 25 the top "
+                              "quartile, 10 the top decile. Between the benchmark's percentiles the level is "
+                              "read on a straight line.")
+        chosen = custom_target(best)
     bench = st.selectbox("Benchmark", BENCHMARKS, index=BENCHMARKS.index(current.benchmark),
                          format_func=BENCHMARK_LABELS.get,
                          help="Peer trusts' percentiles, or percentiles across the trust's own units.")

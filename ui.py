@@ -19,7 +19,7 @@ import streamlit as st
 
 from opportunity_engine import db, plans, usage
 from opportunity_engine.config import database_path
-from opportunity_engine.opportunities import BENCHMARKS, TARGETS, Basis
+from opportunity_engine.opportunities import BENCHMARKS, Basis, is_target
 from opportunity_engine.users import User, get_user
 
 log = logging.getLogger("opportunity_explorer")
@@ -95,7 +95,7 @@ def param(name: str) -> str | None:
 
 def basis() -> Basis:
     """The target and benchmark from the URL (unknown values fall back to the defaults)."""
-    target = param("target") if param("target") in TARGETS else "median"
+    target = param("target") if is_target(param("target")) else "median"
     benchmark = param("benchmark") if param("benchmark") in BENCHMARKS else "peer"
     return Basis(target=target, benchmark=benchmark)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import db as dbmod
 from .config import database_path, settings
-from .opportunities import BENCHMARKS, TARGETS, Basis, opportunities
+from .opportunities import BENCHMARKS, TARGETS, Basis, is_target, opportunities
 from .scope import Scope, ScopeError
 from .users import ROLES
 
@@ -22,8 +22,16 @@ def _db_arg(parser: argparse.ArgumentParser) -> None:
                         help="database file (default: $OPPORTUNITY_DB, else config.toml)")
 
 
+def _target(value: str) -> str:
+    if not is_target(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: use {', '.join(TARGETS)} or best_N with N from 10 to 90")
+    return value
+
+
 def _basis_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", choices=TARGETS, default="median")
+    parser.add_argument("--target", type=_target, default="median",
+                        help="median, top_quartile, top_decile, or best_N: the level of the best N %% of units "
+                             "(N from 10 to 90)")
     parser.add_argument("--benchmark", choices=BENCHMARKS, default="peer")
     parser.add_argument("--csu", default=None, help="one CSU code")
     parser.add_argument("--from", dest="period_from", default=None, metavar="YYYY-MM")

@@ -90,7 +90,7 @@ def _schemes_sheet(ws, listing: pd.DataFrame) -> None:
         values = (int(s.scheme_id), s.csu_name, s.specialty_name, s.metric_name, s.title, s.description, s.lead,
                   s.finance_category, "Yes" if s.recurrent else "No", s.saving_type, s.status, s.origin,
                   s.snapshot_opportunity_gbp, s.snapshot_actual, s.snapshot_target_value,
-                  f"{s.snapshot_target} / {s.snapshot_benchmark}" if isinstance(s.snapshot_target, str) else None,
+                  schemes.basis_words(s.snapshot_target, s.snapshot_benchmark),
                   s.created_by, s.created_at.strftime("%Y-%m-%d %H:%M") if pd.notna(s.created_at) else None,
                   int(s.version))
         for c, v in enumerate(values, start=1):

@@ -60,7 +60,10 @@ savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence
 
 A unit already better than the target has a gap of zero: beating a benchmark never offsets a gap
 elsewhere. Top quartile and top decile targets use the 25th/75th and 10th/90th percentiles,
-whichever end is better for the metric.
+whichever end is better for the metric. **Custom: best N %** aims for the level of the best N % of
+units (50 is the median, 25 the top quartile, 10 the top decile); between the benchmark's percentiles
+the level is read on a straight line, e.g. best 35 % of a lower-is-better metric is 40 % of the way
+from p25 to p50.
 """))
     analysis = settings()["analysis"]
     out.append(("Internal benchmarks", f"""

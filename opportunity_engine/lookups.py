@@ -10,9 +10,9 @@ Version "0" (a database never loaded) is never cached.
 from __future__ import annotations
 
 import threading
-from itertools import repeat
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import repeat
 
 import duckdb
 import numpy as np

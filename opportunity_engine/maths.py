@@ -32,6 +32,7 @@ COLUMNS = [
     "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group",
 ]
 PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
+_KNOTS = np.array([10.0, 25.0, 50.0, 75.0, 90.0])  # the percentiles a benchmark holds
 # The frame is built from blocks of like columns: these say which columns each block holds.
 _INDEX = pd.Index(COLUMNS, dtype=object)
 _FLOAT_COLUMNS = ["numerator", "denominator", "actual", "target_value", "gap_units", "unit_cost_gbp", "opportunity_gbp",
@@ -107,10 +108,12 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
     targets = {"median": pct[:, 2], "top_quartile": np.where(lower, pct[:, 1], pct[:, 3]),
                "top_decile": np.where(lower, pct[:, 0], pct[:, 4])}
     with np.errstate(invalid="ignore", divide="ignore"):
-        # Clamped at zero: a grain beating its target never offsets another (NaN target: no gap).
-        gaps = {k: np.nan_to_num(np.maximum(0.0, np.where(lower, num - t * den, t * den - num)), nan=0.0)
-                for k, t in targets.items()}
-        target, gap = targets[basis.target], gaps[basis.target]
+        gaps = {k: _gap(t, lower, num, den) for k, t in targets.items()}
+        if basis.target in targets:
+            target, gap = targets[basis.target], gaps[basis.target]
+        else:
+            target = _best(pct, lower, int(basis.target.removeprefix("best_")))
+            gap = _gap(target, lower, num, den)
         actual = num / den
         opportunity = gap * cost
         capacity = np.where(metric["capacity_unit"][mi] != "",
@@ -159,6 +162,24 @@ def _metric_texts(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
     window = {mid: (w.period_from, w.period_to) for w in windows for mid in w.metric_ids}
     spans = np.array([window.get(x, (None, None)) for x in lk.metric_ids], dtype=object).reshape(-1, 2)
     return np.vstack([lk.metric[c] for c in _CATALOGUE_TEXTS] + [spans[:, 0], spans[:, 1]])
+
+
+def _gap(target: np.ndarray, lower: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Gap in numerator units, clamped at zero (a grain beating its target never offsets another);
+    no target, no gap."""
+    return np.nan_to_num(np.maximum(0.0, np.where(lower, num - target * den, target * den - num)), nan=0.0)
+
+
+def _best(pct: np.ndarray, lower: np.ndarray, best: int) -> np.ndarray:
+    """The level of the best ``best`` % of units: the percentile ``best`` when lower is better,
+    ``100 − best`` when higher is better, linear between the benchmark's p10, p25, p50, p75, p90."""
+    return np.where(lower, _percentile(pct, best), _percentile(pct, 100 - best))
+
+
+def _percentile(pct: np.ndarray, q: float) -> np.ndarray:
+    j = min(int(np.searchsorted(_KNOTS, q, side="right")) - 1, len(_KNOTS) - 2)
+    w = (q - _KNOTS[j]) / (_KNOTS[j + 1] - _KNOTS[j])
+    return pct[:, j] * (1 - w) + pct[:, j + 1] * w
 
 
 def _codes(g: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:

@@ -33,6 +33,32 @@ from .stats import Z95, xmr
 
 TARGETS = ("median", "top_quartile", "top_decile")
 TARGET_LABELS = {"median": "Median", "top_quartile": "Top quartile", "top_decile": "Top decile"}
+# A custom target "best_N" is the level of the best N % of units: the N-th percentile when lower is
+# better, the (100 − N)-th when higher is better. best_50, best_25 and best_10 are the named targets.
+CUSTOM_BEST = (10, 90)
+
+
+def custom_target(best: int) -> str:
+    return f"best_{int(best)}"
+
+
+def custom_best(target: str) -> int | None:
+    """N of a custom target "best_N" (10 ≤ N ≤ 90), else None."""
+    if not target.startswith("best_") or not target[5:].isdigit():
+        return None
+    best = int(target[5:])
+    return best if CUSTOM_BEST[0] <= best <= CUSTOM_BEST[1] else None
+
+
+def target_label(target: str) -> str:
+    best = custom_best(target)
+    return f"Best {best}%" if best is not None else TARGET_LABELS[target]
+
+
+def is_target(target: str | None) -> bool:
+    return target is not None and (target in TARGETS or custom_best(target) is not None)
+
+
 BENCHMARKS = ("peer", "internal")
 BENCHMARK_LABELS = {"peer": "Peer trusts", "internal": "Internal (trust's own units)"}
 
@@ -46,8 +72,9 @@ class Basis:
     period_to: str | None = None
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {', '.join(TARGETS)}")
+        if not is_target(self.target):
+            raise ValueError(f"target must be one of {', '.join(TARGETS)} or best_N "
+                             f"(N from {CUSTOM_BEST[0]} to {CUSTOM_BEST[1]}: the level of the best N % of units)")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)}")
         for p in (self.period_from, self.period_to):
@@ -56,7 +83,7 @@ class Basis:
 
     @property
     def label(self) -> str:
-        return f"{TARGET_LABELS[self.target]} of {BENCHMARK_LABELS[self.benchmark].lower()}"
+        return f"{target_label(self.target)} of {BENCHMARK_LABELS[self.benchmark].lower()}"
 
 
 def _is_period(p: str) -> bool:

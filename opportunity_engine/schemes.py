@@ -68,6 +68,18 @@ class Scheme:
     updated_at: object
     version: int
 
+    @property
+    def snapshot_basis(self) -> str | None:
+        """What the snapshot was measured against, in words ("Best 35% of peer trusts")."""
+        return basis_words(self.snapshot_target, self.snapshot_benchmark)
+
+
+def basis_words(target: str | None, benchmark: str | None) -> str | None:
+    try:
+        return Basis(target, benchmark).label if isinstance(target, str) and isinstance(benchmark, str) else None
+    except ValueError:  # a value written by an older version: show it as stored
+        return f"{target} / {benchmark}"
+
 
 _COLUMNS = ", ".join(f.name for f in fields(Scheme))
 

@@ -173,7 +173,7 @@ if not listing.empty:
         bits.append(f"from the opportunity on {listing.set_index('scheme_id').at[scheme.scheme_id, 'metric_name']}")
     st.caption(" · ".join(bits))
     if scheme.snapshot_opportunity_gbp is not None:
-        st.info(f"When shortlisted ({scheme.snapshot_target} / {scheme.snapshot_benchmark}, "
+        st.info(f"When shortlisted ({scheme.snapshot_basis}, "
                 f"{months(scheme.snapshot_period_from, scheme.snapshot_period_to)}) the opportunity was "
                 f"**{gbp_short(scheme.snapshot_opportunity_gbp)}** (actual {scheme.snapshot_actual:.3g} against "
                 f"target {scheme.snapshot_target_value:.3g}).", icon=":material/history:")

@@ -64,6 +64,16 @@ def test_overview_for_each_role(app_db, username):
         assert shown["CSU"].nunique() > 1
 
 
+def test_a_custom_target_from_the_link_recomputes_everything(app_db):
+    median = signed_in("finance")
+    custom = signed_in("finance", target="best_35")
+    assert "Best 35% of peer trusts" in text(custom)
+    assert [s.value for s in custom.slider] == [35]
+    assert custom.metric[0].value != median.metric[0].value  # a stricter target than the median: more £
+    at_median = signed_in("finance", target="best_50")  # the custom level that is the median
+    assert "Best 50% of peer trusts" in text(at_median) and at_median.metric[0].value == median.metric[0].value
+
+
 def test_data_page_is_admin_only(app_db):
     admin = signed_in("admin", "pages/data.py")
     assert "Load extracts" in text(admin) and "Freshness" in text(admin)

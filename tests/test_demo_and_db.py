@@ -131,6 +131,12 @@ def test_cli_reproduces_hand_worked_figures(tmp_path, capsys):
                  "--to", "2025-03", "--format", "json"]) == 0
     rows = {(r["csu_code"], r["specialty_code"], r["metric_id"]): r for r in json.loads(capsys.readouterr().out)}
     assert rows[("A", "100", "alos_elective")]["opportunity_gbp"] == pytest.approx(80_000)
+    assert main(["opportunities", "--db", str(path), "--target", "best_35", "--format", "json"]) == 0
+    rows = {(r["csu_code"], r["specialty_code"], r["metric_id"]): r for r in json.loads(capsys.readouterr().out)}
+    assert rows[("A", "100", "alos_elective")]["opportunity_gbp"] == pytest.approx(52_000)
+    with pytest.raises(SystemExit) as refused:
+        main(["opportunities", "--db", str(path), "--target", "best_95"])
+    assert refused.value.code == 2 and "best_N with N from 10 to 90" in capsys.readouterr().err
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):

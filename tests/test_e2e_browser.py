@@ -186,6 +186,20 @@ def test_deep_link_survives_sign_in(server, browser):
     context.close()
 
 
+def test_custom_target_from_the_sidebar_goes_into_the_link(server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    sign_in(page, server, "finance")
+    median_total = page.get_by_test_id("stMetricValue").first.inner_text()
+    choose(page, "Target", "Custom: best N %")
+    settle(page)
+    page.get_by_text("Best 35% of peer trusts").first.wait_for()
+    assert "target=best_35" in page.url
+    assert page.get_by_test_id("stMetricValue").first.inner_text() != median_total
+    shot(page, "custom-target")
+    context.close()
+
+
 def test_first_request_to_a_fresh_server_is_a_deep_link(small_demo, tmp_path, browser):
     """Before any session has run st.navigation, Streamlit's legacy pages/ discovery runs a page
     script directly: the page must send the visitor to sign-in, never render or crash."""

@@ -19,6 +19,9 @@ A/100 daycase_rate_bads: 60 / 100 = 0.6; HIGHER is better; p50 0.8, p75 0.85, p9
 A/CSU-wide wf_agency_share: £50,000 / £1,000,000 = 5%; p50 3.5%: gap £15,000 x 0.4 premium = £6,000 cash.
 Net of overlap at the median: A/100 alos (40,000) and day case (14,000) share elective_beds -> 40,000 counts.
     net = 40,000 + 2,400 + 0 + 6,000 = 48,400; gross = 62,400; cash 6,000; productivity 42,400.
+Custom target "best 35 %": lower is better -> p35, on the line from p25 2.5 to p50 3.0: 2.5 + 0.4 x 0.5
+    = 2.7, so A/100 alos 400 - 270 = 130 bed days -> £52,000. Higher is better -> p65, from p50 0.8 to
+    p75 0.85: 0.8 + 0.6 x 0.05 = 0.83, so A/100 day case 83 - 60 = 23 -> £16,100.
 """
 from __future__ import annotations
 
@@ -51,6 +54,21 @@ def test_higher_is_better_picks_upper_percentiles(tiny):
         assert r.target_value == pytest.approx(expected_target)
         assert r.gap_units == pytest.approx(expected_gbp / 700)
         assert r.opportunity_gbp == pytest.approx(expected_gbp)
+
+
+def test_custom_target_reads_between_percentiles_the_right_way_round(tiny):
+    df = opportunities(tiny, Scope.trust(), Basis(target="best_35"))
+    alos, daycase = row(df, "A", "100", "alos_elective"), row(df, "A", "100", "daycase_rate_bads")
+    assert (alos.target_value, alos.gap_units, alos.opportunity_gbp) == pytest.approx((2.7, 130, 52_000))
+    assert (daycase.target_value, daycase.gap_units, daycase.opportunity_gbp) == pytest.approx((0.83, 23, 16_100))
+    assert alos.target_median == pytest.approx(3.0)  # the range columns stay the named targets
+    assert Basis(target="best_35").label == "Best 35% of peer trusts"
+
+
+@pytest.mark.parametrize("bad", ["best_5", "best_95", "best_", "best_x", "p35", "custom"])
+def test_custom_target_outside_10_to_90_is_refused(bad):
+    with pytest.raises(ValueError):
+        Basis(target=bad)
 
 
 def test_range_columns_match_each_target(tiny):

@@ -71,6 +71,13 @@ def test_chosen_months(demo_con, period):
         both(demo_con, Scope.trust(), Basis("median", benchmark, *period))
 
 
+@pytest.mark.parametrize("benchmark", ["peer", "internal"])
+def test_custom_targets_at_the_named_levels_equal_the_named_targets(demo_con, benchmark):
+    for best, named in ((50, "median"), (25, "top_quartile"), (10, "top_decile")):
+        custom = compute_opportunities(demo_con, Scope.trust(), Basis(f"best_{best}", benchmark))
+        assert_same(custom, oracle_opportunities(demo_con, Scope.trust(), Basis(named, benchmark)))
+
+
 def test_edges_match_the_oracle(demo_copy):
     """Codes missing from the reference tables, a metric no longer in the catalogue, one source
     ending months earlier than the rest, and grains whose denominators sum to zero."""
