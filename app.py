@@ -79,6 +79,7 @@ max_failures, lockout_minutes = lockout_policy()
 creds = credentials(ui.cursor())
 # login_sleep_time=0: the widget's default 0.7 s pause waits for a cookie component, but the
 # cookie is read from the HTTP request (st.context.cookies), so the pause only slows the first page.
+ui.use_request_cookies()
 authenticator = stauth.Authenticate(creds, auth_cfg["cookie_name"], ui.cookie_key(),
                                     float(auth_cfg["cookie_expiry_days"]), auto_hash=False, login_sleep_time=0)
 

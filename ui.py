@@ -6,6 +6,7 @@ Nothing here computes money: numbers come from opportunity_engine.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import altair as alt
+import extra_streamlit_components as stx
 import pandas as pd
 import streamlit as st
 
@@ -35,6 +37,26 @@ def _connection(path: str):
 
 def cursor():
     return _connection(str(database_path())).cursor()
+
+
+class RequestCookies(stx.CookieManager):
+    """The sign-in library's cookie manager, minus the component it renders on every run.
+
+    extra_streamlit_components' CookieManager renders a "getAll" component as soon as it is
+    created; that component's first answer reruns the page about 0.7 s after it loads, and a
+    "Sign in" click landing in that window was lost (the form stayed filled, nothing happened:
+    seen with a fast click, e.g. after a password manager fills the form). streamlit-authenticator
+    0.4.2 reads the cookie from the request (st.context.cookies), so getAll is never needed; the
+    component is rendered only to set or delete the cookie, as before."""
+
+    def __init__(self, key: str = "init") -> None:  # noqa: ARG002 (the library passes none)
+        self.cookie_manager = importlib.import_module("extra_streamlit_components.CookieManager")._component_func
+        self.cookies = dict(st.context.cookies)
+
+
+def use_request_cookies() -> None:
+    """Make the sign-in library create RequestCookies (it calls stx.CookieManager() itself)."""
+    stx.CookieManager = RequestCookies
 
 
 @st.cache_resource(show_spinner=False)

@@ -186,6 +186,21 @@ def test_deep_link_survives_sign_in(server, browser):
     context.close()
 
 
+def test_sign_in_page_runs_once_so_a_quick_click_is_not_lost(server, browser):
+    """The sign-in page used to render a cookie-reading component whose first answer reran the
+    page ~0.7 s after it loaded; a click in that window was dropped. Now no cookie component is
+    on the page until a cookie is written, and a click as soon as the form shows signs in."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(server)
+    page.get_by_role("textbox", name="Username").fill("finance")
+    page.get_by_role("textbox", name="Password").fill("demo")
+    assert page.locator('iframe[title*="CookieManager"]').count() == 0
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Top 10 opportunities").first.wait_for(timeout=20_000)
+    context.close()
+
+
 def test_custom_target_from_the_sidebar_goes_into_the_link(server, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
