@@ -27,7 +27,7 @@ from . import catalogue, facts
 from .config import DATA_DIR, settings
 from .db import bump_data_version, connect, get_setting, set_setting
 from .users import add_demo_users
-from .reference import CSUS, KINDS, STAFF_GROUPS, specialty_rows
+from .reference import CSUS, KINDS, specialty_rows
 
 SCALES = {
     # name: (fraction of a large acute trust's yearly volumes, first day, last day)

@@ -5,7 +5,7 @@ these definitions, so a rule is stated once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

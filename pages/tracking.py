@@ -1,11 +1,10 @@
 """Tracking: planned vs realised by month, scheme and CSU, RAG, cumulative chart, realised entry,
 and the evidence: has the driving metric really moved since the scheme started?"""
 import altair as alt
-import pandas as pd
 import streamlit as st
 
 import ui
-from opportunity_engine import plans, schemes, tracking
+from opportunity_engine import plans, tracking
 from opportunity_engine.audit import ConflictError
 from opportunity_engine.formatting import gbp_short, gbp_whole, month
 from opportunity_engine.scope import ScopeError
