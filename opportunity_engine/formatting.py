@@ -49,14 +49,14 @@ def units(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}" if abs(value) >= 10 else f"{value:,.1f} {unit}"
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def month(period: str | None) -> str:
     """'2025-04' as 'Apr 2025' (how the trust writes months); anything else unchanged."""
     if not period or len(period) != 7 or period[4] != "-" or not period[5:].isdigit() or not 1 <= int(period[5:]) <= 12:
         return period or "–"
-    return f"{_MONTHS[int(period[5:]) - 1]} {period[:4]}"
+    return f"{MONTHS[int(period[5:]) - 1]} {period[:4]}"
 
 
 def months(period_from: str | None, period_to: str | None) -> str:

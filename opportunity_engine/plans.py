@@ -19,12 +19,13 @@ import pandas as pd
 
 from . import audit, schemes
 from .audit import transaction
+from .formatting import MONTHS
 from .scope import Scope, scope_filter
 from .users import User
 
 PROFILES = ("even", "ramp", "custom")
 PROFILE_LABELS = {"even": "Even", "ramp": "Ramp-up (3 months)", "custom": "Custom"}
-MONTH_NAMES = ("Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Jan", "Feb", "Mar")
+MONTH_NAMES = MONTHS[3:] + MONTHS[:3]  # the financial year: M1 = April
 RAMP_MONTHS = 3
 TOLERANCE_GBP = 1.0
 # Open statuses whose plans count as pipeline (not yet committed) in the totals.
