@@ -112,7 +112,7 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
         if basis.target in targets:
             target, gap = targets[basis.target], gaps[basis.target]
         else:
-            target = _best(pct, lower, int(basis.target.removeprefix("best_")))
+            target = _best(pct, lower, basis.best)
             gap = _gap(target, lower, num, den)
         actual = num / den
         opportunity = gap * cost

@@ -82,6 +82,11 @@ class Basis:
                 raise ValueError(f"period {p!r} must be YYYY-MM")
 
     @property
+    def best(self) -> int | None:
+        """N of a custom target "best N %", else None."""
+        return custom_best(self.target)
+
+    @property
     def label(self) -> str:
         return f"{target_label(self.target)} of {BENCHMARK_LABELS[self.benchmark].lower()}"
 
@@ -176,20 +181,11 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
 
 def _split_version(g: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
     """Take out the row carrying the data version (months 0: every grain has a month), and any
-    grain whose denominators sum to zero or less (no rate; cheaper here than a HAVING clause).
-    DuckDB returns the version row last or first in practice: slicing is then free."""
-    months = g["months"]
-    if len(months) and months[-1] == 0:
-        version, g = g["csu_code"][-1], {k: v[:-1] for k, v in g.items()}
-    elif len(months) and months[0] == 0:
-        version, g = g["csu_code"][0], {k: v[1:] for k, v in g.items()}
-    else:
-        at = np.flatnonzero(months == 0)
-        version = g["csu_code"][at[0]] if len(at) else "0"
-        g = {k: v[months != 0] for k, v in g.items()}
-    if (g["den"] <= 0).any():
-        g = {k: v[g["den"] > 0] for k, v in g.items()}
-    return g, version
+    grain whose denominators sum to zero or less (no rate; cheaper here than a HAVING clause)."""
+    at = np.flatnonzero(g["months"] == 0)
+    version = g["csu_code"][at[0]] if len(at) else "0"
+    keep = (g["months"] != 0) & (g["den"] > 0)
+    return {k: v[keep] for k, v in g.items()}, version
 
 
 def _windows(lk: lookups.Lookups, basis: Basis) -> tuple[Window, ...]:
