@@ -43,7 +43,7 @@ with left:
         width="stretch")
 with right:
     heat, rows = views.heatmap(df)
-    st.subheader(f"By {rows if rows == 'CSU' else rows.lower()} and domain")
+    st.subheader(f"{rows} × domain")
     base = alt.Chart(heat).encode(x=alt.X("domain:N", title=None, axis=alt.Axis(labelAngle=0)),
                                   y=alt.Y("row:N", title=rows, axis=alt.Axis(labelLimit=220)))
     st.altair_chart(
