@@ -74,12 +74,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     df = opportunities(con, scope, basis, csu=csu)
     metrics = all_metrics(con)
     now = now or datetime.now()
-    book = Workbook()
-    cover = book.active
-    cover.title = "Cover"
-    opp = book.create_sheet("Opportunities")
-    summary = book.create_sheet("Summary")
-    defs = book.create_sheet("Metric definitions")
+    book, (cover, opp, summary, defs) = new_book("Cover", "Opportunities", "Summary", "Metric definitions")
 
     # Opportunities: an Excel table, frozen header, £ formula = gap × unit cost.
     n = len(df)
@@ -201,6 +196,13 @@ def definitions_sheet(defs, metrics) -> None:
     defs.freeze_panes = "A2"
     defs.column_dimensions["D"].width = 60
     defs.column_dimensions["B"].width = 32
+
+
+def new_book(*titles: str) -> tuple[Workbook, list]:
+    """A workbook whose sheets are ``titles`` in order (the first is the one openpyxl starts with)."""
+    book = Workbook()
+    book.active.title = titles[0]
+    return book, [book.active] + [book.create_sheet(t) for t in titles[1:]]
 
 
 def header_row(ws, headers, row: int = 1) -> None:

@@ -11,7 +11,6 @@ from datetime import datetime
 
 import duckdb
 import pandas as pd
-from openpyxl import Workbook
 from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.formatting.rule import CellIsRule, ColorScaleRule
 from openpyxl.styles import Font, PatternFill
@@ -21,7 +20,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from . import plans, qia, schemes, tracking
 from .catalogue import all_metrics
-from .export import GBP, NHS_BLUE, _put, definitions_sheet, header_row, to_bytes
+from .export import GBP, NHS_BLUE, _put, definitions_sheet, header_row, new_book, to_bytes
 from .users import User
 
 SCHEME_HEADERS = ("Scheme id", "CSU", "Specialty", "Metric", "Title", "Description", "Lead", "Finance category",
@@ -36,15 +35,8 @@ def plans_workbook(con: duckdb.DuckDBPyConnection, user: User, financial_year: i
     """All schemes in the user's scope (optionally one CSU) and their plans for ``financial_year``."""
     now = now or datetime.now()
     listing = schemes.listing(con, user, csu=csu)
-    book = Workbook()
-    cover = book.active
-    cover.title = "Cover"
-    sheet_schemes = book.create_sheet("Schemes")
-    sheet_plan = book.create_sheet("CIP plan")
-    sheet_targets = book.create_sheet("WRP targets")
-    sheet_qia = book.create_sheet("QIA")
-    sheet_tracking = book.create_sheet("Tracking")
-    sheet_defs = book.create_sheet("Metric definitions")
+    book, (cover, sheet_schemes, sheet_plan, sheet_targets, sheet_qia, sheet_tracking, sheet_defs) = new_book(
+        "Cover", "Schemes", "CIP plan", "WRP targets", "QIA", "Tracking", "Metric definitions")
 
     _schemes_sheet(sheet_schemes, listing)
     plan_rows = _plan_sheet(con, sheet_plan, listing, financial_year)
