@@ -101,8 +101,6 @@ def add_months(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-
-
 _CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
 _CACHE_SIZE = 128
 _CACHE_LOCK = threading.Lock()
