@@ -246,8 +246,8 @@ def _blank(value) -> bool:
 
 
 # Vega expression labelling a £ axis or legend as the UI writes money: £0, £450k, £1.5m.
-GBP_LABELS = ("abs(datum.value) >= 1e6 ? '£' + format(datum.value / 1e6, '~r') + 'm' : "
-              "abs(datum.value) >= 1e3 ? '£' + format(datum.value / 1e3, '~r') + 'k' : "
+GBP_LABELS = ("abs(datum.value) >= 1e6 ? '£' + format(datum.value / 1e6, '.3~r') + 'm' : "
+              "abs(datum.value) >= 1e3 ? '£' + format(datum.value / 1e3, '.3~r') + 'k' : "
               "'£' + format(datum.value, ',.0f')")
 
 

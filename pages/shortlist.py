@@ -171,7 +171,7 @@ if not listing.empty:
         st.success(st.session_state.pop("flash"))
 
     st.header(f"#{scheme.scheme_id} {scheme.title}")
-    bits = [f"Status **{scheme.status}**", f"CSU {scheme.csu_code}", f"created by {scheme.created_by}"]
+    bits = [f"Status **{schemes.STATUS_LABELS[scheme.status]}**", f"CSU {scheme.csu_code}", f"created by {scheme.created_by}"]
     if scheme.metric_id:
         bits.append(f"from the opportunity on {listing.set_index('scheme_id').at[scheme.scheme_id, 'metric_name']}")
     st.caption(" · ".join(bits))
@@ -198,7 +198,7 @@ if not listing.empty:
                                      format_func=schemes.FINANCE_LABELS.get, help="Pay, non-pay or income.")
                 d_rec = c2.toggle("Recurrent", scheme.recurrent, help="Off for a one-off (non-recurrent) saving.")
                 d_type = c3.selectbox("Saving type", schemes.SAVING_TYPES, index=schemes.SAVING_TYPES.index(scheme.saving_type),
-                                      help="Cash-releasing, or productivity (capacity released).")
+                                      format_func=str.capitalize, help="Cash-releasing, or productivity (capacity released).")
                 if st.form_submit_button("Save details", type="primary", help="Checked against the version you loaded; audited."):
                     try:
                         result = schemes.update(cur, user, scheme.scheme_id, seen, title=d_title, description=d_desc,
@@ -210,7 +210,7 @@ if not listing.empty:
             if nexts:
                 blockers = schemes.approval_blockers(cur, scheme.scheme_id) if "approved" in nexts else []
                 s1, s2 = st.columns([2, 1])
-                move_to = s1.selectbox("Move to", nexts, help="Only the allowed next statuses are offered.")
+                move_to = s1.selectbox("Move to", nexts, format_func=schemes.STATUS_LABELS.get, help="Only the allowed next statuses are offered.")
                 s2.write("")
                 if s2.button("Change status", icon=":material/swap_horiz:",
                              help="Approval needs a CIP plan and a completed, signed QIA."):
