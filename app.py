@@ -6,18 +6,29 @@ refresh keeps its page and query parameters while the sign-in cookie is read.
 """
 from __future__ import annotations
 
-
 import streamlit as st
 import streamlit_authenticator as stauth
 
 import ui
-from opportunity_engine.config import settings
-from opportunity_engine.opportunities import (BENCHMARK_LABELS, BENCHMARKS, CUSTOM_BEST, TARGET_LABELS, TARGETS,
-                                               custom_best, custom_target)
-from opportunity_engine.scope import ScopeError
 from opportunity_engine import feedback, logs, usage
-from opportunity_engine.users import (credentials, get_user, lockout_policy, record_failed_sign_in,
-                                      record_sign_in)
+from opportunity_engine.analysis.opportunities import (
+    BENCHMARK_LABELS,
+    BENCHMARKS,
+    CUSTOM_BEST,
+    TARGET_LABELS,
+    TARGETS,
+    custom_best,
+    custom_target,
+)
+from opportunity_engine.config import settings
+from opportunity_engine.scope import ScopeError
+from opportunity_engine.users import (
+    credentials,
+    get_user,
+    lockout_policy,
+    record_failed_sign_in,
+    record_sign_in,
+)
 
 log = logs.setup()
 

@@ -19,9 +19,11 @@ import extra_streamlit_components as stx
 import pandas as pd
 import streamlit as st
 
-from opportunity_engine import db, plans, usage
+from opportunity_engine import usage
+from opportunity_engine.analysis.opportunities import BENCHMARKS, Basis, is_target
 from opportunity_engine.config import database_path
-from opportunity_engine.opportunities import BENCHMARKS, Basis, is_target
+from opportunity_engine.delivery import plans
+from opportunity_engine.store import db
 from opportunity_engine.users import User, get_user
 
 log = logging.getLogger("opportunity_explorer")

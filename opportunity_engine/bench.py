@@ -14,10 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import db, demo, facts
-from .importer import import_files
-from .opportunities import Basis, compute_opportunities, opportunities
+from .analysis.opportunities import Basis, compute_opportunities, opportunities
+from .demo import generator as demo
 from .scope import Scope
+from .store import db, facts
+from .store.importer import import_files
 
 
 def median_ms(fn, runs: int = 5) -> float:

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import db as dbmod
+from .analysis.opportunities import BENCHMARKS, TARGETS, Basis, is_target, opportunities
 from .config import database_path, settings
-from .opportunities import BENCHMARKS, TARGETS, Basis, is_target, opportunities
 from .scope import Scope, ScopeError
+from .store import db as dbmod
 from .users import ROLES
 
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_demo(args, path: Path) -> int:
-    from .demo import build
+    from .demo.generator import build
 
     started = time.perf_counter()
     summary = build(path, seed=args.seed, scale=args.scale, force=args.force)
@@ -136,7 +136,7 @@ def cmd_demo(args, path: Path) -> int:
 
 
 def cmd_import(args, path: Path) -> int:
-    from .importer import import_files
+    from .store.importer import import_files
 
     def progress(message: str, fraction: float) -> None:
         if not args.quiet:
@@ -170,7 +170,7 @@ def cmd_opportunities(args, path: Path) -> int:
 
 
 def cmd_export(args, path: Path) -> int:
-    from .export import opportunities_workbook
+    from .reports.export import opportunities_workbook
 
     with dbmod.connect(path, read_only=True) as con:
         basis = Basis(args.target, args.benchmark, args.period_from, args.period_to)
@@ -185,8 +185,8 @@ def cmd_export(args, path: Path) -> int:
 def cmd_export_plans(args, path: Path) -> int:
     import datetime as dt
 
-    from .export_plans import plans_workbook
-    from .plans import current_fy
+    from .delivery.plans import current_fy
+    from .reports.export_plans import plans_workbook
     from .users import User, get_user
 
     with dbmod.connect(path, read_only=True) as con:

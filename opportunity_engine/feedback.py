@@ -8,8 +8,9 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from . import audit, usage
-from .audit import transaction
+from . import usage
+from .store import audit
+from .store.audit import transaction
 from .users import User
 
 STATUSES = ("new", "planned", "done")

@@ -3,7 +3,8 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine import feedback, tracking, usage
+from opportunity_engine import feedback, usage
+from opportunity_engine.delivery import tracking
 from opportunity_engine.formatting import gbp_short
 
 user = ui.require_user()

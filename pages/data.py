@@ -7,11 +7,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from opportunity_engine import costs, plans
+from opportunity_engine.analysis.opportunities import freshness
 from opportunity_engine.config import settings
-from opportunity_engine.importer import import_files, stage_uploads
-from opportunity_engine.opportunities import freshness
-from opportunity_engine.templates import ORDER, TEMPLATES, csv_template
+from opportunity_engine.delivery import plans
+from opportunity_engine.store import costs
+from opportunity_engine.store.importer import import_files, stage_uploads
+from opportunity_engine.store.templates import ORDER, TEMPLATES, csv_template
 
 user = ui.require_user()
 if user.role != "admin":
@@ -126,8 +127,8 @@ if st.button("Back up now", icon=":material/backup:",
              help="Writes a consistent copy of the whole database to the backups folder."):
     from datetime import datetime
 
-    from opportunity_engine import db
     from opportunity_engine.config import database_path
+    from opportunity_engine.store import db
 
     target = database_path().parent / "backups" / f"opportunity-{datetime.now():%Y%m%d-%H%M%S}.duckdb"
     db.backup(cur, target)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from opportunity_engine import guide
+from opportunity_engine.reports import guide
 
 user = ui.require_user()
 sections = guide.sections(ui.cursor(), user.scope)

@@ -2,8 +2,8 @@
 import streamlit as st
 
 import ui
-from opportunity_engine import library, tracking
-from opportunity_engine.catalogue import all_metrics
+from opportunity_engine.analysis.catalogue import all_metrics
+from opportunity_engine.delivery import library, tracking
 from opportunity_engine.formatting import gbp_short
 
 user = ui.require_user()

@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from opportunity_engine.catalogue import all_metrics
+from opportunity_engine.analysis.catalogue import all_metrics
+from opportunity_engine.analysis.opportunities import distribution, opportunities, trend
+from opportunity_engine.delivery import schemes
 from opportunity_engine.formatting import gbp_short, metric_value, months, units
-from opportunity_engine.opportunities import distribution, opportunities, trend
-from opportunity_engine import schemes
 
 user = ui.require_user()
 basis = ui.basis()

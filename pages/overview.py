@@ -3,10 +3,10 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine import views
-from opportunity_engine.export import opportunities_workbook
+from opportunity_engine.analysis.opportunities import opportunities, totals
 from opportunity_engine.formatting import gbp_short
-from opportunity_engine.opportunities import opportunities, totals
+from opportunity_engine.reports import views
+from opportunity_engine.reports.export import opportunities_workbook
 
 user = ui.require_user()
 basis = ui.basis()

@@ -9,12 +9,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from opportunity_engine import plans, qia, schemes
-from opportunity_engine.audit import ConflictError
-from opportunity_engine.export_plans import plans_workbook
+from opportunity_engine.analysis.opportunities import csu_list
+from opportunity_engine.delivery import plans, qia, schemes
 from opportunity_engine.formatting import gbp_short, gbp_whole, months
-from opportunity_engine.opportunities import csu_list
+from opportunity_engine.reports.export_plans import plans_workbook
 from opportunity_engine.scope import ScopeError
+from opportunity_engine.store.audit import ConflictError
 
 user = ui.require_user()
 cur = ui.cursor()

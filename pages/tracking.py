@@ -4,10 +4,10 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine import plans, tracking
-from opportunity_engine.audit import ConflictError
+from opportunity_engine.delivery import plans, tracking
 from opportunity_engine.formatting import gbp_short, gbp_whole, month
 from opportunity_engine.scope import ScopeError
+from opportunity_engine.store.audit import ConflictError
 
 user = ui.require_user()
 cur = ui.cursor()

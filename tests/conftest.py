@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from opportunity_engine import catalogue, db, demo
+from opportunity_engine.analysis import catalogue
+from opportunity_engine.demo import generator as demo
+from opportunity_engine.store import db
 
 ROOT = Path(__file__).resolve().parents[1]
 

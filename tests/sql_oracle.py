@@ -9,10 +9,10 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from opportunity_engine.analysis.opportunities import COLUMNS, Basis, _window_months
+from opportunity_engine.analysis.stats import Z95
 from opportunity_engine.config import settings
-from opportunity_engine.opportunities import COLUMNS, Basis, _window_months
 from opportunity_engine.scope import SCOPE_FILTER, Scope
-from opportunity_engine.stats import Z95
 
 
 def _pick(target_param: str) -> str:

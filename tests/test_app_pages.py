@@ -223,7 +223,7 @@ def test_csu_user_never_sees_another_csus_data_on_any_page(app_db, page):
 def test_two_people_editing_one_scheme_in_the_app_cannot_overwrite_each_other(app_db):
     import duckdb
 
-    from opportunity_engine import db
+    from opportunity_engine.store import db
 
     def query(sql, params=()):  # same configuration as the app's own connection in this process
         with duckdb.connect(str(app_db), config=db.CONNECT_CONFIG) as con:

@@ -10,10 +10,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from opportunity_engine import db, demo
+from opportunity_engine.analysis.opportunities import Basis, opportunities, totals
 from opportunity_engine.cli import main
-from opportunity_engine.opportunities import Basis, opportunities, totals
+from opportunity_engine.demo import generator as demo
 from opportunity_engine.scope import Scope
+from opportunity_engine.store import db
 
 from .conftest import ROOT
 

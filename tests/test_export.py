@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 from openpyxl import load_workbook
 
-from opportunity_engine.export import GBP, opportunities_workbook
-from opportunity_engine.opportunities import Basis
+from opportunity_engine.analysis.opportunities import Basis
+from opportunity_engine.reports.export import GBP, opportunities_workbook
 from opportunity_engine.scope import Scope
 
 INJECTIONS = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"]
@@ -85,8 +85,8 @@ def test_text_never_becomes_a_formula(con, text):
 
 
 def test_plans_workbook_has_dropdowns_live_phasing_qia_formatting_and_charts(small_demo):
-    from opportunity_engine import db
-    from opportunity_engine.export_plans import plans_workbook
+    from opportunity_engine.reports.export_plans import plans_workbook
+    from opportunity_engine.store import db
     from opportunity_engine.users import get_user
 
     with db.connect(small_demo, read_only=True) as c:
@@ -121,8 +121,8 @@ def test_plans_workbook_has_dropdowns_live_phasing_qia_formatting_and_charts(sma
 
 
 def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
-    from opportunity_engine import plans, qia, schemes
-    from opportunity_engine.export_plans import plans_workbook
+    from opportunity_engine.delivery import plans, qia, schemes
+    from opportunity_engine.reports.export_plans import plans_workbook
     from opportunity_engine.users import User
 
     fin = User("fin", "=HYPERLINK(\"x\")", "", "finance", ())
@@ -154,7 +154,8 @@ def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
 
 def test_admin_text_in_the_opportunities_workbook_is_neutral(tiny):
     """Unit cost sources and scheme ideas are typed by an admin in the app: never formulas in Excel."""
-    from opportunity_engine import costs, library
+    from opportunity_engine.delivery import library
+    from opportunity_engine.store import costs
     from opportunity_engine.users import User
 
     admin = User("adm", "@admin", "", "admin", ())
@@ -175,9 +176,10 @@ def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
     formulas give the engine's own totals (a file Excel would need to repair fails to convert)."""
     import subprocess
 
-    from opportunity_engine import db, plans
-    from opportunity_engine.export_plans import plans_workbook
-    from opportunity_engine.opportunities import opportunities, totals
+    from opportunity_engine.analysis.opportunities import opportunities, totals
+    from opportunity_engine.delivery import plans
+    from opportunity_engine.reports.export_plans import plans_workbook
+    from opportunity_engine.store import db
     from opportunity_engine.users import get_user
 
     with db.connect(small_demo, read_only=True) as c:

@@ -13,9 +13,9 @@ import duckdb
 import pytest
 from openpyxl import Workbook
 
-from opportunity_engine import db
-from opportunity_engine.importer import import_files
-from opportunity_engine.templates import header_row
+from opportunity_engine.store import db
+from opportunity_engine.store.importer import import_files
+from opportunity_engine.store.templates import header_row
 
 from .conftest import ROOT, build_tiny
 from .test_importer import BENCH, SESSION, SPELL, csv_bytes, snapshot, with_value
@@ -154,7 +154,10 @@ def test_a_process_killed_during_an_import_leaves_the_database_consistent(demo_c
     assert proc.returncode == -signal.SIGKILL and killed_during, "the import finished before it could be killed"
     assert _table_sums(demo_copy) == before
     with db.connect(demo_copy) as con:  # opens read-write (replays or discards the WAL) and still works
-        from opportunity_engine.opportunities import Basis, compute_opportunities
+        from opportunity_engine.analysis.opportunities import (
+            Basis,
+            compute_opportunities,
+        )
         from opportunity_engine.scope import Scope
 
         assert con.execute("SELECT count(*) FROM metric_facts").fetchone()[0] == before["metric_facts"][0]

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from opportunity_engine import db
+from opportunity_engine.analysis.opportunities import Basis, opportunities
 from opportunity_engine.cli import main
-from opportunity_engine.importer import import_files
-from opportunity_engine.opportunities import Basis, opportunities
 from opportunity_engine.scope import Scope
-from opportunity_engine.templates import TEMPLATES, example_row, header_row
+from opportunity_engine.store import db
+from opportunity_engine.store.importer import import_files
+from opportunity_engine.store.templates import TEMPLATES, example_row, header_row
 
 from .conftest import build_tiny
 
@@ -253,7 +253,7 @@ def test_dry_run_reports_and_changes_nothing(con, tmp_path):
 
 
 def test_realised_savings_import_is_checked_and_audited(con, tmp_path):
-    from opportunity_engine import plans, qia, schemes, tracking
+    from opportunity_engine.delivery import plans, qia, schemes, tracking
     from opportunity_engine.users import User
 
     fin = User("fin", "F", "", "finance", ())
@@ -284,7 +284,7 @@ def test_realised_savings_import_is_checked_and_audited(con, tmp_path):
 
 
 def test_uploads_over_the_limit_or_of_the_wrong_type_get_a_clear_message(tmp_path):
-    from opportunity_engine.importer import stage_uploads
+    from opportunity_engine.store.importer import stage_uploads
 
     files = [("spells march.csv", 10, b"spell_id\n"), ("huge.csv", 301 * 1024 * 1024, b""),
              ("report.pdf", 10, b"%PDF"), ("../../etc/passwd", 5, b"x")]

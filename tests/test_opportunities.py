@@ -27,7 +27,13 @@ from __future__ import annotations
 
 import pytest
 
-from opportunity_engine.opportunities import Basis, opportunities, summarise, totals, trend
+from opportunity_engine.analysis.opportunities import (
+    Basis,
+    opportunities,
+    summarise,
+    totals,
+    trend,
+)
 from opportunity_engine.scope import Scope, ScopeError
 
 
@@ -170,7 +176,7 @@ def test_bad_basis_is_refused():
 
 
 def test_heatmap_rows_are_csus_or_a_single_csus_specialties(tiny):
-    from opportunity_engine.views import heatmap
+    from opportunity_engine.reports.views import heatmap
 
     trust, rows = heatmap(opportunities(tiny, Scope.trust(), Basis()))
     assert rows == "CSU" and set(trust["row"]) == {"A", "B"}

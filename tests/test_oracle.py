@@ -14,11 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opportunity_engine import db, lookups, stats
-from opportunity_engine.db import bump_data_version
-from opportunity_engine.importer import import_files
-from opportunity_engine.opportunities import COLUMNS, Basis, compute_opportunities, opportunities
+from opportunity_engine.analysis import lookups, stats
+from opportunity_engine.analysis.opportunities import (
+    COLUMNS,
+    Basis,
+    compute_opportunities,
+    opportunities,
+)
 from opportunity_engine.scope import Scope
+from opportunity_engine.store import db
+from opportunity_engine.store.db import bump_data_version
+from opportunity_engine.store.importer import import_files
 from tests.sql_oracle import oracle_opportunities
 
 

@@ -7,9 +7,11 @@ import threading
 import pandas as pd
 import pytest
 
-from opportunity_engine import db, feedback, library, plans, qia, schemes, tracking, usage
-from opportunity_engine.audit import ConflictError
+from opportunity_engine import feedback, usage
+from opportunity_engine.delivery import library, plans, qia, schemes, tracking
 from opportunity_engine.scope import ScopeError
+from opportunity_engine.store import db
+from opportunity_engine.store.audit import ConflictError
 from opportunity_engine.users import User
 
 FINANCE = User("fin", "Fiona Finance", "", "finance", ())
@@ -337,7 +339,7 @@ def test_feedback_triage_and_you_said_we_did(tiny):
 def test_guide_worked_example_is_the_engines_arithmetic(tiny):
     import re
 
-    from opportunity_engine import guide
+    from opportunity_engine.reports import guide
     from opportunity_engine.scope import Scope
 
     sections = dict(guide.sections(tiny, Scope.trust()))

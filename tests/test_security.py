@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from opportunity_engine import db, users
+from opportunity_engine import users
+from opportunity_engine.store import db
 
 from .conftest import ROOT
 

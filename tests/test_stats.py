@@ -1,5 +1,5 @@
 """SPC (XmR, Making Data Count rules) on series with and without a known signal."""
-from opportunity_engine.stats import xmr
+from opportunity_engine.analysis.stats import xmr
 
 
 def test_limits_are_mean_plus_minus_2_66_mean_moving_range():
@@ -48,7 +48,7 @@ def test_months_read_as_the_trust_writes_them():
     import pandas as pd
 
     from opportunity_engine.formatting import month, months
-    from opportunity_engine.views import window
+    from opportunity_engine.reports.views import window
 
     assert (month("2025-04"), month("2026-03"), month("2026-13"), month(None)) == ("Apr 2025", "Mar 2026", "2026-13", "–")
     assert months("2025-04", "2026-03") == "Apr 2025 to Mar 2026"

@@ -18,12 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opportunity_engine import demo  # noqa: E402
 from opportunity_engine.bench import median_ms as timed  # noqa: E402
+from opportunity_engine.demo import generator as demo  # noqa: E402
 
 
 def server_times(db_path: Path) -> list[tuple[str, float]]:
-    from tests.test_app_pages import signed_in as session  # the same signed-in AppTest the page tests use
+    from tests.test_app_pages import (
+        signed_in as session,  # the same signed-in AppTest the page tests use
+    )
 
     os.environ["OPPORTUNITY_DB"] = str(db_path)
     os.environ.setdefault("OPPORTUNITY_COOKIE_KEY", "bench-key")
@@ -59,8 +61,9 @@ def server_times(db_path: Path) -> list[tuple[str, float]]:
 
 
 def browser_first_page(db_path: Path) -> list[float]:
-    from tests.test_e2e_browser import ARGS, CHROMIUM, running_app
     from playwright.sync_api import sync_playwright
+
+    from tests.test_e2e_browser import ARGS, CHROMIUM, running_app
 
     ready_js = """() => { const app = document.querySelector('[data-testid="stApp"]');
         return !!app && app.getAttribute('data-test-script-state') !== 'running' &&

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .formatting import gbp_short, metric_value, month, months, units
-from .opportunities import summarise
+from ..analysis.opportunities import summarise
+from ..formatting import gbp_short, metric_value, month, months, units
 
 
 def _flags(df: pd.DataFrame) -> pd.Series:

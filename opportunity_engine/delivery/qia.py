@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from . import audit, schemes
-from .audit import transaction
-from .config import settings
-from .users import User
+from ..config import settings
+from ..store import audit
+from ..store.audit import transaction
+from ..users import User
+from . import schemes
 
 DOMAINS = ("patient_safety", "clinical_effectiveness", "patient_experience", "staff", "equality")
 DOMAIN_LABELS = {"patient_safety": "Patient safety", "clinical_effectiveness": "Clinical effectiveness",

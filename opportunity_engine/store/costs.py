@@ -10,10 +10,10 @@ import math
 import duckdb
 import pandas as pd
 
+from ..users import User
 from . import audit
 from .audit import transaction
 from .db import bump_data_version
-from .users import User
 
 
 def unit_costs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -25,10 +25,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ..config import settings
+from ..scope import SCOPE_FILTER, Scope
 from . import lookups, maths
-from .config import settings
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
-from .scope import SCOPE_FILTER, Scope
 from .stats import xmr
 
 TARGETS = ("median", "top_quartile", "top_decile")

@@ -12,12 +12,12 @@ import re
 
 import duckdb
 
-from . import plans, qia
-from .config import settings
-from .formatting import gbp_short, months
-from .opportunities import Basis, opportunities, totals
-from .scope import Scope
-from .stats import xmr
+from ..analysis.opportunities import Basis, opportunities, totals
+from ..analysis.stats import xmr
+from ..config import settings
+from ..delivery import plans, qia
+from ..formatting import gbp_short, months
+from ..scope import Scope
 
 
 def _example_row(con: duckdb.DuckDBPyConnection, scope: Scope):

@@ -11,10 +11,11 @@ import datetime as dt
 
 import duckdb
 
-from . import feedback, plans, qia, schemes, tracking
-from .opportunities import Basis, opportunities
-from .scope import Scope
-from .users import DEMO_CSU, get_user
+from .. import feedback
+from ..analysis.opportunities import Basis, opportunities
+from ..delivery import plans, qia, schemes, tracking
+from ..scope import Scope
+from ..users import DEMO_CSU, get_user
 
 LOW_RISK = {d: (2, 2, "Monitored monthly at the CSU quality meeting.") for d in qia.DOMAINS}
 

@@ -18,10 +18,18 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
-from . import plans, qia, schemes, tracking
-from .catalogue import all_metrics
-from .export import GBP, NHS_BLUE, _put, definitions_sheet, header_row, new_book, to_bytes
-from .users import User
+from ..analysis.catalogue import all_metrics
+from ..delivery import plans, qia, schemes, tracking
+from ..users import User
+from .export import (
+    GBP,
+    NHS_BLUE,
+    _put,
+    definitions_sheet,
+    header_row,
+    new_book,
+    to_bytes,
+)
 
 SCHEME_HEADERS = ("Scheme id", "CSU", "Specialty", "Metric", "Title", "Description", "Lead", "Finance category",
                   "Recurrent", "Saving type", "Status", "Origin", "Opportunity when created £",

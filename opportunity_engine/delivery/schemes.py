@@ -14,11 +14,12 @@ from dataclasses import dataclass, fields
 import duckdb
 import pandas as pd
 
-from . import audit, usage
-from .audit import ConflictError, transaction
-from .opportunities import Basis, opportunities
-from .scope import ScopeError, scope_filter
-from .users import User
+from .. import usage
+from ..analysis.opportunities import Basis, opportunities
+from ..scope import ScopeError, scope_filter
+from ..store import audit
+from ..store.audit import ConflictError, transaction
+from ..users import User
 
 STATUSES = ("idea", "shortlisted", "planning", "approved", "delivering", "delivered", "rejected")
 STATUS_LABELS = {s: s.capitalize() for s in STATUSES}

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from . import audit, plans, schemes
-from .audit import transaction
-from .config import settings
-from .opportunities import Basis, opportunities, trend
-from .scope import Scope, scope_filter
-from .stats import xmr
-from .users import User
+from ..analysis.opportunities import Basis, opportunities, trend
+from ..analysis.stats import xmr
+from ..config import settings
+from ..scope import Scope, scope_filter
+from ..store import audit
+from ..store.audit import transaction
+from ..users import User
+from . import plans, schemes
 
 PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 MAX_REALISED_GBP = 1e9

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from . import audit, schemes
-from .audit import transaction
-from .formatting import MONTHS
-from .scope import Scope, scope_filter
-from .users import User
+from ..formatting import MONTHS
+from ..scope import Scope, scope_filter
+from ..store import audit
+from ..store.audit import transaction
+from ..users import User
+from . import schemes
 
 PROFILES = ("even", "ramp", "custom")
 PROFILE_LABELS = {"even": "Even", "ramp": "Ramp-up (3 months)", "custom": "Custom"}

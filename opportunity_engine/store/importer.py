@@ -20,9 +20,9 @@ from typing import Callable, Iterable
 import duckdb
 import pandas as pd
 
+from ..config import settings
 from . import facts
 from .db import bump_data_version
-from .config import settings
 from .templates import ORDER, TEMPLATES, Column, Template
 
 Progress = Callable[[str, float], None]

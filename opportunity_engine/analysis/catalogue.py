@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from .config import DATA_DIR
+from ..config import DATA_DIR
 
 CATALOGUE_PATH = DATA_DIR / "metrics.toml"
 DIRECTIONS = ("lower", "higher")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from . import audit
-from .audit import transaction
-from .scope import scope_filter
-from .users import User
+from ..scope import scope_filter
+from ..store import audit
+from ..store.audit import transaction
+from ..users import User
 
 
 def ideas(con: duckdb.DuckDBPyConnection, search: str = "", metric: str | None = None) -> pd.DataFrame:

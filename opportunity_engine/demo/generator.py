@@ -23,10 +23,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from . import catalogue, facts
-from .config import DATA_DIR, settings
-from .db import bump_data_version, connect, get_setting, set_setting
-from .users import add_demo_users
+from ..analysis import catalogue
+from ..config import DATA_DIR, settings
+from ..store import facts
+from ..store.db import bump_data_version, connect, get_setting, set_setting
+from ..users import add_demo_users
 from .reference import CSUS, KINDS, specialty_rows
 
 SCALES = {
@@ -359,7 +360,9 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
         con.commit()
         for name in ("demo_spec", "demo_factors", "demo_csu"):
             con.execute(f"DROP TABLE {name}")
-        from .demo_schemes import add as add_demo_schemes  # uses the engine's own transactions
+        from .schemes import (
+            add as add_demo_schemes,  # uses the engine's own transactions
+        )
 
         add_demo_schemes(con)
         con.execute("CHECKPOINT")

@@ -17,10 +17,10 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
-from .catalogue import all_metrics
-from .formatting import months
-from .opportunities import Basis, opportunities, summarise, totals
-from .scope import Scope
+from ..analysis.catalogue import all_metrics
+from ..analysis.opportunities import Basis, opportunities, summarise, totals
+from ..formatting import months
+from ..scope import Scope
 
 GBP = '"£"#,##0;[Red]-"£"#,##0'
 GBP_EXACT = '"£"#,##0.00;[Red]-"£"#,##0.00'
