@@ -112,7 +112,10 @@ WITH latest AS (
            r.gap_top_quartile * coalesce(r.unit_cost_gbp, 0) AS opportunity_top_quartile_gbp,
            r.gap_top_decile * coalesce(r.unit_cost_gbp, 0) AS opportunity_top_decile_gbp,
            r.den < r.min_volume AS low_volume,
-           CASE WHEN r.capacity_unit <> '' THEN r.gap_units / r.capacity_divisor * 12.0 / r.months END AS capacity_units,
+           -- capacity a year: the gap over the window's months (as the £ is), not the months with data
+           CASE WHEN r.capacity_unit <> '' THEN r.gap_units / r.capacity_divisor * 12.0
+                / (datediff('month', strptime(r.period_from, '%Y-%m'), strptime(r.period_to, '%Y-%m')) + 1) END
+                AS capacity_units,
            -- Funnel limits: binomial for a proportion of counts, Poisson for a count per unit.
            CASE WHEN r.target_value IS NULL OR r.funnel = 'none' THEN NULL
                 WHEN r.funnel = 'binomial' THEN r.target_value * (1 - r.target_value) / r.den

@@ -116,8 +116,10 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
             gap = _gap(target, lower, num, den)
         actual = num / den
         opportunity = gap * cost
+        # Capacity a year, annualised over the window like the £ (not over the months this grain
+        # has data: a unit with 6 months of a 12-month window would otherwise count double).
         capacity = np.where(metric["capacity_unit"][mi] != "",
-                            gap / metric["capacity_divisor"][mi] * 12.0 / months, np.nan)
+                            gap / metric["capacity_divisor"][mi] * 12.0 / _window_lengths(lk, windows)[mi], np.nan)
         # Funnel limits: binomial for a proportion of counts, Poisson for a count per unit.
         variance = np.where(funnel == "binomial", target * (1 - target), target) / den
         variance[funnel == "none"] = np.nan
@@ -162,6 +164,21 @@ def _metric_texts(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
     window = {mid: (w.period_from, w.period_to) for w in windows for mid in w.metric_ids}
     spans = np.array([window.get(x, (None, None)) for x in lk.metric_ids], dtype=object).reshape(-1, 2)
     return np.vstack([lk.metric[c] for c in _CATALOGUE_TEXTS] + [spans[:, 0], spans[:, 1]])
+
+
+@lru_cache(maxsize=64)
+def _window_lengths(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
+    """Months in each metric's analysis window (from and to inclusive), by metric position."""
+    length = np.ones(len(lk.metric_ids))
+    for w in windows:
+        span = _month_index(w.period_to) - _month_index(w.period_from) + 1
+        for metric_id in w.metric_ids:
+            length[lk.metric_pos[metric_id]] = max(span, 1)
+    return length
+
+
+def _month_index(period: str) -> int:
+    return int(period[:4]) * 12 + int(period[5:7]) - 1
 
 
 def _gap(target: np.ndarray, lower: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -74,6 +74,11 @@ the target towards itself, so a small specialty is judged against how the trust'
 against its biggest one. The percentiles are taken across the units of the same specialty when there
 are at least {int(analysis["internal_min_units"])}, otherwise across all specialties. Every CSU's units
 count, but other CSUs appear only as "Other unit".
+
+**Fewer than two units qualify?** A percentile of one unit would be that unit itself, so when fewer than
+two of the trust's units of a metric have the minimum volume, even across all specialties, there is
+**no internal target**: the metric shows no target and no £ (not a saving of zero), and Overview and
+Explore list it among the metrics without a target. Choose a peer benchmark for it instead.
 """))
     t = totals(df) if len(df) else None
     if t is not None:

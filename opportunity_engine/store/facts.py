@@ -31,7 +31,8 @@ SOURCES: dict[str, FactSource] = {
         table="spells",
         rows="""SELECT period, csu_code, specialty_code, admission_type, bads_eligible, readmitted_30d,
                        datediff('day', admission_date, discharge_date) AS los,
-                       greatest(datediff('day', admission_date, procedure_date), 0) AS preop
+                       greatest(datediff('day', admission_date, procedure_date), 0) AS preop,
+                       procedure_date IS NOT NULL AS has_procedure
                 FROM spells""",
         grain="csu_code, specialty_code",
         aggregates={
@@ -39,8 +40,11 @@ SOURCES: dict[str, FactSource] = {
                               "count(*) FILTER (admission_type = 'elective' AND los >= 1)"),
             "alos_non_elective": ("sum(los) FILTER (admission_type = 'non_elective')",
                                   "count(*) FILTER (admission_type = 'non_elective')"),
-            "preop_bed_days": ("sum(preop) FILTER (admission_type IN ('elective', 'day_case') AND preop IS NOT NULL)",
-                               "count(*) FILTER (admission_type IN ('elective', 'day_case') AND preop IS NOT NULL)"),
+            # Elective spells WITH a procedure (the catalogue's denominator). Not "preop IS NOT
+            # NULL": greatest() skips a NULL, so a spell without a procedure has preop 0 and was
+            # counted, diluting the rate and understating the trust's pre-op £ by about a quarter.
+            "preop_bed_days": ("sum(preop) FILTER (admission_type IN ('elective', 'day_case') AND has_procedure)",
+                               "count(*) FILTER (admission_type IN ('elective', 'day_case') AND has_procedure)"),
             "daycase_rate_bads": ("count(*) FILTER (admission_type = 'day_case' AND bads_eligible = 1)",
                                   "count(*) FILTER (admission_type IN ('elective', 'day_case') AND bads_eligible = 1)"),
             "long_stay_21": ("sum(greatest(los - 21, 0)) FILTER (admission_type = 'non_elective')",
