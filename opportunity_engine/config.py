@@ -21,6 +21,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "analysis": {"peer_group": "peer", "window_months": 12, "internal_min_units": 4},
     "import": {"used_minutes_tolerance": 120, "max_errors_per_rule": 20},
     "auth": {"cookie_name": "opportunity_explorer", "cookie_expiry_days": 1},
+    "pipeline_weights": {"idea": 0.10, "shortlisted": 0.25, "planning": 0.50},
 }
 
 

@@ -57,16 +57,23 @@ k3.metric("WRP target", gbp_short(t["target_gbp"]) if t["target_gbp"] else "not 
 k4.metric("Still to find", gbp_short(t["gap_to_target_gbp"]),
           delta=f"{t['coverage']:.0%} of target covered" if t["coverage"] is not None else None,
           delta_color="off", delta_arrow="off", help=f"Target minus committed in-year £. Pipeline (plans not yet approved): {gbp_short(t['pipeline_gbp'])}.")
+weights = ", ".join(f"{status} {w:.0%}" for status, w in plans.pipeline_weights().items())
+st.caption(f"Pipeline (plans not yet approved): {gbp_short(t['pipeline_gbp'])} in-year; weighted by status "
+           f"({weights}): **{gbp_short(t['pipeline_weighted_gbp'])}**. Still to find after committed and weighted "
+           f"pipeline: **{gbp_short(t['gap_after_pipeline_gbp'])}**.")
 
 if len(by_csu) > 1:
     with st.expander(f"Totals by CSU, {plans.fy_label(fy)}", icon=":material/table_chart:"):
         st.dataframe(by_csu.rename(columns={"csu_code": "CSU", "csu_name": "Name", "target_gbp": "WRP target £",
                                             "in_year_gbp": "Committed in-year £", "pipeline_gbp": "Pipeline in-year £",
+                                            "pipeline_weighted_gbp": "Pipeline weighted £",
                                             "fye_gbp": "Committed FYE £", "gap_to_target_gbp": "Still to find £",
+                                            "gap_after_pipeline_gbp": "Still to find after weighted pipeline £",
                                             "coverage": "Covered"}),
                      hide_index=True, width="stretch",
                      column_config={**{c: st.column_config.NumberColumn(format="£%,.0f") for c in (
-                         "WRP target £", "Committed in-year £", "Pipeline in-year £", "Committed FYE £", "Still to find £")},
+                         "WRP target £", "Committed in-year £", "Pipeline in-year £", "Pipeline weighted £", "Committed FYE £",
+                         "Still to find £", "Still to find after weighted pipeline £")},
                                     "Covered": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")})
 
 listing = schemes.listing(cur, user, csu=csu)

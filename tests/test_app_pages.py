@@ -148,6 +148,7 @@ def test_shortlist_lists_demo_schemes_with_plan_qia_and_history(app_db):
     body = all_text(at)
     committed = next(m for m in at.metric if m.label == "Committed in-year")
     assert "Shortlist & plans" in body and committed.delta == "2026/27" and committed.value.startswith("£")
+    assert "weighted by status (idea 10%, shortlisted 25%, planning 50%)" in body
     editor = [d for d in at.dataframe if d.value is not None and "title" in d.value.columns]
     assert editor and len(editor[0].value) >= 6
     assert [t.label for t in at.tabs] == ["Details and status", "CIP plan", "QIA", "History"]

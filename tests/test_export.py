@@ -189,7 +189,8 @@ def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
         (tmp_path / "in" / "opps.xlsx").write_bytes(opportunities_workbook(c, Scope.trust(), Basis(), "Test"))
         (tmp_path / "in" / "plans.xlsx").write_bytes(plans_workbook(c, finance, fy))
         net = totals(opportunities(c, Scope.trust(), Basis())).net_gbp
-        committed = plans.trust_total(plans.totals_by_csu(c, finance.scope, fy))["in_year_gbp"]
+        trust = plans.trust_total(plans.totals_by_csu(c, finance.scope, fy))
+        committed = trust["in_year_gbp"]
     run = subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/profile", "--convert-to",
                           "xlsx", "--outdir", str(tmp_path / "out"), str(tmp_path / "in" / "opps.xlsx"),
                           str(tmp_path / "in" / "plans.xlsx")], capture_output=True, text=True, timeout=180)
@@ -200,3 +201,7 @@ def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
     cover = load_workbook(tmp_path / "out" / "plans.xlsx", data_only=True)["Cover"]
     figures = {r[0]: r[1] for r in cover.iter_rows(values_only=True) if r and r[0]}
     assert figures["In-year £, committed schemes"] == pytest.approx(committed, rel=1e-9)
+    weighted = next(v for k, v in figures.items() if str(k).startswith("In-year £, pipeline weighted by status"))
+    assert weighted == pytest.approx(trust["pipeline_weighted_gbp"], rel=1e-9)
+    assert figures["Still to find after committed and weighted pipeline"] == pytest.approx(
+        trust["gap_after_pipeline_gbp"], rel=1e-9)

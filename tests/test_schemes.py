@@ -216,6 +216,36 @@ def test_plan_totals_against_wrp_targets(tiny):
     assert list(plans.totals_by_csu(tiny, CSU_B.scope, 2026).csu_code) == ["B"]
 
 
+def test_pipeline_weighted_by_status(tiny):
+    """Hand-worked: A has £90k committed in-year and a shortlisted plan of £48k FYE from M1
+    (in-year £48k, weight 25 % = £12k); B a planning plan of £24k (weight 50 % = £12k) and an
+    idea of £36k (10 % = £3.6k). A's target £120k: still to find £30k after committed, £18k after
+    the weighted pipeline."""
+    a = to_planning(tiny, schemes.create(tiny, FINANCE, "A1", "A"))
+    plans.save_plan(tiny, FINANCE, a.scheme_id, a.version, 2026, 4, 120_000)  # in-year £90k
+    a = complete_qia(tiny, schemes.get(tiny, FINANCE, a.scheme_id))
+    schemes.update(tiny, FINANCE, a.scheme_id, a.version, status="approved")
+    short = schemes.create(tiny, FINANCE, "A2", "A")
+    short = schemes.update(tiny, FINANCE, short.scheme_id, short.version, status="shortlisted")
+    plans.save_plan(tiny, FINANCE, short.scheme_id, short.version, 2026, 1, 48_000)
+    b = to_planning(tiny, schemes.create(tiny, FINANCE, "B1", "B"))
+    plans.save_plan(tiny, FINANCE, b.scheme_id, b.version, 2026, 1, 24_000)
+    idea = schemes.create(tiny, FINANCE, "B2", "B")
+    plans.save_plan(tiny, FINANCE, idea.scheme_id, idea.version, 2026, 1, 36_000)
+    plans.set_wrp_target(tiny, FINANCE, "A", 2026, 120_000, "Board paper")
+    assert plans.pipeline_weights() == {"idea": 0.10, "shortlisted": 0.25, "planning": 0.50}
+    by_csu = plans.totals_by_csu(tiny, FINANCE.scope, 2026).set_index("csu_code")
+    assert by_csu.loc["A", "pipeline_gbp"] == pytest.approx(48_000)
+    assert by_csu.loc["A", "pipeline_weighted_gbp"] == pytest.approx(12_000)
+    assert by_csu.loc["A", "gap_to_target_gbp"] == pytest.approx(30_000)
+    assert by_csu.loc["A", "gap_after_pipeline_gbp"] == pytest.approx(18_000)
+    assert by_csu.loc["B", "pipeline_gbp"] == pytest.approx(60_000)
+    assert by_csu.loc["B", "pipeline_weighted_gbp"] == pytest.approx(12_000 + 3_600)
+    trust = plans.trust_total(by_csu.reset_index())
+    assert trust["pipeline_gbp"] == pytest.approx(108_000)
+    assert trust["pipeline_weighted_gbp"] == pytest.approx(27_600)
+
+
 # --- tracking ----------------------------------------------------------------------------------
 
 def test_rag_rules():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from ..config import settings
 from ..formatting import MONTHS
 from ..scope import Scope, scope_filter
 from ..store import audit
@@ -31,6 +32,21 @@ RAMP_MONTHS = 3
 TOLERANCE_GBP = 1.0
 # Open statuses whose plans count as pipeline (not yet committed) in the totals.
 PIPELINE = ("idea", "shortlisted", "planning")
+
+
+def pipeline_weights() -> dict[str, float]:
+    """Share of a pipeline plan's £ counted as likely, by status (config.toml [pipeline_weights]).
+
+    Why: an idea rarely delivers what its plan says; weighting by how far a scheme has got gives
+    finance a realistic "still to find" instead of treating every plan as money in the bank."""
+    cfg = settings().get("pipeline_weights", {})
+    out = {}
+    for status in PIPELINE:
+        weight = float(cfg.get(status, 0.0))
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"config.toml [pipeline_weights] {status} must be between 0 and 1 (got {weight}).")
+        out[status] = weight
+    return out
 
 
 @dataclass
@@ -187,11 +203,14 @@ def wrp_targets(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: in
 
 def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
     """Per CSU: committed in-year £ and FYE (approved, delivering, delivered), pipeline in-year £
-    (plans not yet approved), WRP target and the gap still to find. A trust row comes from
-    :func:`trust_total`."""
+    (plans not yet approved), the pipeline weighted by status (:func:`pipeline_weights`), WRP
+    target, the gap still to find after committed £ and after committed + weighted pipeline.
+    A trust row comes from :func:`trust_total`."""
     months = monthly_plan(con, scope, financial_year, schemes.COMMITTED + PIPELINE)
     is_committed = months["status"].isin(schemes.COMMITTED)
     committed, pipeline = months[is_committed], months[~is_committed]
+    pipeline = pipeline.assign(weighted_gbp=pipeline["planned_gbp"].astype(float)
+                               * pipeline["status"].map(pipeline_weights()).astype(float))
     fye = con.execute(f"""
         SELECT s.csu_code, sum(p.fye_gbp) FILTER (WHERE list_contains($committed, s.status)) AS fye_gbp
         FROM schemes s JOIN cip_plans p USING (scheme_id)
@@ -202,10 +221,13 @@ def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: 
                     .rename(columns={"planned_gbp": "in_year_gbp"}), on="csu_code", how="left")
     out = out.merge(pipeline.groupby("csu_code", as_index=False)["planned_gbp"].sum()
                     .rename(columns={"planned_gbp": "pipeline_gbp"}), on="csu_code", how="left")
+    out = out.merge(pipeline.groupby("csu_code", as_index=False)["weighted_gbp"].sum()
+                    .rename(columns={"weighted_gbp": "pipeline_weighted_gbp"}), on="csu_code", how="left")
     out = out.merge(fye, on="csu_code", how="left")
-    for col in ("in_year_gbp", "pipeline_gbp", "fye_gbp"):
+    for col in ("in_year_gbp", "pipeline_gbp", "pipeline_weighted_gbp", "fye_gbp"):
         out[col] = out[col].fillna(0.0)
     out["gap_to_target_gbp"] = (out["target_gbp"] - out["in_year_gbp"]).clip(lower=0)
+    out["gap_after_pipeline_gbp"] = (out["target_gbp"] - out["in_year_gbp"] - out["pipeline_weighted_gbp"]).clip(lower=0)
     out["coverage"] = out["in_year_gbp"] / out["target_gbp"].where(out["target_gbp"] > 0)
     return out
 
@@ -214,5 +236,7 @@ def trust_total(by_csu: pd.DataFrame) -> dict:
     target = float(by_csu["target_gbp"].fillna(0).sum())
     in_year = float(by_csu["in_year_gbp"].sum())
     return {"target_gbp": target, "in_year_gbp": in_year, "pipeline_gbp": float(by_csu["pipeline_gbp"].sum()),
+            "pipeline_weighted_gbp": float(by_csu["pipeline_weighted_gbp"].sum()),
             "fye_gbp": float(by_csu["fye_gbp"].sum()), "gap_to_target_gbp": float(by_csu["gap_to_target_gbp"].sum()),
+            "gap_after_pipeline_gbp": float(by_csu["gap_after_pipeline_gbp"].sum()),
             "coverage": in_year / target if target else None}

@@ -62,26 +62,42 @@ def plans_workbook(con: duckdb.DuckDBPyConnection, user: User, financial_year: i
         _put(cover, r, 2, v)
     last_plan = max(plan_rows.values(), default=1)
     fye, inyear, committed = _plan_col("FYE £"), _plan_col("In-year £"), _plan_col("Committed")
+    base = 3 + len(rows) + 1
+    at = {"committed": base + 2, "target": base + 5}  # rows of the figures below
     figures = [
         ("Full-year effect, committed schemes", f"=SUMIFS('CIP plan'!{fye}2:{fye}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"Yes\")"),
         ("In-year £, committed schemes", f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"Yes\")"),
         ("In-year £, pipeline (not yet approved)", f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"No\")"),
+        (f"In-year £, pipeline weighted by status ({_weights_words()})", _weighted_formula(last_plan)),
         ("WRP target", "=SUM('WRP targets'!C2:C1000)"),
+        ("Still to find after committed and weighted pipeline", "=SUM('WRP targets'!J2:J1000)"),
         ("Realised to date", f"=SUM(Tracking!F2:F{realised_end})"),
     ]
-    base = 3 + len(rows) + 1
     _put(cover, base, 1, "Totals (live formulas)").font = Font(bold=True, size=13)
     for r, (k, formula) in enumerate(figures, start=base + 1):
         _put(cover, r, 1, k)
         cover.cell(row=r, column=2, value=formula).number_format = GBP
     r = base + len(figures) + 1
     _put(cover, r, 1, "Committed plan as a share of WRP target")
-    cover.cell(row=r, column=2, value=f"=IF(B{base + 4}>0,B{base + 2}/B{base + 4},\"\")").number_format = "0.0%"
+    cover.cell(row=r, column=2, value=f"=IF(B{at['target']}>0,B{at['committed']}/B{at['target']},\"\")").number_format = "0.0%"
     _put(cover, r + 2, 1, "Status, finance category and recurrent columns on the Schemes sheet have drop-downs; "
                           "changes made in this file are not sent back to Opportunity Explorer.")
     cover.column_dimensions["A"].width = 44
     cover.column_dimensions["B"].width = 30
     return to_bytes(book)
+
+
+def _weights_words() -> str:
+    return ", ".join(f"{status} {weight:.0%}" for status, weight in plans.pipeline_weights().items())
+
+
+def _weighted_formula(last: int, criteria: str = "") -> str:
+    """Σ in-year £ of pipeline plans (CIP plan rows 2..``last``) × the weight of their status, one
+    SUMIFS per status; ``criteria`` adds SUMIFS conditions (e.g. the CSU)."""
+    inyear, status = _plan_col("In-year £"), _plan_col("Status")
+    parts = [f"SUMIFS('CIP plan'!{inyear}2:{inyear}{last},'CIP plan'!{status}2:{status}{last},\"{name}\"{criteria})*{weight:g}"
+             for name, weight in plans.pipeline_weights().items()]
+    return "=" + "+".join(parts)
 
 
 def _schemes_sheet(ws, listing: pd.DataFrame) -> None:
@@ -165,7 +181,8 @@ def _plan_sheet(con, ws, listing: pd.DataFrame, financial_year: int) -> dict[int
 
 
 def _targets_sheet(con, ws, user: User, financial_year: int, csu: str | None, plan_rows: dict[int, int]) -> None:
-    header_row(ws, ("CSU code", "CSU", "WRP target £", "Committed in-year £", "Gap to target £", "Coverage", "Source"))
+    header_row(ws, ("CSU code", "CSU", "WRP target £", "Committed in-year £", "Gap to target £", "Coverage", "Source",
+                    "Pipeline in-year £", "Pipeline weighted £", "Still to find after weighted pipeline £"))
     targets = plans.wrp_targets(con, user.scope, financial_year)
     if csu:
         targets = targets[targets.csu_code == csu]
@@ -180,6 +197,11 @@ def _targets_sheet(con, ws, user: User, financial_year: int, csu: str | None, pl
         ws.cell(row=r, column=5, value=f"=MAX(0,C{r}-D{r})").number_format = GBP
         ws.cell(row=r, column=6, value=f'=IF(C{r}>0,D{r}/C{r},"")').number_format = "0%"
         _put(ws, r, 7, t.source)
+        ws.cell(row=r, column=8, value=f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last},'CIP plan'!{csu_col}2:{csu_col}{last},"
+                                       f"A{r},'CIP plan'!{committed}2:{committed}{last},\"No\")").number_format = GBP
+        ws.cell(row=r, column=9, value=_weighted_formula(last, f",'CIP plan'!{csu_col}2:{csu_col}{last},A{r}")
+                ).number_format = GBP
+        ws.cell(row=r, column=10, value=f"=MAX(0,C{r}-D{r}-I{r})").number_format = GBP
     ws.column_dimensions["B"].width = 38
     ws.freeze_panes = "A2"
 

@@ -7,6 +7,7 @@ content a self-contained printable page.
 """
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 
@@ -24,6 +25,15 @@ def _example_row(con: duckdb.DuckDBPyConnection, scope: Scope):
     df = opportunities(con, scope, Basis())
     real = df[(df.rank_group == 0) & (df.specialty_code != "") & df.unit_cost_gbp.notna()]
     return (real if len(real) else df).head(1), df
+
+
+def _pipeline_example(con: duckdb.DuckDBPyConnection, scope: Scope) -> str:
+    """This financial year's committed, pipeline and weighted pipeline £ in the reader's scope."""
+    fy = plans.current_fy(dt.date.today())
+    t = plans.trust_total(plans.totals_by_csu(con, scope, fy))
+    return (f"In {plans.fy_label(fy)} across your scope: committed {gbp_short(t['in_year_gbp'])}, pipeline "
+            f"{gbp_short(t['pipeline_gbp'])}, weighted {gbp_short(t['pipeline_weighted_gbp'])}; still to find after "
+            f"both {gbp_short(t['gap_after_pipeline_gbp'])}.")
 
 
 def sections(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
@@ -108,6 +118,8 @@ the mean is {chart.mean:.2f}, the average moving range {chart.mr_bar:.2f}, so th
 
 Anything else is common-cause variation: do not react to single months.
 """))
+    weights = ", ".join(f"{status} {w:.0%}" for status, w in plans.pipeline_weights().items())
+    pipeline = _pipeline_example(con, scope)
     even = plans.phase(120_000, 4, "even")
     ramp = plans.phase(120_000, 4, "ramp")
     out.append(("How to build a CIP plan", f"""
@@ -119,6 +131,9 @@ Anything else is common-cause variation: do not react to single months.
    - **ramp-up**: £3,333, £6,667, then £10,000 a month, in-year £{sum(ramp):,.0f};
    - **custom**: your twelve values, zero before the start, summing to the even in-year total.
 4. Finance sets each CSU's **WRP target**; Shortlist & plans shows committed in-year £ against it.
+5. Plans not yet approved are the **pipeline**. Not every idea lands, so the totals also show the
+   pipeline **weighted by status** ({weights}; config.toml `[pipeline_weights]`): a planning scheme
+   of £40,000 in-year counts £{40_000 * plans.pipeline_weights()["planning"]:,.0f}. {pipeline}
 """))
     limit = qia.threshold()
     out.append(("How to complete a QIA", f"""
