@@ -1,4 +1,4 @@
-"""Command line (DATA.md contract): demo, import, opportunities, export, users.
+"""Command line (DATA.md contract): init, demo, import, opportunities, export, users.
 
 Exit codes: 0 done, 1 rejected or failed with a message (never a traceback), 2 bad arguments.
 """
@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m opportunity_engine",
                                      description="Opportunity Explorer engine")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="make a ready, empty database for a trust (schema, shipped catalogue and "
+                                    "unit costs, the first admin user)")
+    _db_arg(p)
+    p.add_argument("--admin", default=None, metavar="USERNAME", help="the first admin's username (prompted if omitted)")
+    p.add_argument("--name", default=None, help="the first admin's full name (prompted if omitted)")
+    p.add_argument("--email", default="")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the admin's password from standard input instead of prompting")
+    p.add_argument("--no-admin", action="store_true", help="add no user now (add one later with `users add`)")
 
     p = sub.add_parser("demo", help="build the synthetic demo database")
     _db_arg(p)
@@ -122,6 +132,44 @@ def main(argv: list[str] | None = None) -> int:
             message += " (is the app running on this database? import through its Data page instead)"
         print(f"error: {message}", file=sys.stderr)
         return 1
+
+
+def _ask(prompt: str, given: str | None) -> str:
+    if given:
+        return given
+    if not sys.stdin.isatty():
+        raise ValueError(f"{prompt.lower()} is needed: pass it as an option, or run init in a terminal")
+    return input(f"{prompt}: ").strip()
+
+
+def cmd_init(args, path: Path) -> int:
+    """A ready, empty database: the same state any command or the app gives a new file, plus the
+    first admin, so a trust starts here and loads its own extracts on the Data page."""
+    from . import users
+
+    existed = path.exists()
+    if existed and not args.no_admin:
+        with dbmod.connect(path) as con:
+            if users.list_users(con):
+                raise ValueError(f"{path} already has users: add more with `users add`")
+    admin = None
+    if not args.no_admin:  # asked before the file is made, so a refused prompt leaves nothing behind
+        username = _ask("Admin username", args.admin)
+        name = _ask("Admin full name", args.name)
+        password = _read_password(args)
+    with dbmod.connect(path) as con:  # connect migrates and installs the shipped catalogue and unit costs
+        if not args.no_admin:
+            admin = users.add_user(con, username, name, password, "admin", [], args.email)
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("metrics", "unit_costs", "csus", "spells")}
+        sources = con.execute("SELECT count(DISTINCT source) FROM unit_costs").fetchone()[0]
+    print(f"{'Opened' if existed else 'Created'} {path}: schema version {dbmod.LATEST_VERSION}, "
+          f"{counts['metrics']} catalogue metrics, {counts['unit_costs']} unit costs from {sources} sources, "
+          f"{counts['csus']} CSUs and {counts['spells']:,} spells loaded.")
+    if admin:
+        print(f"Added admin {admin.username}. Next: load csus, specialties, benchmarks and activity files "
+              f"(Data page, or `import --db {path} FILE ...`).")
+    return 0
 
 
 def cmd_demo(args, path: Path) -> int:
@@ -257,6 +305,6 @@ def cmd_users(args, path: Path) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
+COMMANDS = {"init": cmd_init, "demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
             "export": cmd_export, "schema": cmd_schema, "users": cmd_users, "backup": cmd_backup,
             "export-plans": cmd_export_plans}

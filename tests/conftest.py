@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def build_tiny(con) -> None:
     """The hand-worked trust of tests/test_opportunities.py (figures worked in its docstring)."""
     catalogue.install_shipped(con)
+    con.execute("DELETE FROM unit_costs")  # a file database opens with the shipped costs: use only these
     con.executemany("INSERT INTO csus VALUES (?, ?)", [("A", "Alpha CSU"), ("B", "Beta CSU")])
     con.executemany("INSERT INTO specialties VALUES (?, ?, ?)",
                     [("100", "General Surgery", "A"), ("300", "Small Specialty", "A"), ("200", "Cardiology", "B")])

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import duckdb
 
+from . import shipped
+
 # No network at run time: DuckDB must never try to fetch an extension.
 CONNECT_CONFIG = {
     "autoinstall_known_extensions": False,
@@ -178,7 +180,8 @@ LATEST_VERSION = MIGRATIONS[-1].version
 
 
 def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database with extension auto-install/auto-load off; migrate it when writable.
+    """Open the database with extension auto-install/auto-load off; when writable, migrate it and
+    add any shipped catalogue entry or unit cost it lacks (so a new file is ready for imports).
 
     One connection per process; callers that work on several threads take ``con.cursor()``
     per thread (a DuckDB connection is not shareable across threads).
@@ -191,6 +194,7 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
     con.execute("SET enable_progress_bar = false")  # a session setting: it cannot go in the config
     if not read_only:
         migrate(con)
+        shipped.ensure(con)
     return con
 
 
