@@ -35,6 +35,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 FINANCE_CATEGORIES = ("pay", "non_pay", "income")
 FINANCE_LABELS = {"pay": "Pay", "non_pay": "Non-pay", "income": "Income"}
 SAVING_TYPES = ("cash", "productivity")
+SAVING_LABELS = {"cash": "Cash-releasing", "productivity": "Productivity"}
+ORIGIN_LABELS = {"manual": "Entered by hand", "opportunity": "From an opportunity"}
 EDITABLE = ("title", "description", "lead", "finance_category", "recurrent", "saving_type", "status")
 # Statuses from which a scheme counts as committed in plan totals and is tracked.
 COMMITTED = ("approved", "delivering", "delivered")

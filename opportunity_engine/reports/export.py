@@ -13,19 +13,19 @@ import duckdb
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.chart import BarChart, Reference
-from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from ..analysis.catalogue import all_metrics
-from ..analysis.opportunities import Basis, opportunities, summarise, totals
+from ..analysis.opportunities import Basis, opportunities, summarise
 from ..formatting import months
 from ..scope import Scope
+from .sheet_style import NHS_BLUE, finish_table, fit_columns, style_header
 
 GBP = '"£"#,##0;[Red]-"£"#,##0'
 GBP_EXACT = '"£"#,##0.00;[Red]-"£"#,##0.00'
 PCT = "0.0%"
-NHS_BLUE = "005EB8"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
@@ -68,6 +68,13 @@ OPP_COLUMNS = [
 ]
 
 
+# Codes the engine keeps, written as the words a reader uses.
+WORDS = {
+    "saving_type": {"cash": "Cash-releasing", "productivity": "Productivity"},
+    "direction": {"lower": "Lower", "higher": "Higher"},
+}
+
+
 def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, user: str,
                            csu: str | None = None, now: datetime | None = None) -> bytes:
     """The workbook for a scope (and optionally one CSU: the CSU briefing pack) as .xlsx bytes."""
@@ -78,8 +85,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
 
     # Opportunities: an Excel table, frozen header, £ formula = gap × unit cost.
     n = len(df)
-    for c, (header, _, _) in enumerate(OPP_COLUMNS, start=1):
-        _put(opp, 1, c, header)
+    header_row(opp, [header for header, _, _ in OPP_COLUMNS])
     letter = {h: get_column_letter(i) for i, (h, _, _) in enumerate(OPP_COLUMNS, start=1)}
     for r, row in enumerate(df.itertuples(index=False), start=2):
         values = row._asdict()
@@ -91,6 +97,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
             value = values[source]
             if isinstance(value, bool) or source in ("counted_in_net", "low_volume", "significant"):
                 value = "Yes" if bool(value) else "No"
+            value = WORDS.get(source, {}).get(value, value) if isinstance(value, str) else value
             if fmt == "value":
                 fmt = PCT if values["value_format"] == "percent" else "0.00"
             _put(opp, r, c, value, fmt)
@@ -99,31 +106,27 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
         table = Table(displayName="Opportunities", ref=f"A1:{last_col}{n + 1}")
         table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
         opp.add_table(table)
-    opp.freeze_panes = "A2"
-    for c, (header, _, _) in enumerate(OPP_COLUMNS, start=1):
-        opp.column_dimensions[get_column_letter(c)].width = max(12, min(40, len(header) + 4))
+    finish_table(opp, 1, len(OPP_COLUMNS), n + 1)
 
     # Summary: net and gross by CSU (or by specialty in a briefing pack) and a native bar chart.
     grain = ["specialty_code", "specialty_name"] if csu else ["csu_code", "csu_name"]
     label = "Specialty" if csu else "CSU"
     table_df = summarise(df, grain)
-    _put(summary, 1, 1, f"Opportunity by {label.lower()} (£, net of overlap)").font = Font(bold=True, size=13)
-    for c, h in enumerate((f"{label} code", label, "Net £", "Gross £", "Opportunities"), start=1):
-        _put(summary, 3, c, h).font = Font(bold=True, color="FFFFFF")
-        summary.cell(row=3, column=c).fill = PatternFill("solid", fgColor=NHS_BLUE)
+    _put(summary, 1, 1, f"Opportunity by {label} (£ a year, net of overlap)").font = Font(bold=True, size=13)
+    summary_headers = (f"{label} code", label, "Net £ a year", "Gross £ a year", "Opportunities")
+    for c, h in enumerate(summary_headers, start=1):
+        _put(summary, 3, c, h)
     for r, row in enumerate(table_df.itertuples(index=False), start=4):
         _put(summary, r, 1, row[0])
         _put(summary, r, 2, row[1])
         _put(summary, r, 3, float(row.net_gbp), GBP)
         _put(summary, r, 4, float(row.gross_gbp), GBP)
         _put(summary, r, 5, int(row.opportunities))
-    summary.column_dimensions["B"].width = 38
-    summary.column_dimensions["C"].width = 16
-    summary.column_dimensions["D"].width = 16
+    finish_table(summary, 3, len(summary_headers), 3 + len(table_df))
     if len(table_df):
         chart = BarChart()
         chart.type = "bar"
-        chart.title = f"Net opportunity by {label.lower()}"
+        chart.title = f"Net opportunity by {label}, £ a year"
         chart.y_axis.title = "£"
         chart.y_axis.numFmt = '"£"#,##0'
         shown = min(len(table_df), 20)
@@ -137,8 +140,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
 
     definitions_sheet(defs, metrics)
 
-    # Cover: who, when, scope, basis, totals (live formulas over the table, exact values beside).
-    t = totals(df)
+    # Cover: who, when, scope, basis, and one set of totals: live formulas over the table.
     title = "CSU briefing pack" if csu else "Opportunity Explorer export"
     _put(cover, 1, 1, title).font = Font(bold=True, size=16, color=NHS_BLUE)
     rows = [
@@ -155,28 +157,25 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     cash_col = letter["Saving type"]
     end = n + 1
     figures = [
-        ("Total opportunity, net of overlap", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes")', t.net_gbp),
-        ("Total opportunity, gross", f"=SUM(Opportunities!{opp_col}2:{opp_col}{end})", t.gross_gbp),
-        ("Cash-releasing (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"cash")', t.cash_gbp),
-        ("Productivity (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"productivity")', t.productivity_gbp),
+        ("Total opportunity, net of overlap", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes")'),
+        ("Total opportunity, gross", f"=SUM(Opportunities!{opp_col}2:{opp_col}{end})"),
+        ("Cash-releasing (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"Cash-releasing")'),
+        ("Productivity (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"Productivity")'),
     ]
     _put(cover, base, 1, "Totals").font = Font(bold=True, size=13)
-    _put(cover, base, 3, "Value when exported").font = Font(italic=True)
-    for r, (k, formula, value) in enumerate(figures, start=base + 1):
+    _put(cover, base + 1, 1, "Figure")
+    _put(cover, base + 1, 2, "£ a year (live, from the Opportunities sheet)")
+    style_header(cover, base + 1, 1, 2)
+    for r, (k, formula) in enumerate(figures, start=base + 2):
         _put(cover, r, 1, k)
         cell = cover.cell(row=r, column=2, value=formula if n else 0)
         cell.number_format = GBP
-        _put(cover, r, 3, value, GBP)
-    note_row = base + len(figures) + 2
+    note_row = base + len(figures) + 3
     _put(cover, note_row, 1, "Net counts, for each CSU and specialty, only the largest opportunity among metrics "
                              "that free the same resource. Low-volume and not-significant gaps are flagged in the "
                              "Opportunities sheet.").alignment = Alignment(wrap_text=True)
     cover.merge_cells(start_row=note_row, start_column=1, end_row=note_row, end_column=4)
     cover.row_dimensions[note_row].height = 45
-    cover.column_dimensions["A"].width = 36
-    cover.column_dimensions["B"].width = 36
-    cover.column_dimensions["C"].width = 22
-
     return to_bytes(book)
 
 
@@ -185,17 +184,15 @@ def definitions_sheet(defs, metrics) -> None:
     def_headers = ("Metric id", "Metric", "Domain", "Definition", "Numerator", "Denominator", "Better when",
                    "Gap unit", "Cost driver", "Saving type", "Overlap group", "Minimum volume", "Data source",
                    "Benchmark source", "Scheme ideas")
-    for c, h in enumerate(def_headers, start=1):
-        _put(defs, 1, c, h).font = Font(bold=True)
+    header_row(defs, def_headers)
     for r, m in enumerate(metrics.values(), start=2):
         for c, v in enumerate((m.metric_id, m.metric_name, m.domain, m.definition, m.numerator_label,
-                               m.denominator_label, m.direction, m.unit, m.cost_driver, m.saving_type,
+                               m.denominator_label, WORDS["direction"].get(m.direction, m.direction), m.unit,
+                               m.cost_driver.replace("_", " "), WORDS["saving_type"].get(m.saving_type, m.saving_type),
                                m.overlap_group, m.min_volume, m.data_source, m.benchmark_source,
                                "; ".join(m.scheme_ideas)), start=1):
             _put(defs, r, c, v)
-    defs.freeze_panes = "A2"
-    defs.column_dimensions["D"].width = 60
-    defs.column_dimensions["B"].width = 32
+    finish_table(defs, 1, len(def_headers), len(metrics) + 1, freeze_col="C")
 
 
 def new_book(*titles: str) -> tuple[Workbook, list]:
@@ -207,15 +204,14 @@ def new_book(*titles: str) -> tuple[Workbook, list]:
 
 def header_row(ws, headers, row: int = 1) -> None:
     for c, h in enumerate(headers, start=1):
-        cell = _put(ws, row, c, h)
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = PatternFill("solid", fgColor=NHS_BLUE)
-        ws.column_dimensions[get_column_letter(c)].width = max(11, min(40, len(h) + 4))
+        _put(ws, row, c, h)
+    style_header(ws, row, 1, len(headers))
 
 
 def to_bytes(book: Workbook) -> bytes:
-    """Print each sheet one page wide, landscape, and serialise."""
+    """Widths from the content, each sheet printed one page wide and landscape, and serialise."""
     for sheet in book.worksheets:
+        fit_columns(sheet)
         sheet.page_setup.orientation = "landscape"
         sheet.page_setup.fitToWidth = 1
         sheet.page_setup.fitToHeight = 0

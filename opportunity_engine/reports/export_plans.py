@@ -13,28 +13,28 @@ import duckdb
 import pandas as pd
 from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.formatting.rule import CellIsRule, ColorScaleRule
-from openpyxl.styles import Font, PatternFill
+from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from ..analysis.catalogue import all_metrics
 from ..delivery import plans, qia, schemes, tracking
+from ..formatting import month
 from ..users import User
 from .export import (
     GBP,
-    NHS_BLUE,
     _put,
     definitions_sheet,
     header_row,
     new_book,
     to_bytes,
 )
+from .sheet_style import NHS_BLUE, finish_table, style_header
 
 SCHEME_HEADERS = ("Scheme id", "CSU", "Specialty", "Metric", "Title", "Description", "Lead", "Finance category",
                   "Recurrent", "Saving type", "Status", "Origin", "Opportunity when created £",
-                  "Actual when created", "Target when created", "Target basis", "Created by", "Created",
-                  "Version")
+                  "Actual when created", "Target when created", "Target basis", "Created by", "Created")
 PLAN_FIXED = ("Scheme id", "Title", "CSU", "Status", "Committed", "Financial year", "Start month", "FYE £", "Profile")
 
 
@@ -50,20 +50,21 @@ def plans_workbook(con: duckdb.DuckDBPyConnection, user: User, financial_year: i
     plan_rows = _plan_sheet(con, sheet_plan, listing, financial_year)
     _targets_sheet(con, sheet_targets, user, financial_year, csu, plan_rows)
     _qia_sheet(con, sheet_qia, listing)
-    realised_end = _tracking_sheet(con, sheet_tracking, user, financial_year, listing, plan_rows)
+    tracked_to = as_of or tracking.last_complete_period()
+    realised_end = _tracking_sheet(con, sheet_tracking, user, financial_year, listing, plan_rows, tracked_to)
     definitions_sheet(sheet_defs, all_metrics(con))
 
     _put(cover, 1, 1, "Shortlist and CIP plans").font = Font(bold=True, size=16, color=NHS_BLUE)
     rows = [("Prepared by", user.name), ("Generated", now.strftime("%Y-%m-%d %H:%M")), ("Scope", user.scope.label),
             ("CSU", csu or "All in scope"), ("Financial year", plans.fy_label(financial_year)),
-            ("Tracked to", as_of or tracking.last_complete_period()), ("Schemes", len(listing))]
+            ("Tracked to", month(tracked_to)), ("Schemes", len(listing))]
     for r, (k, v) in enumerate(rows, start=3):
         _put(cover, r, 1, k).font = Font(bold=True)
         _put(cover, r, 2, v)
     last_plan = max(plan_rows.values(), default=1)
     fye, inyear, committed = _plan_col("FYE £"), _plan_col("In-year £"), _plan_col("Committed")
     base = 3 + len(rows) + 1
-    at = {"committed": base + 2, "target": base + 5}  # rows of the figures below
+    at = {"committed": base + 3, "target": base + 6}  # rows of the figures below (after a heading row)
     figures = [
         ("Full-year effect, committed schemes", f"=SUMIFS('CIP plan'!{fye}2:{fye}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"Yes\")"),
         ("In-year £, committed schemes", f"=SUMIFS('CIP plan'!{inyear}2:{inyear}{last_plan},'CIP plan'!{committed}2:{committed}{last_plan},\"Yes\")"),
@@ -73,17 +74,23 @@ def plans_workbook(con: duckdb.DuckDBPyConnection, user: User, financial_year: i
         ("Still to find after committed and weighted pipeline", "=SUM('WRP targets'!J2:J1000)"),
         ("Realised to date", f"=SUM(Tracking!F2:F{realised_end})"),
     ]
-    _put(cover, base, 1, "Totals (live formulas)").font = Font(bold=True, size=13)
+    _put(cover, base, 1, "Totals").font = Font(bold=True, size=13)
+    base += 1
+    _put(cover, base, 1, "Figure")
+    _put(cover, base, 2, "£ (live, from the sheets)")
+    style_header(cover, base, 1, 2)
     for r, (k, formula) in enumerate(figures, start=base + 1):
         _put(cover, r, 1, k)
         cover.cell(row=r, column=2, value=formula).number_format = GBP
     r = base + len(figures) + 1
     _put(cover, r, 1, "Committed plan as a share of WRP target")
     cover.cell(row=r, column=2, value=f"=IF(B{at['target']}>0,B{at['committed']}/B{at['target']},\"\")").number_format = "0.0%"
-    _put(cover, r + 2, 1, "Status, finance category and recurrent columns on the Schemes sheet have drop-downs; "
-                          "changes made in this file are not sent back to Opportunity Explorer.")
-    cover.column_dimensions["A"].width = 44
-    cover.column_dimensions["B"].width = 30
+    _put(cover, r + 2, 1, "Status, finance category, recurrent and saving type columns on the Schemes sheet have "
+                          "drop-downs; changes made in this file are not sent back to Opportunity Explorer. "
+                          "Months after the tracked-to month are left blank on the Tracking sheet."
+         ).alignment = Alignment(wrap_text=True, vertical="top")
+    cover.merge_cells(start_row=r + 2, start_column=1, end_row=r + 2, end_column=4)
+    cover.row_dimensions[r + 2].height = 45
     return to_bytes(book)
 
 
@@ -95,7 +102,8 @@ def _weighted_formula(last: int, criteria: str = "") -> str:
     """Σ in-year £ of pipeline plans (CIP plan rows 2..``last``) × the weight of their status, one
     SUMIFS per status; ``criteria`` adds SUMIFS conditions (e.g. the CSU)."""
     inyear, status = _plan_col("In-year £"), _plan_col("Status")
-    parts = [f"SUMIFS('CIP plan'!{inyear}2:{inyear}{last},'CIP plan'!{status}2:{status}{last},\"{name}\"{criteria})*{weight:g}"
+    parts = [f"SUMIFS('CIP plan'!{inyear}2:{inyear}{last},'CIP plan'!{status}2:{status}{last},"
+             f"\"{schemes.STATUS_LABELS.get(name, name)}\"{criteria})*{weight:g}"
              for name, weight in plans.pipeline_weights().items()]
     return "=" + "+".join(parts)
 
@@ -104,11 +112,12 @@ def _schemes_sheet(ws, listing: pd.DataFrame) -> None:
     header_row(ws, SCHEME_HEADERS)
     for r, s in enumerate(listing.itertuples(index=False), start=2):
         values = (int(s.scheme_id), s.csu_name, s.specialty_name, s.metric_name, s.title, s.description, s.lead,
-                  s.finance_category, "Yes" if s.recurrent else "No", s.saving_type, s.status, s.origin,
+                  schemes.FINANCE_LABELS.get(s.finance_category, s.finance_category), "Yes" if s.recurrent else "No",
+                  schemes.SAVING_LABELS.get(s.saving_type, s.saving_type),
+                  schemes.STATUS_LABELS.get(s.status, s.status), schemes.ORIGIN_LABELS.get(s.origin, s.origin),
                   s.snapshot_opportunity_gbp, s.snapshot_actual, s.snapshot_target_value,
                   schemes.basis_words(s.snapshot_target, s.snapshot_benchmark),
-                  s.created_by, s.created_at.strftime("%Y-%m-%d %H:%M") if pd.notna(s.created_at) else None,
-                  int(s.version))
+                  s.created_by, s.created_at.strftime("%Y-%m-%d %H:%M") if pd.notna(s.created_at) else None)
         for c, v in enumerate(values, start=1):
             _put(ws, r, c, None if v is None or (isinstance(v, float) and pd.isna(v)) else v,
                  GBP if c == 13 else ("0.000" if c in (14, 15) else None))
@@ -117,16 +126,15 @@ def _schemes_sheet(ws, listing: pd.DataFrame) -> None:
         table = Table(displayName="Schemes", ref=f"A1:{get_column_letter(len(SCHEME_HEADERS))}{end}")
         table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
         ws.add_table(table)
-    for col, options in (("K", schemes.STATUSES), ("H", schemes.FINANCE_CATEGORIES), ("I", ("Yes", "No")),
-                         ("J", schemes.SAVING_TYPES)):
+    for col, options in (("K", [schemes.STATUS_LABELS[c] for c in schemes.STATUSES]),
+                         ("H", [schemes.FINANCE_LABELS[c] for c in schemes.FINANCE_CATEGORIES]), ("I", ("Yes", "No")),
+                         ("J", [schemes.SAVING_LABELS[c] for c in schemes.SAVING_TYPES])):
         dv = DataValidation(type="list", formula1='"' + ",".join(options) + '"', allow_blank=False,
                             showErrorMessage=True, errorTitle="Not a valid choice",
                             error="Pick a value from the list.")
         ws.add_data_validation(dv)
         dv.add(f"{col}2:{col}{max(end, 200)}")
-    ws.freeze_panes = "B2"
-    ws.column_dimensions["E"].width = 40
-    ws.column_dimensions["F"].width = 50
+    finish_table(ws, 1, len(SCHEME_HEADERS), end, freeze_col="B")
 
 
 def _plan_headers() -> list[str]:
@@ -149,8 +157,9 @@ def _plan_sheet(con, ws, listing: pd.DataFrame, financial_year: int) -> dict[int
         plan = plans.load_plan(con, int(s.scheme_id))
         if plan is None or plan.financial_year != financial_year:
             continue
-        fixed = (int(s.scheme_id), s.title, s.csu_code, s.status, "Yes" if s.status in schemes.COMMITTED else "No",
-                 plans.fy_label(plan.financial_year), plan.start_month, plan.fye_gbp, plan.phasing)
+        fixed = (int(s.scheme_id), s.title, s.csu_code, schemes.STATUS_LABELS.get(s.status, s.status),
+                 "Yes" if s.status in schemes.COMMITTED else "No", plans.fy_label(plan.financial_year),
+                 plan.start_month, plan.fye_gbp, plans.PROFILE_LABELS.get(plan.phasing, plan.phasing))
         for c, v in enumerate(fixed, start=1):
             _put(ws, r, c, v, GBP if c == 8 else None)
         for m in range(1, 13):
@@ -175,14 +184,14 @@ def _plan_sheet(con, ws, listing: pd.DataFrame, financial_year: int) -> dict[int
             letter = get_column_letter(col)
             cell = ws.cell(row=r, column=col, value=f"=SUM({letter}2:{letter}{r - 1})")
             cell.number_format, cell.font = GBP, Font(bold=True)
-    ws.freeze_panes = "C2"
-    ws.column_dimensions["B"].width = 40
+    finish_table(ws, 1, len(headers), max(r - 1, 2), freeze_col="C")
     return rows
 
 
 def _targets_sheet(con, ws, user: User, financial_year: int, csu: str | None, plan_rows: dict[int, int]) -> None:
-    header_row(ws, ("CSU code", "CSU", "WRP target £", "Committed in-year £", "Gap to target £", "Coverage", "Source",
-                    "Pipeline in-year £", "Pipeline weighted £", "Still to find after weighted pipeline £"))
+    headers = ("CSU code", "CSU", "WRP target £", "Committed in-year £", "Gap to target £", "Coverage", "Source",
+               "Pipeline in-year £", "Pipeline weighted £", "Still to find after weighted pipeline £")
+    header_row(ws, headers)
     targets = plans.wrp_targets(con, user.scope, financial_year)
     if csu:
         targets = targets[targets.csu_code == csu]
@@ -202,13 +211,12 @@ def _targets_sheet(con, ws, user: User, financial_year: int, csu: str | None, pl
         ws.cell(row=r, column=9, value=_weighted_formula(last, f",'CIP plan'!{csu_col}2:{csu_col}{last},A{r}")
                 ).number_format = GBP
         ws.cell(row=r, column=10, value=f"=MAX(0,C{r}-D{r}-I{r})").number_format = GBP
-    ws.column_dimensions["B"].width = 38
-    ws.freeze_panes = "A2"
+    finish_table(ws, 1, len(headers), len(targets) + 1)
 
 
 def _qia_sheet(con, ws, listing: pd.DataFrame) -> None:
-    header_row(ws, ("Scheme id", "Title", "Domain", "Consequence (1-5)", "Likelihood (1-5)", "Risk score",
-                    "Mitigations"))
+    headers = ("Scheme id", "Title", "Domain", "Consequence (1-5)", "Likelihood (1-5)", "Risk score", "Mitigations")
+    header_row(ws, headers)
     r = 2
     signoffs = []
     for s in listing.itertuples(index=False):
@@ -223,6 +231,7 @@ def _qia_sheet(con, ws, listing: pd.DataFrame) -> None:
         signoffs += [(int(s.scheme_id), s.title, qia.SIGNOFF_LABELS[role], name, str(day))
                      for role, (name, day) in assessment.signoffs.items()]
     limit = qia.threshold()
+    scored_end = r - 1
     if r > 2:
         ws.conditional_formatting.add(f"F2:F{r - 1}", CellIsRule(operator="greaterThan", formula=[str(limit)],
                                                                  fill=PatternFill("solid", fgColor="F4B6B6"),
@@ -235,16 +244,21 @@ def _qia_sheet(con, ws, listing: pd.DataFrame) -> None:
     for i, row in enumerate(signoffs, start=r + 1):
         for c, v in enumerate(row, start=1):
             _put(ws, i, c, v)
-    ws.column_dimensions["B"].width = 40
-    ws.column_dimensions["G"].width = 50
+    style_header(ws, 1, 1, len(headers))
     ws.freeze_panes = "A2"
+    ws.print_title_rows = "1:1"
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{max(scored_end, 2)}"
 
 
 def _tracking_sheet(con, ws, user: User, financial_year: int, listing: pd.DataFrame,
-                    plan_rows: dict[int, int]) -> int:
+                    plan_rows: dict[int, int], tracked_to: str) -> int:
     """Planned (a reference into the CIP plan sheet) vs realised per scheme and month, a monthly
-    summary of SUMIFS with cumulative columns, and two native charts."""
-    header_row(ws, ("Scheme id", "Title", "CSU", "Month", "Planned £", "Realised £", "Variance £"))
+    summary of SUMIFS with cumulative columns, and two native charts.
+
+    Months after ``tracked_to`` have no realised figure yet: their realised and variance cells stay
+    blank (a red -£5,000 for a month not yet reached reads as a miss)."""
+    headers = ("Scheme id", "Title", "CSU", "Month", "Planned £", "Realised £", "Variance £")
+    header_row(ws, headers)
     in_listing = set(int(i) for i in listing.scheme_id)
     months = tracking.by_month(con, user.scope, financial_year)
     months = months[months.scheme_id.isin(in_listing) & months.scheme_id.isin(plan_rows)]
@@ -255,23 +269,26 @@ def _tracking_sheet(con, ws, user: User, financial_year: int, listing: pd.DataFr
             _put(ws, r, c, v)
         plan_cell = f"'CIP plan'!{get_column_letter(first_month + row.month - 1)}{plan_rows[int(row.scheme_id)]}"
         ws.cell(row=r, column=5, value=f"={plan_cell}").number_format = GBP
-        _put(ws, r, 6, float(row.realised_gbp), GBP)
-        ws.cell(row=r, column=7, value=f"=F{r}-E{r}").number_format = GBP
+        reached = row.period <= tracked_to
+        _put(ws, r, 6, float(row.realised_gbp) if reached else None, GBP)
+        ws.cell(row=r, column=7, value=f"=F{r}-E{r}" if reached else None).number_format = GBP
         r += 1
     end = max(r - 1, 2)
     # Monthly summary to the right, with cumulative columns for the chart.
     col0 = 9
     for c, h in enumerate(("Month", "Planned £", "Realised £", "Cumulative planned £", "Cumulative realised £"), start=col0):
-        cell = _put(ws, 1, c, h)
-        cell.font, cell.fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor=NHS_BLUE)
-        ws.column_dimensions[get_column_letter(c)].width = 20
+        _put(ws, 1, c, h)
+    style_header(ws, 1, col0, col0 + 4)
     for m in range(1, 13):
         rr = m + 1
-        _put(ws, rr, col0, plans.period_of(financial_year, m))
+        period = plans.period_of(financial_year, m)
+        reached = period <= tracked_to
+        _put(ws, rr, col0, period)
         ws.cell(row=rr, column=col0 + 1, value=f"=SUMIFS($E$2:$E${end},$D$2:$D${end},I{rr})").number_format = GBP
-        ws.cell(row=rr, column=col0 + 2, value=f"=SUMIFS($F$2:$F${end},$D$2:$D${end},I{rr})").number_format = GBP
+        ws.cell(row=rr, column=col0 + 2,
+                value=f"=SUMIFS($F$2:$F${end},$D$2:$D${end},I{rr})" if reached else None).number_format = GBP
         ws.cell(row=rr, column=col0 + 3, value=f"=SUM($J$2:J{rr})").number_format = GBP
-        ws.cell(row=rr, column=col0 + 4, value=f"=SUM($K$2:K{rr})").number_format = GBP
+        ws.cell(row=rr, column=col0 + 4, value=f"=SUM($K$2:K{rr})" if reached else None).number_format = GBP
     cats = Reference(ws, min_col=col0, min_row=2, max_row=13)
     bars = BarChart()
     bars.title = f"Planned vs realised by month, {plans.fy_label(financial_year)}"
@@ -287,6 +304,5 @@ def _tracking_sheet(con, ws, user: User, financial_year: int, listing: pd.DataFr
     line.set_categories(cats)
     line.height, line.width = 9, 20
     ws.add_chart(line, "O21")
-    ws.column_dimensions["B"].width = 40
-    ws.freeze_panes = "A2"
+    finish_table(ws, 1, len(headers), end)
     return end
