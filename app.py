@@ -32,7 +32,9 @@ from opportunity_engine.users import (
 
 log = logs.setup()
 
-st.set_page_config(page_title="Opportunity Explorer", page_icon=":material/query_stats:", layout="wide")
+# Presentation mode opens with the sidebar collapsed: the projector's 1280 px go to the tables.
+st.set_page_config(page_title="Opportunity Explorer", page_icon=":material/query_stats:", layout="wide",
+                   initial_sidebar_state="collapsed" if ui.presenting() else "auto")
 st.markdown(ui.BASE_CSS, unsafe_allow_html=True)
 
 PAGES = {

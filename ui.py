@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import altair as alt
 import extra_streamlit_components as stx
@@ -23,6 +24,7 @@ from opportunity_engine import usage
 from opportunity_engine.analysis.opportunities import BENCHMARKS, Basis, is_target
 from opportunity_engine.config import database_path
 from opportunity_engine.delivery import plans
+from opportunity_engine.formatting import gbp_short
 from opportunity_engine.store import db
 from opportunity_engine.users import User, get_user
 
@@ -189,16 +191,21 @@ def selected_value(frame, selection, column: str) -> str | None:
 
 PRESENTATION_CSS = """
 <style>
-html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
-h1 { font-size: 2.8rem !important; }
+html, body, [data-testid="stAppViewContainer"] { font-size: 19px; }
+h1 { font-size: 2.4rem !important; }
+/* the projector gets the whole width: less padding either side of the page */
+[data-testid="stMainBlockContainer"] { padding-left: 2rem; padding-right: 2rem; max-width: 100%; }
 </style>
 """
 
 BASE_CSS = """
 <style>
 [data-testid="stMetricValue"] { color: #003087; }
-/* never cut a number short with an ellipsis: wrap it instead */
-[data-testid="stMetricValue"] div { overflow: visible; text-overflow: clip; white-space: normal; }
+/* never cut a number or a tile's label short with an ellipsis: wrap it instead */
+[data-testid="stMetricValue"] div, [data-testid="stMetricValue"] p { overflow: visible; text-overflow: clip;
+  white-space: normal; }
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { overflow: visible !important; text-overflow: clip !important;
+  white-space: normal !important; }
 .oe-breadcrumb { color: #425563; font-size: 0.95rem; margin-bottom: 0.5rem; }
 </style>
 """
@@ -257,14 +264,23 @@ def gbp_axis() -> alt.Axis:
     return alt.Axis(labelExpr=GBP_LABELS)
 
 
-def spc_chart(series, y_title: str, target: float | None = None, start: str | None = None):
+def spc_chart(series, y_title: str, target: float | None = None, start: str | None = None, percent: bool = False):
     """The XmR chart used on Metric detail and for scheme evidence: monthly values, mean and
     process limits as lines, special-cause points in orange, the target in green and, for a
-    scheme, a vertical rule at its start month (limits then come from the months before it)."""
+    scheme, a vertical rule at its start month (limits then come from the months before it).
+
+    A rate (``percent``) is labelled in % and its axis stops at 0 % and 100 %: a process limit
+    beyond them is drawn at the edge (a day-case rate cannot be 120 %). No value goes below 0."""
     base = alt.Chart(series).encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
+    bounds: dict = {"zero": False, "clamp": True}
+    if "lcl" in series and (series["lcl"] < 0).any():
+        bounds["domainMin"] = 0
+    if percent and "ucl" in series and (series["ucl"] > 1).any():
+        bounds["domainMax"] = 1
     line = base.mark_line(color="#005EB8", point=True).encode(
-        y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),
-        tooltip=["period", alt.Tooltip("value:Q", format=".4f")])
+        y=alt.Y("value:Q", title=y_title, scale=alt.Scale(**bounds),
+                axis=alt.Axis(format=".0%") if percent else alt.Axis()),
+        tooltip=["period", alt.Tooltip("value:Q", format=".1%" if percent else ".4f")])
     limits = (base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q")
               + base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q")
               + base.mark_line(color="#425563").encode(y="mean:Q"))
@@ -276,3 +292,36 @@ def spc_chart(series, y_title: str, target: float | None = None, start: str | No
     if start is not None:
         layers += alt.Chart(pd.DataFrame({"period": [start]})).mark_rule(color="#DA291C", strokeWidth=2).encode(x="period:N")
     return layers
+
+
+def money_table(frame: pd.DataFrame, money: tuple[str, ...] | list[str] = (), *, config: dict | None = None,
+                help: dict[str, str] | None = None, **kwargs):
+    """st.dataframe of ``frame`` with its £ columns kept as numbers and shown as £1.2m / £45k.
+
+    The numbers stay numbers (a click on the header sorts £3.9m above £855k, not as text), the
+    display follows the UI's money style (NumberColumn's printf formats cannot write £1.2m).
+    ``help`` adds a tooltip per column; ``kwargs`` go to st.dataframe (selection, key, width)."""
+    money = [c for c in money if c in frame.columns]
+    column_config = {c: st.column_config.NumberColumn(c, help=(help or {}).get(c)) for c in money}
+    column_config.update(config or {})
+    styled = frame.style.format({c: gbp_short for c in money}, na_rep="–")
+    kwargs.setdefault("hide_index", True)
+    kwargs.setdefault("width", "stretch")
+    return st.dataframe(styled, column_config=column_config, **kwargs)
+
+
+def metric_href(csu: str, specialty: str, metric: str) -> str:
+    """A relative link to Metric detail for one opportunity, keeping the view (target, benchmark,
+    presentation): for a LinkColumn, so a table row opens its metric."""
+    return "metric?" + urlencode(view_params(csu=csu, specialty=specialty_param(specialty), metric=metric))
+
+
+def link_column(label: str = "Detail") -> st.column_config.LinkColumn:
+    return st.column_config.LinkColumn(label, display_text="Open", width="small",
+                                       help="Metric detail: trend, distribution, how it was calculated.")
+
+
+def annual_metric(column, label: str, gbp: float | None, help: str | None = None) -> None:
+    """A £ tile for a yearly figure: the value as £1.2m with "a year" beneath it, so nobody reads
+    an annual opportunity as a one-off or a monthly figure."""
+    column.metric(label, gbp_short(gbp), delta="a year", delta_color="off", delta_arrow="off", help=help)

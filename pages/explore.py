@@ -42,30 +42,32 @@ specialty = ui.specialty_from_param(ui.param("specialty"))
 specs = views.by_specialty(df)
 labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
 nets = dict(zip(specs["specialty_code"], specs["net"]))
+present = ui.presenting()
 crumb = f"Trust › **{csus[csu]}**"
 if specialty is not None:
     crumb += f" › **{labels.get(specialty, specialty)}**"
 st.markdown(crumb)
 t = totals(df)
 c1, c2, c3 = st.columns(3)
-c1.metric(f"{csus[csu]}: net opportunity", gbp_short(t.net_gbp))
-c2.metric("Gross", gbp_short(t.gross_gbp))
-c3.metric("Cash-releasing", gbp_short(t.cash_gbp))
+ui.annual_metric(c1, f"{csus[csu]}: net opportunity", t.net_gbp, help="Net of overlap, at the chosen target.")
+ui.annual_metric(c2, "Gross", t.gross_gbp, help="Every metric's opportunity summed, overlaps included.")
+ui.annual_metric(c3, "Cash-releasing", t.cash_gbp, help="Money leaves the ledger (e.g. agency premium).")
 st.subheader("Specialties by net opportunity")
 left, right = st.columns([3, 2])
 with left:
-    table_event = st.dataframe(
-        specs[["specialty_code", "specialty_name", "net", "gross", "opportunities"]].rename(columns={
-            "specialty_code": "Code", "specialty_name": "Specialty", "net": "Net £", "gross": "Gross £",
-            "opportunities": "Opportunities"}),
-        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="specialty_table")
+    spec_table = specs.rename(columns={"specialty_code": "Code", "specialty_name": "Specialty", "net_gbp": "Net £",
+                                       "gross_gbp": "Gross £", "opportunities": "Opportunities"})
+    table_event = ui.money_table(
+        spec_table[["Net £", "Specialty", "Opportunities"] if present else ["Net £", "Gross £", "Specialty", "Code", "Opportunities"]],
+        ["Net £", "Gross £"], help={"Net £": "A year, net of overlap. Click a row for its metrics."},
+        on_select="rerun", selection_mode="single-row", key="specialty_table")
 with right:
     chart_event = st.altair_chart(
         alt.Chart(specs).mark_bar(color="#005EB8").encode(
-            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=ui.gbp_axis()),
-            y=alt.Y("specialty_name:N", sort="-x", title=None),
+            x=alt.X("net_gbp:Q", title="Net opportunity a year (£)", axis=alt.Axis(labelExpr=ui.GBP_LABELS, tickCount=4)),
+            y=alt.Y("specialty_name:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=220)),
             tooltip=[alt.Tooltip("specialty_name:N", title="Specialty"), alt.Tooltip("net:N", title="Net")],
-        ).add_params(alt.selection_point(name="pick", fields=["specialty_code"])),
+        ).add_params(alt.selection_point(name="pick", fields=["specialty_code"])).properties(height=max(120, 34 * len(specs))),
         width="stretch", on_select="rerun", key="specialty_chart")
 
 clicked = ui.selected_value(specs, table_event, "specialty_code") or ui.selected_value(specs, chart_event, "specialty_code")
@@ -86,11 +88,13 @@ if choice != specialty:
 if specialty is not None:
     rows = views.metric_rows(df[df["specialty_code"] == specialty])
     st.subheader(f"{labels.get(specialty, specialty)}: metrics by opportunity")
-    metric_event = st.dataframe(
-        rows[["Metric", "Domain", "Actual", "Target", "Gap", "Opportunity", "Type", "Flags"]],
-        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="metric_table")
+    metric_event = ui.money_table(
+        rows[["Opportunity £", "Metric", "Actual", "Target", "Gap"] if present else
+             ["Opportunity £", "Metric", "Domain", "Actual", "Target", "Gap", "Type", "Flags"]],
+        ["Opportunity £"], help={"Opportunity £": "A year, at the chosen target. Click a row for its detail."},
+        on_select="rerun", selection_mode="single-row", key="metric_table", height="content")
     picked_metric = ui.selected_value(rows, metric_event, "metric_id")
-    names = dict(zip(rows["metric_id"], rows["Metric"] + " (" + rows["Opportunity"] + ")"))
+    names = dict(zip(rows["metric_id"], [f"{m} ({gbp_short(v)})" for m, v in zip(rows["Metric"], rows["Opportunity £"])]))
     metric = st.selectbox("Metric", list(names), format_func=names.get,
                           help="Or click a row above.")
     b1, b2 = st.columns([1, 1])
@@ -110,7 +114,7 @@ cursor_factory = ui.cursor
 if st.download_button(
     f"Download {csu} briefing pack (Excel)", icon=":material/download:",
     data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name, csu=csu),
-    file_name=f"briefing-pack-{csu}.xlsx",
+    file_name=views.export_name("briefing-pack", csu),
     mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     help="All of this CSU's opportunities, summary by specialty with a chart, and definitions."):
     ui.record("export", "explore", f"briefing pack {csu}")

@@ -9,6 +9,7 @@ from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.analysis.opportunities import distribution, opportunities, trend
 from opportunity_engine.delivery import schemes
 from opportunity_engine.formatting import gbp_short, metric_value, months, units
+from opportunity_engine.reports import views
 
 user = ui.require_user()
 basis = ui.basis()
@@ -41,8 +42,10 @@ st.caption(f"{metric.domain} · {'lower' if metric.lower_is_better else 'higher'
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1.5])
 c1.metric("Actual", metric_value(r.actual, fmt))
 c2.metric("Target", metric_value(r.target_value, fmt), help=f"Benchmark level: {r.benchmark_level or 'none'}")
-c3.metric("Opportunity", gbp_short(r.opportunity_gbp), help=f"{r.saving_type.capitalize()} saving")
-c4.metric("Gap", units(r.gap_units, metric.unit),
+ui.annual_metric(c3, "Opportunity", r.opportunity_gbp, help=f"{r.saving_type.capitalize()} saving, a full year "
+                 "at the chosen target.")
+gap_unit = metric.unit.removeprefix("£").strip()  # the unit goes in the label: the tile's big type stays short
+c4.metric(f"Gap a year, {gap_unit}", units(r.gap_units, metric.unit).removesuffix(" " + gap_unit),
           help=f"Capacity: {units(r.capacity_units, metric.capacity_unit)} a year" if metric.capacity_unit else None)
 flags = []
 if r.low_volume:
@@ -53,19 +56,16 @@ if flags:
     st.warning("Treat with care: " + "; ".join(flags) + ".")
 
 st.subheader("Opportunity range")
-range_df = pd.DataFrame({
-    "Target": ["Median", "Top quartile", "Top decile"],
-    "Target value": [metric_value(v, fmt) for v in (r.target_median, r.target_top_quartile, r.target_top_decile)],
-    "Opportunity": [gbp_short(v) for v in (r.opportunity_median_gbp, r.opportunity_top_quartile_gbp, r.opportunity_top_decile_gbp)],
-})
-st.dataframe(range_df, hide_index=True, width="content")
+range_df = views.opportunity_range(r, basis)
+ui.money_table(range_df, ["Opportunity £ a year"], width="content",
+               config={"Chosen": st.column_config.TextColumn("Chosen", help="The target this page is measured against.")})
 
 left, right = st.columns(2)
 with left:
     st.subheader("Monthly trend (SPC)")
     series = trend(cur, user.scope, metric_id, csu=csu, specialty=specialty)
     if len(series) >= 2:
-        layers = ui.spc_chart(series, metric.metric_name, target=r.target_value)
+        layers = ui.spc_chart(series, metric.metric_name, target=r.target_value, percent=fmt == "percent")
         st.altair_chart(layers, width="stretch")
         st.caption("Blue: monthly value; grey dashed: XmR process limits; green: target; orange: special cause "
                    "(beyond a limit, a run of 7 on one side of the mean, or 7 rising/falling).")
@@ -78,9 +78,10 @@ with right:
     dist["order"] = range(len(dist))
     chart = alt.Chart(dist).mark_bar().encode(
         x=alt.X("order:O", title="Units, lowest to highest", axis=None),
-        y=alt.Y("value:Q", title=metric.metric_name),
+        y=alt.Y("value:Q", title=metric.metric_name, axis=alt.Axis(format=".0%") if fmt == "percent" else alt.Axis(),
+                scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1 else alt.Scale()),
         color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
-        tooltip=["unit", alt.Tooltip("value:Q", format=".3f")])
+        tooltip=["unit", alt.Tooltip("value:Q", format=".1%" if fmt == "percent" else ".3f")])
     if pd.notna(r.target_value):
         chart += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
     st.altair_chart(chart, width="stretch")

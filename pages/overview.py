@@ -22,52 +22,68 @@ st.caption(f"{user.scope.label} · {basis.label} · {views.window(df)}")
 
 t = totals(df)
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Total opportunity (net)", gbp_short(t.net_gbp), help="Net of overlap: for each CSU and specialty only "
-          "the largest of the metrics that free the same resource counts.")
-c2.metric("Gross (all metrics summed)", gbp_short(t.gross_gbp))
-c3.metric("Cash-releasing", gbp_short(t.cash_gbp), help="Money leaves the ledger (e.g. agency premium).")
-c4.metric("Productivity", gbp_short(t.productivity_gbp), help="Capacity released (bed days, theatre time, clinic "
-          "slots): cash only if capacity is removed or refilled with income.")
+ui.annual_metric(c1, "Total opportunity (net)", t.net_gbp, help="Net of overlap: for each CSU and specialty only "
+                 "the largest of the metrics that free the same resource counts. A full year at the chosen target.")
+ui.annual_metric(c2, "Gross (all metrics summed)", t.gross_gbp, help="Every metric's opportunity, overlaps included.")
+ui.annual_metric(c3, "Cash-releasing", t.cash_gbp, help="Money leaves the ledger (e.g. agency premium).")
+ui.annual_metric(c4, "Productivity", t.productivity_gbp, help="Capacity released (bed days, theatre time, clinic "
+                 "slots): cash only if capacity is removed or refilled with income.")
 st.caption(f"Net of overlap. {gbp_short(t.flagged_gbp)} of the net total is from low-volume or not-significant gaps, "
            f"flagged below. {t.opportunities} opportunities in all.")
 
+domains = views.by_domain(df)
+heat, rows = views.heatmap(df)
+row_count = heat["row"].nunique()
+present = ui.presenting()
 left, right = st.columns([1, 2])
 with left:
     st.subheader("By domain")
-    domains = views.by_domain(df)
-    st.altair_chart(
-        alt.Chart(domains).mark_bar(color="#005EB8").encode(
-            x=alt.X("net_gbp:Q", title="Net opportunity (£)", axis=ui.gbp_axis()),
-            y=alt.Y("domain:N", sort="-x", title=None),
-            tooltip=[alt.Tooltip("domain:N", title="Domain"), alt.Tooltip("net:N", title="Net")]),
-        width="stretch")
+    bars = alt.Chart(domains).encode(
+        x=alt.X("net_gbp:Q", title="Net opportunity a year (£)", axis=alt.Axis(labelExpr=ui.GBP_LABELS, tickCount=4)),
+        y=alt.Y("domain:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=200)),
+        tooltip=[alt.Tooltip("domain:N", title="Domain"), alt.Tooltip("net:N", title="Net")])
+    st.altair_chart((bars.mark_bar(color="#005EB8")
+                     + bars.mark_text(align="left", dx=4, color="#212B32").encode(text="net:N"))
+                    .properties(height=max(160, 48 * len(domains))), width="stretch")
 with right:
-    heat, rows = views.heatmap(df)
     st.subheader(f"{rows} × domain")
-    base = alt.Chart(heat).encode(x=alt.X("domain:N", title=None, axis=alt.Axis(labelAngle=0)),
-                                  y=alt.Y("row:N", title=rows, axis=alt.Axis(labelLimit=220)))
+    bands = heat.attrs.get("bands", [])
+    base = alt.Chart(heat).encode(
+        x=alt.X("domain:N", title=None, axis=alt.Axis(labelAngle=0, orient="top", labelOverlap=False)),
+        y=alt.Y("row:N", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=260)))
     st.altair_chart(
-        base.mark_rect().encode(color=alt.Color("net_gbp:Q", title="Net £", scale=alt.Scale(scheme="blues"),
-                                                legend=alt.Legend(labelExpr=ui.GBP_LABELS)),
-                                tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("domain:N", title="Domain"),
-                                         alt.Tooltip("net:N", title="Net")])
-        + base.mark_text(fontSize=11).encode(text="net:N"),
+        (base.mark_rect(stroke="#FFFFFF", strokeWidth=1).encode(
+            color=alt.Color("band:N", title="Net £ a year", sort=bands,
+                            scale=alt.Scale(domain=bands, range=list(views.HEAT_FILLS[:len(bands)])),
+                            legend=alt.Legend(orient="bottom", direction="horizontal", labelLimit=0, symbolType="square")),
+            tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("domain:N", title="Domain"),
+                     alt.Tooltip("net:N", title="Net")])
+         + base.mark_text(fontSize=15 if present else 13).encode(text="net:N", color=alt.Color("ink:N", scale=None)))
+        .properties(height=max(120, (30 if present else 26) * row_count)),
         width="stretch")
 
 st.subheader("Top 10 opportunities")
 top = views.top(df, 10)
-st.dataframe(top[["CSU", "Specialty", "Metric", "Actual", "Target", "Gap", "Opportunity", "Type", "Flags"]],
-             hide_index=True, width="stretch")
-for i, row in top.head(3).iterrows():
-    st.page_link("pages/metric.py", label=f"{row['Metric']} in {row['Specialty']} ({row['CSU']}): {row['Opportunity']}",
-                 query_params=ui.view_params(csu=row["csu_code"], specialty=ui.specialty_param(row["specialty_code"]),
-                                             metric=row["metric_id"]), icon=":material/arrow_forward:")
+top["CSU"] = top["csu_code"]
+top["Detail"] = [ui.metric_href(c, s_, m) for c, s_, m in zip(top["csu_code"], top["specialty_code"], top["metric_id"])]
+columns = (["Opportunity £", "CSU", "Specialty", "Metric", "Gap", "Detail"] if present else
+           ["Opportunity £", "CSU", "Specialty", "Metric", "Actual", "Target", "Gap", "Type", "Flags", "Detail"])
+picked = ui.money_table(top[columns], ["Opportunity £"], key="top10", on_select="rerun", selection_mode="single-row",
+                        config={"Detail": ui.link_column(), "CSU": st.column_config.TextColumn("CSU", help="CSU code")},
+                        help={"Opportunity £": "A year, at the chosen target. Click a row to open its Metric detail."})
+row = ui.selected_value(top, picked, "metric_id")
+if row is not None:
+    chosen = top.iloc[picked.selection.rows[0]]
+    st.switch_page("pages/metric.py", query_params=ui.view_params(
+        csu=chosen["csu_code"], specialty=ui.specialty_param(chosen["specialty_code"]), metric=chosen["metric_id"]))
+st.caption("Click a row (or its Open link) for the metric's detail. Every opportunity, with filters: "
+           "the Opportunities page.")
 
 cursor_factory = ui.cursor
 if st.download_button(
     "Download Excel workbook", icon=":material/download:",
     data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name),
-    file_name="opportunity-explorer.xlsx",
+    file_name=views.export_name("opportunities", "overview", user.scope.label),
     mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     help="Cover, summary chart, every opportunity with how it was calculated, and metric definitions."):
     ui.record("export", "overview", "opportunities workbook")

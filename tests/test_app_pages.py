@@ -59,7 +59,7 @@ def test_overview_for_each_role(app_db, username):
     assert at.metric[0].label == "Total opportunity (net)" and at.metric[0].value.startswith("£")
     shown = at.dataframe[0].value
     if username == "csu":
-        assert set(shown["CSU"]) == {"Emergency and Acute Medicine"}
+        assert set(shown["CSU"]) == {"EMA"}
     else:
         assert shown["CSU"].nunique() > 1
 
@@ -112,7 +112,7 @@ def test_metric_detail_deep_link_and_shortlist(app_db):
     at.run()
     assert "How this was calculated" in text(at)
     labels = [m.label for m in at.metric]
-    assert labels == ["Actual", "Target", "Opportunity", "Gap"]
+    assert labels == ["Actual", "Target", "Opportunity", "Gap a year, bed days"]
     add = [b for b in at.button if b.label == "Add to shortlist"]
     assert add
     add[0].click().run()
@@ -248,3 +248,40 @@ def test_two_people_editing_one_scheme_in_the_app_cannot_overwrite_each_other(ap
     second.run()
     save_title(second, "Title from the CSU")  # after reloading, the CSU's change goes in
     assert any("Saved." in s.value for s in second.success)
+
+
+def test_money_columns_stay_numbers_and_sort_by_value(app_db):
+    """£ columns are floats in the frame (shown as £1.2m by the page), so sorting is by value: on
+    the Overview's Top 10, Explore's specialties and metrics, and the Opportunity range."""
+    at = signed_in("finance")
+    top = at.dataframe[0].value
+    assert list(top.columns[:1]) == ["Opportunity £"] and top["Opportunity £"].dtype.kind == "f"
+    assert list(top["Opportunity £"]) == sorted(top["Opportunity £"], reverse=True)
+    assert "Type" in top.columns and "Flags" in top.columns  # kept in normal mode
+    at = signed_in("finance", "pages/explore.py", csu="EMA", specialty="300")
+    specs, metrics = at.dataframe[0].value, at.dataframe[1].value
+    assert specs["Net £"].dtype.kind == "f" and metrics["Opportunity £"].dtype.kind == "f"
+    by_value = specs.sort_values("Net £", ascending=False)["Net £"].tolist()
+    assert by_value == sorted(specs["Net £"], reverse=True) and by_value[0] >= 1e6 > by_value[-1]
+
+
+def test_presentation_mode_puts_the_pound_column_first_and_keeps_few_columns(app_db):
+    at = signed_in("finance", present="1")
+    top = at.dataframe[0].value
+    assert list(top.columns) == ["Opportunity £", "CSU", "Specialty", "Metric", "Gap", "Detail"]
+    assert all(link.startswith("metric?") and "present=1" in link for link in top["Detail"])
+    at = signed_in("finance", "pages/explore.py", csu="EMA", specialty="300", present="1")
+    assert list(at.dataframe[0].value.columns) == ["Net £", "Specialty", "Opportunities"]
+    assert list(at.dataframe[1].value.columns) == ["Opportunity £", "Metric", "Actual", "Target", "Gap"]
+
+
+def test_opportunity_range_marks_the_chosen_target(app_db):
+    at = signed_in("finance", "pages/metric.py", csu="EMA", specialty="300", metric="alos_non_elective",
+                   target="top_quartile")
+    table = at.dataframe[0].value
+    assert table.loc[table["Chosen"] != "", "Target"].tolist() == ["Top quartile"]
+    at = signed_in("finance", "pages/metric.py", csu="EMA", specialty="300", metric="alos_non_elective",
+                   target="best_35")
+    table = at.dataframe[0].value
+    assert table["Target"].tolist()[-1].startswith("Best 35") and table["Chosen"].tolist()[-1]
+    assert table["Opportunity £ a year"].dtype.kind == "f"
