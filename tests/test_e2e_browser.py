@@ -339,7 +339,7 @@ def test_scheme_from_metric_to_approved_plan_realised_month_and_workbook(server,
     book = load_workbook(path)
     ids = [r[0] for r in book["Schemes"].iter_rows(min_row=2, values_only=True)]
     statuses = {r[0]: r[10] for r in book["Schemes"].iter_rows(min_row=2, values_only=True)}
-    assert int(scheme_id) in ids and statuses[int(scheme_id)] == "approved"
+    assert int(scheme_id) in ids and statuses[int(scheme_id)] == "Approved"
     realised = [r for r in book["Tracking"].iter_rows(min_row=2, values_only=True) if r[0] == int(scheme_id)]
     assert any(r[5] == 12345 for r in realised)
     context.close()
