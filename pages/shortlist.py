@@ -10,7 +10,7 @@ import streamlit as st
 
 import ui
 from opportunity_engine.analysis.opportunities import csu_list
-from opportunity_engine.delivery import plans, qia, schemes
+from opportunity_engine.delivery import plans, qia, schemes, workflow
 from opportunity_engine.formatting import gbp_short, gbp_whole, months
 from opportunity_engine.reports.export_plans import plans_workbook
 from opportunity_engine.scope import ScopeError
@@ -111,7 +111,7 @@ else:
         if st.button("Save table changes", icon=":material/save:",
                      help="Each changed row is saved on its own and checked against the version you loaded."):
             seen = {int(s): ui.seen_version(int(s), 0) for s in table.scheme_id}
-            outcomes = schemes.apply_table_edits(cur, user, table, edited, seen)
+            outcomes = workflow.apply_table_edits(cur, user, table, edited, seen)
             for sid, error in outcomes:
                 if error:
                     st.error(f"Scheme {sid}: {error}")
@@ -213,16 +213,16 @@ if not listing.empty:
                         saved(result.version)
                     except EXPECTED as exc:
                         st.error(str(exc))
-            nexts = schemes.allowed_next(scheme)
+            nexts = workflow.allowed_next(scheme)
             if nexts:
-                blockers = schemes.approval_blockers(cur, scheme.scheme_id) if "approved" in nexts else []
+                blockers = workflow.approval_blockers(cur, scheme.scheme_id) if "approved" in nexts else []
                 s1, s2 = st.columns([2, 1])
                 move_to = s1.selectbox("Move to", nexts, format_func=schemes.STATUS_LABELS.get, help="Only the allowed next statuses are offered.")
                 s2.write("")
                 if s2.button("Change status", icon=":material/swap_horiz:",
                              help="Approval needs a CIP plan and a completed, signed QIA."):
                     try:
-                        saved(schemes.update(cur, user, scheme.scheme_id, seen, status=move_to).version,
+                        saved(workflow.update(cur, user, scheme.scheme_id, seen, status=move_to).version,
                               f"Moved to {move_to}.")
                     except EXPECTED as exc:
                         st.error(str(exc))

@@ -122,14 +122,14 @@ def test_plans_workbook_has_dropdowns_live_phasing_qia_formatting_and_charts(sma
 
 
 def test_plans_workbook_neutralises_formula_text_in_every_user_field(tiny):
-    from opportunity_engine.delivery import plans, qia, schemes
+    from opportunity_engine.delivery import plans, qia, schemes, workflow
     from opportunity_engine.reports.export_plans import plans_workbook
     from opportunity_engine.users import User
 
     fin = User("fin", "=HYPERLINK(\"x\")", "", "finance", ())
     for evil in INJECTIONS:
         s = schemes.create(tiny, fin, evil + " title", "A", description=evil, lead=evil)
-        s = schemes.update(tiny, fin, s.scheme_id, s.version, status="shortlisted")
+        s = workflow.update(tiny, fin, s.scheme_id, s.version, status="shortlisted")
         plans.save_plan(tiny, fin, s.scheme_id, s.version, 2026, 1, 1200, milestones=evil)
         s = schemes.get(tiny, fin, s.scheme_id)
         qia.save_scores(tiny, fin, s.scheme_id, s.version, {d: (2, 2, evil) for d in qia.DOMAINS})

@@ -253,21 +253,21 @@ def test_dry_run_reports_and_changes_nothing(con, tmp_path):
 
 
 def test_realised_savings_import_is_checked_and_audited(con, tmp_path):
-    from opportunity_engine.delivery import plans, qia, schemes, tracking
+    from opportunity_engine.delivery import plans, qia, schemes, tracking, workflow
     from opportunity_engine.users import User
 
     fin = User("fin", "F", "", "finance", ())
     s = schemes.create(con, fin, "X", "A")
     idea = schemes.create(con, fin, "Still an idea", "A")
     for status in ("shortlisted", "planning"):
-        s = schemes.update(con, fin, s.scheme_id, s.version, status=status)
+        s = workflow.update(con, fin, s.scheme_id, s.version, status=status)
     plans.save_plan(con, fin, s.scheme_id, s.version, 2026, 1, 12_000)
     s = schemes.get(con, fin, s.scheme_id)
     qia.save_scores(con, fin, s.scheme_id, s.version, {d: (1, 1, "") for d in qia.DOMAINS})
     for role in qia.TRI_TEAM:
         s = schemes.get(con, fin, s.scheme_id)
         qia.sign_off(con, fin, s.scheme_id, s.version, role, "N", dt.date(2026, 4, 1))
-    s = schemes.update(con, fin, s.scheme_id, schemes.get(con, fin, s.scheme_id).version, status="approved")
+    s = workflow.update(con, fin, s.scheme_id, schemes.get(con, fin, s.scheme_id).version, status="approved")
     bad = write_csv(tmp_path / "realised_savings.csv", "realised_savings",
                     [[str(s.scheme_id), "2026-04", "1000"], [str(idea.scheme_id), "2026-04", "5"],
                      [str(s.scheme_id), "2026-13", "1"], [str(s.scheme_id), "2026-05", "-4"]])

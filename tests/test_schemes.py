@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from opportunity_engine import feedback, usage
-from opportunity_engine.delivery import library, plans, qia, schemes, tracking
+from opportunity_engine.delivery import library, plans, qia, schemes, tracking, workflow
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.store import db
 from opportunity_engine.store.audit import ConflictError
@@ -32,8 +32,8 @@ def complete_qia(con, scheme, risk=(2, 2), escalate=False):
 
 
 def to_planning(con, scheme):
-    scheme = schemes.update(con, FINANCE, scheme.scheme_id, scheme.version, status="shortlisted")
-    return schemes.update(con, FINANCE, scheme.scheme_id, scheme.version, status="planning")
+    scheme = workflow.update(con, FINANCE, scheme.scheme_id, scheme.version, status="shortlisted")
+    return workflow.update(con, FINANCE, scheme.scheme_id, scheme.version, status="planning")
 
 
 # --- schemes -----------------------------------------------------------------------------------
@@ -52,29 +52,29 @@ def test_scheme_from_opportunity_keeps_a_snapshot(tiny):
 def test_status_moves_only_along_allowed_transitions(tiny):
     s = schemes.create(tiny, FINANCE, "X", "A")
     with pytest.raises(ValueError, match="cannot move from idea to approved"):
-        schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
+        workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
     with pytest.raises(ValueError, match="cannot move from idea to delivered"):
-        schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="delivered")
+        workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="delivered")
     s = to_planning(tiny, s)
     assert s.status == "planning" and s.version == 3
-    s = schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="rejected")
-    s = schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="idea")  # reopened
+    s = workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="rejected")
+    s = workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="idea")  # reopened
     assert s.status == "idea"
-    assert set(schemes.ALLOWED["delivered"]) == set()
+    assert set(workflow.ALLOWED["delivered"]) == set()
 
 
 def test_approval_needs_a_plan_and_a_completed_qia(tiny):
     s = to_planning(tiny, schemes.create(tiny, FINANCE, "X", "A", specialty="100", metric="alos_elective"))
     with pytest.raises(ValueError, match="no CIP plan.*QIA not scored"):
-        schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
+        workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
     plans.save_plan(tiny, FINANCE, s.scheme_id, s.version, 2026, 1, 12_000)
     s = schemes.get(tiny, FINANCE, s.scheme_id)
     qia.save_scores(tiny, FINANCE, s.scheme_id, s.version, {d: (2, 2, "m") for d in qia.DOMAINS})
     s = schemes.get(tiny, FINANCE, s.scheme_id)
     with pytest.raises(ValueError, match="sign-off missing from Clinical lead, Nursing lead, Operational lead"):
-        schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
+        workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
     s = complete_qia(tiny, s)
-    s = schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
+    s = workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
     assert s.status == "approved"
 
 
@@ -89,12 +89,12 @@ def test_escalated_qia_needs_medical_director_and_chief_nurse(tiny):
     assert a.escalated and a.max_risk == 16
     assert any("Medical director, Chief nurse" in m and "risk 16 is above 12" in m for m in a.missing)
     with pytest.raises(ValueError, match="Medical director"):
-        schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
+        workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
     for role in qia.ESCALATION:
         s = schemes.get(tiny, FINANCE, s.scheme_id)
         qia.sign_off(tiny, FINANCE, s.scheme_id, s.version, role, "Senior", SIGNED)
     s = schemes.get(tiny, FINANCE, s.scheme_id)
-    assert schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved").status == "approved"
+    assert workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved").status == "approved"
 
 
 def test_rescoring_a_qia_clears_its_signoffs_and_bad_scores_are_refused(tiny):
@@ -199,7 +199,7 @@ def test_plan_totals_against_wrp_targets(tiny):
     a = to_planning(tiny, schemes.create(tiny, FINANCE, "A1", "A"))
     plans.save_plan(tiny, FINANCE, a.scheme_id, a.version, 2026, 4, 120_000)  # in-year £90k
     a = complete_qia(tiny, schemes.get(tiny, FINANCE, a.scheme_id))
-    schemes.update(tiny, FINANCE, a.scheme_id, a.version, status="approved")
+    workflow.update(tiny, FINANCE, a.scheme_id, a.version, status="approved")
     b = to_planning(tiny, schemes.create(tiny, FINANCE, "B1", "B"))
     plans.save_plan(tiny, FINANCE, b.scheme_id, b.version, 2026, 1, 24_000)  # pipeline only
     plans.set_wrp_target(tiny, FINANCE, "A", 2026, 100_000, "Board paper")
@@ -262,7 +262,7 @@ def test_realised_savings_planned_vs_realised(tiny):
     s = complete_qia(tiny, schemes.get(tiny, FINANCE, s.scheme_id))
     with pytest.raises(ValueError, match="recorded once it is approved"):
         tracking.record_realised(tiny, FINANCE, s.scheme_id, "2026-04", 1)
-    s = schemes.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
+    s = workflow.update(tiny, FINANCE, s.scheme_id, s.version, status="approved")
     for period, gbp in (("2026-04", 10_000), ("2026-05", 9_000), ("2026-06", 8_000)):
         tracking.record_realised(tiny, FINANCE, s.scheme_id, period, gbp)
     tracking.record_realised(tiny, FINANCE, s.scheme_id, "2026-06", 6_000)  # a correction replaces the month
@@ -330,12 +330,12 @@ def test_case_studies_are_published_deliberately(tiny):
     plans.save_plan(tiny, FINANCE, s.scheme_id, s.version, 2025, 1, 12_000)
     s = complete_qia(tiny, schemes.get(tiny, FINANCE, s.scheme_id))
     for status in ("approved", "delivering", "delivered"):
-        s = schemes.update(tiny, FINANCE, s.scheme_id, s.version, status=status)
+        s = workflow.update(tiny, FINANCE, s.scheme_id, s.version, status=status)
     assert list(library.case_studies(tiny, CSU_A).title) == ["Great scheme"]  # own CSU
     assert library.case_studies(tiny, CSU_B).empty  # not published yet
     with pytest.raises(PermissionError):
-        schemes.set_case_study(tiny, CSU_A, s.scheme_id, s.version, True)
-    schemes.set_case_study(tiny, FINANCE, s.scheme_id, s.version, True)
+        workflow.set_case_study(tiny, CSU_A, s.scheme_id, s.version, True)
+    workflow.set_case_study(tiny, FINANCE, s.scheme_id, s.version, True)
     assert list(library.case_studies(tiny, CSU_B, "what we").title) == ["Great scheme"]
     assert library.case_studies(tiny, CSU_B, "nothing like it").empty
 

@@ -1,6 +1,6 @@
 """The library: scheme ideas per metric (from the catalogue, editable by admin) and case studies.
 
-Case studies are delivered schemes that finance or an admin published (schemes.set_case_study):
+Case studies are delivered schemes that finance or an admin published (workflow.set_case_study):
 publishing is the deliberate act that shares one CSU's scheme with every CSU. A CSU user sees
 published case studies plus their own CSU's delivered schemes, never another CSU's unpublished work.
 """

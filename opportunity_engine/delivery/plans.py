@@ -141,21 +141,16 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
         raise ValueError("Financial year looks wrong (expected e.g. 2026 for 2026/27).")
     phase(fye_gbp, start_month, phasing, custom_phasing)  # validate before writing anything
     custom = [float(v) for v in custom_phasing] if phasing == "custom" else None
-    with transaction(con):
-        scheme = schemes.get(con, user, scheme_id)
-        schemes.require_editor(user, scheme.csu_code)
-        schemes.check_version(con, scheme, expected_version)
-        if scheme.status in ("delivering", "delivered"):
+    with schemes.editing(con, user, scheme_id, expected_version) as edit:
+        if edit.scheme.status in ("delivering", "delivered"):
             raise ValueError("The plan of a scheme in delivery is fixed; record realised savings instead.")
         old = load_plan(con, scheme_id)
         new = {"financial_year": int(financial_year), "start_month": int(start_month), "fye_gbp": float(fye_gbp),
                "phasing": phasing, "custom_phasing": custom, "milestones": milestones,
                "metric_target_value": metric_target_value}
-        schemes.bump(con, user, scheme_id, expected_version)
         con.execute("INSERT OR REPLACE INTO cip_plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [int(scheme_id), *new.values()])
-        audit.record(con, user.username, "scheme", scheme_id,
-                     {f"plan.{k}": (getattr(old, k) if old else None, v) for k, v in new.items()})
+        edit.changes.update({f"plan.{k}": (getattr(old, k) if old else None, v) for k, v in new.items()})
     return load_plan(con, scheme_id)
 
 

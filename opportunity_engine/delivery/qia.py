@@ -16,8 +16,6 @@ import duckdb
 import pandas as pd
 
 from ..config import settings
-from ..store import audit
-from ..store.audit import transaction
 from ..users import User
 from . import schemes
 
@@ -106,26 +104,20 @@ def save_scores(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expe
         label = DOMAIN_LABELS[domain]
         clean[domain] = (_score(consequence, f"{label} consequence"), _score(likelihood, f"{label} likelihood"),
                          str(mitigations or ""))
-    with transaction(con):
-        scheme = schemes.get(con, user, scheme_id)
-        schemes.require_editor(user, scheme.csu_code)
-        schemes.check_version(con, scheme, expected_version)
-        if scheme.status in schemes.COMMITTED:
+    with schemes.editing(con, user, scheme_id, expected_version) as edit:
+        if edit.scheme.status in schemes.COMMITTED:
             raise ValueError("The QIA of an approved scheme is fixed; move it back to planning to re-assess.")
         before = assess(con, scheme_id)
-        changes = {}
         for domain, (c, l, m) in clean.items():
             old = before.scores.get(domain)
-            changes[f"qia.{domain}"] = (None if old is None else f"{old[0]}×{old[1]}={old[0] * old[1]}; {old[2]}",
-                                        f"{c}×{l}={c * l}; {m}")
-        schemes.bump(con, user, scheme_id, expected_version)
+            edit.changes[f"qia.{domain}"] = (None if old is None else f"{old[0]}×{old[1]}={old[0] * old[1]}; {old[2]}",
+                                             f"{c}×{l}={c * l}; {m}")
         con.executemany("INSERT OR REPLACE INTO qia_scores VALUES (?, ?, ?, ?, ?)",
                         [(int(scheme_id), d, c, l, m) for d, (c, l, m) in clean.items()])
         risk_changed = any(before.scores.get(d, (0, 0, ""))[:2] != (c, l) for d, (c, l, _) in clean.items())
         if risk_changed and before.signoffs:
             con.execute("DELETE FROM qia_signoffs WHERE scheme_id = ?", [int(scheme_id)])
-            changes["qia.signoffs"] = (", ".join(sorted(before.signoffs)), "cleared: risks re-scored")
-        audit.record(con, user.username, "scheme", scheme_id, changes)
+            edit.changes["qia.signoffs"] = (", ".join(sorted(before.signoffs)), "cleared: risks re-scored")
     return assess(con, scheme_id)
 
 
@@ -138,21 +130,16 @@ def sign_off(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expecte
         raise ValueError(f"{SIGNOFF_LABELS[role]} sign-off needs the person's name.")
     if isinstance(signed_on, str):
         signed_on = dt.date.fromisoformat(signed_on)
-    with transaction(con):
-        scheme = schemes.get(con, user, scheme_id)
-        schemes.require_editor(user, scheme.csu_code)
-        schemes.check_version(con, scheme, expected_version)
+    with schemes.editing(con, user, scheme_id, expected_version) as edit:
         current = assess(con, scheme_id)
         if len(current.scores) < len(DOMAINS):
             raise ValueError("Score every QIA domain before signing it off.")
         if role in ESCALATION and not current.escalated:
             raise ValueError(f"This QIA is not escalated (highest risk {current.max_risk} ≤ {current.threshold}).")
-        schemes.bump(con, user, scheme_id, expected_version)
         con.execute("INSERT OR REPLACE INTO qia_signoffs VALUES (?, ?, ?, ?, ?)",
                     [int(scheme_id), role, name.strip(), signed_on, user.username])
         old = current.signoffs.get(role)
-        audit.record(con, user.username, "scheme", scheme_id,
-                     {f"signoff.{role}": (f"{old[0]} {old[1]}" if old else None, f"{name.strip()} {signed_on}")})
+        edit.changes[f"signoff.{role}"] = (f"{old[0]} {old[1]}" if old else None, f"{name.strip()} {signed_on}")
     return assess(con, scheme_id)
 
 

@@ -1,15 +1,19 @@
-"""Schemes: the shortlist, each scheme tied to the opportunity that motivated it.
+"""Schemes: the shortlist record, each scheme tied to the opportunity that motivated it.
 
 A scheme is created from an opportunity (CSU, specialty, metric, with the figures at the time
-kept as a snapshot, so a data refresh never rewrites why it was started) or by hand. Its status
-moves only along ALLOWED transitions; approval is gated on a phased CIP plan and a completed QIA
-(see ``approval_blockers``). Every write checks the version the editor read (optimistic
-concurrency: two people editing the same scheme cannot silently overwrite each other) and is
-audited field by field.
+kept as a snapshot, so a data refresh never rewrites why it was started) or by hand. This module
+is the record: its fields, reads in scope, field edits and the edit protocol (``editing``) that
+every change to a scheme and what hangs off it (plan, QIA, realised savings) goes through: load in
+scope, check the editor may edit, check the version the editor read (optimistic concurrency: two
+people editing the same scheme cannot silently overwrite each other), write, claim the next
+version, audit field by field, all in one transaction. Status moves and the approval gate are the
+workflow's (``delivery.workflow``), which builds on this module, the plan and the QIA.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 import duckdb
 import pandas as pd
@@ -23,15 +27,6 @@ from ..users import User
 
 STATUSES = ("idea", "shortlisted", "planning", "approved", "delivering", "delivered", "rejected")
 STATUS_LABELS = {s: s.capitalize() for s in STATUSES}
-ALLOWED: dict[str, tuple[str, ...]] = {
-    "idea": ("shortlisted", "rejected"),
-    "shortlisted": ("planning", "idea", "rejected"),
-    "planning": ("approved", "shortlisted", "rejected"),
-    "approved": ("delivering", "planning", "rejected"),
-    "delivering": ("delivered", "rejected"),
-    "delivered": (),
-    "rejected": ("idea",),
-}
 FINANCE_CATEGORIES = ("pay", "non_pay", "income")
 FINANCE_LABELS = {"pay": "Pay", "non_pay": "Non-pay", "income": "Income"}
 SAVING_TYPES = ("cash", "productivity")
@@ -106,6 +101,14 @@ def validate(changes: dict) -> None:
     for key in ("title", "description", "lead"):
         if key in changes and len(str(changes[key] or "")) > 4000:
             raise ValueError(f"{key.capitalize()} is longer than 4,000 characters.")
+
+
+def check_changes(changes: dict) -> None:
+    """Refuse a field that cannot be edited or a value that breaks a field rule, before any write."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"Cannot change {', '.join(sorted(unknown))}.")
+    validate(changes)
 
 
 def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, description: str = "",
@@ -201,98 +204,59 @@ def bump(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_ve
     return row[0]
 
 
-def update(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
-           **changes) -> Scheme:
-    """Change editable fields (and status, along allowed transitions only)."""
-    unknown = set(changes) - set(EDITABLE)
-    if unknown:
-        raise ValueError(f"Cannot change {', '.join(sorted(unknown))}.")
-    validate(changes)
+@dataclass
+class Edit:
+    """One edit in progress (see :func:`editing`): the scheme as loaded, and the audit entries
+    (field → (old, new)) the change adds. No entries: nothing changed, no new version."""
+    scheme: Scheme
+    changes: dict = field(default_factory=dict)
+
+
+@contextmanager
+def editing(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int,
+            expected_version: int | None) -> Iterator[Edit]:
+    """The edit protocol, in one transaction: load the scheme in the user's scope, check the user
+    may edit it and that it is still at ``expected_version``; the caller writes and lists its
+    changes in ``Edit.changes``; then claim the next version and audit every change. Any error
+    rolls all of it back. ``expected_version`` None (realised savings, entered month by month
+    against a committed scheme) skips the version check and keeps the version."""
     with transaction(con):
         scheme = get(con, user, scheme_id)
         require_editor(user, scheme.csu_code)
-        check_version(con, scheme, expected_version)
-        changes = {k: v for k, v in changes.items() if getattr(scheme, k) != v}
-        if "status" in changes:
-            check_transition(con, scheme, changes["status"])
-        if not changes:
-            return scheme
-        bump(con, user, scheme_id, expected_version)
-        con.execute(f"UPDATE schemes SET {', '.join(f'{k} = ?' for k in changes)} WHERE scheme_id = ?",
-                    [*changes.values(), int(scheme_id)])
-        audit.record(con, user.username, "scheme", scheme_id,
-                     {k: (getattr(scheme, k), v) for k, v in changes.items()})
-    return get(con, user, scheme_id)
+        if expected_version is not None:
+            check_version(con, scheme, expected_version)
+        edit = Edit(scheme)
+        yield edit
+        if edit.changes:
+            if expected_version is not None:
+                bump(con, user, scheme_id, expected_version)
+            audit.record(con, user.username, "scheme", scheme_id, edit.changes)
 
 
-def check_transition(con: duckdb.DuckDBPyConnection, scheme: Scheme, new_status: str) -> None:
-    if new_status not in ALLOWED[scheme.status]:
-        allowed = ", ".join(ALLOWED[scheme.status]) or "none (delivered is final)"
-        raise ValueError(f"A scheme cannot move from {scheme.status} to {new_status}. Allowed: {allowed}.")
-    if new_status == "approved":
-        blockers = approval_blockers(con, scheme.scheme_id)
-        if blockers:
-            raise ValueError("Cannot approve yet: " + "; ".join(blockers) + ".")
+def apply_changes(con: duckdb.DuckDBPyConnection, edit: Edit, changes: dict) -> dict:
+    """Write the editable fields in ``changes`` that differ from the loaded scheme, inside
+    :func:`editing`; returns what changed. Status rules are the caller's (the workflow's)."""
+    check_changes(changes)
+    changed = {k: v for k, v in changes.items() if getattr(edit.scheme, k) != v}
+    if changed:
+        con.execute(f"UPDATE schemes SET {', '.join(f'{k} = ?' for k in changed)} WHERE scheme_id = ?",
+                    [*changed.values(), int(edit.scheme.scheme_id)])
+        edit.changes.update({k: (getattr(edit.scheme, k), v) for k, v in changed.items()})
+    return changed
 
 
-def approval_blockers(con: duckdb.DuckDBPyConnection, scheme_id: int) -> list[str]:
-    """What stands between a scheme and approval: a phased CIP plan and a completed QIA
-    (escalated QIAs also need the medical director's and chief nurse's sign-off)."""
-    from .qia import assess  # qia imports this module's get/bump
-
-    blockers = []
-    if not con.execute("SELECT 1 FROM cip_plans WHERE scheme_id = ?", [int(scheme_id)]).fetchone():
-        blockers.append("no CIP plan")
-    blockers.extend(assess(con, scheme_id).missing)
-    return blockers
-
-
-def allowed_next(scheme: Scheme) -> tuple[str, ...]:
-    return ALLOWED[scheme.status]
-
-
-def set_case_study(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
-                   published: bool) -> Scheme:
-    """Publish a delivered scheme to the library, where every CSU can learn from it. Only
-    finance and admin publish: it deliberately shares one CSU's scheme with the others."""
-    if user.role not in ("admin", "finance"):
-        raise PermissionError("Only finance or an admin can publish a case study.")
-    with transaction(con):
-        scheme = get(con, user, scheme_id)
-        check_version(con, scheme, expected_version)
-        if published and scheme.status != "delivered":
-            raise ValueError("Only a delivered scheme can become a case study.")
-        bump(con, user, scheme_id, expected_version)
-        con.execute("UPDATE schemes SET case_study = ? WHERE scheme_id = ?", [published, int(scheme_id)])
-        audit.record(con, user.username, "scheme", scheme_id, {"case_study": (scheme.case_study, published)})
+def update(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
+           **changes) -> Scheme:
+    """Change the scheme's own fields (title, description, lead, finance category, recurrent,
+    saving type). A status move goes through ``workflow.update``, which checks the transition."""
+    if "status" in changes:
+        raise ValueError("Change a scheme's status through the workflow (it checks the allowed moves).")
+    check_changes(changes)
+    with editing(con, user, scheme_id, expected_version) as edit:
+        apply_changes(con, edit, changes)
     return get(con, user, scheme_id)
 
 
 def history(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> pd.DataFrame:
     get(con, user, scheme_id)  # scope check
     return audit.history(con, "scheme", scheme_id)
-
-
-def apply_table_edits(con: duckdb.DuckDBPyConnection, user: User, before: pd.DataFrame, after: pd.DataFrame,
-                      seen_versions: dict[int, int]) -> list[tuple[int, str | None]]:
-    """Save the rows a table editor changed, each against the version the editor was showing.
-
-    Returns (scheme_id, None) for each saved row and (scheme_id, message) for each refused one
-    (conflict, disallowed transition, bad value), so one bad row never loses the others."""
-    outcomes = []
-    columns = [c for c in EDITABLE if c in after.columns and c in before.columns]
-    old_rows = before.set_index("scheme_id")
-    for row in after.itertuples(index=False):
-        scheme_id = int(row.scheme_id)
-        if scheme_id not in old_rows.index:
-            continue
-        changes = {c: getattr(row, c) for c in columns if getattr(row, c) != old_rows.at[scheme_id, c]}
-        changes = {c: (bool(v) if c == "recurrent" else v) for c, v in changes.items()}
-        if not changes:
-            continue
-        try:
-            update(con, user, scheme_id, seen_versions.get(scheme_id, int(old_rows.at[scheme_id, "version"])), **changes)
-            outcomes.append((scheme_id, None))
-        except (ValueError, ConflictError, PermissionError, ScopeError) as exc:
-            outcomes.append((scheme_id, str(exc)))
-    return outcomes

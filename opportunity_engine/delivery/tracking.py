@@ -27,8 +27,6 @@ from ..analysis.opportunities import Basis, opportunities, trend
 from ..analysis.stats import xmr
 from ..config import settings
 from ..scope import Scope, scope_filter
-from ..store import audit
-from ..store.audit import transaction
 from ..users import User
 from . import plans, schemes
 
@@ -68,16 +66,14 @@ def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, 
         raise ValueError(f"Realised £ must be a number (got {realised_gbp!r}).") from None
     if not math.isfinite(value) or value < 0 or value > MAX_REALISED_GBP:
         raise ValueError(f"Realised £ must be between 0 and {MAX_REALISED_GBP:,.0f} (got {realised_gbp}).")
-    with transaction(con):
-        scheme = schemes.get(con, user, scheme_id)
-        schemes.require_editor(user, scheme.csu_code)
-        if scheme.status not in schemes.COMMITTED:
-            raise ValueError(f"Scheme {scheme_id} is {scheme.status}: realised savings are recorded once it is approved.")
+    with schemes.editing(con, user, scheme_id, None) as edit:  # monthly entries: no version claimed
+        if edit.scheme.status not in schemes.COMMITTED:
+            raise ValueError(f"Scheme {scheme_id} is {edit.scheme.status}: realised savings are recorded once it is approved.")
         old = con.execute("SELECT realised_gbp FROM realised_savings WHERE scheme_id = ? AND period = ?",
                           [int(scheme_id), period]).fetchone()
         con.execute("INSERT OR REPLACE INTO realised_savings VALUES (?, ?, ?, ?, current_timestamp)",
                     [int(scheme_id), period, value, user.username])
-        audit.record(con, user.username, "scheme", scheme_id, {f"realised.{period}": (old[0] if old else None, value)})
+        edit.changes[f"realised.{period}"] = (old[0] if old else None, value)
 
 
 def realised(con: duckdb.DuckDBPyConnection, scope: Scope, scheme_id: int | None = None) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import duckdb
 
 from .. import feedback
 from ..analysis.opportunities import Basis, opportunities
-from ..delivery import plans, qia, schemes, tracking
+from ..delivery import plans, qia, schemes, tracking, workflow
 from ..scope import Scope
 from ..users import DEMO_CSU, get_user
 
@@ -22,7 +22,7 @@ LOW_RISK = {d: (2, 2, "Monitored monthly at the CSU quality meeting.") for d in 
 
 def _advance(con, user, scheme, *statuses):
     for status in statuses:
-        scheme = schemes.update(con, user, scheme.scheme_id, scheme.version, status=status)
+        scheme = workflow.update(con, user, scheme.scheme_id, scheme.version, status=status)
     return scheme
 
 
@@ -116,7 +116,7 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     for month in range(4, 13):
         tracking.record_realised(con, finance, s.scheme_id, plans.period_of(2025, month), 5_000)
     s = _advance(con, finance, s, "delivered")
-    schemes.set_case_study(con, finance, s.scheme_id, s.version, True)
+    workflow.set_case_study(con, finance, s.scheme_id, s.version, True)
     made["case_study"] = s.scheme_id
 
     # An approved scheme whose QIA was escalated (risk 16) and signed by the MD and chief nurse.
