@@ -224,9 +224,9 @@ def test_pipeline_weighted_by_status(tiny):
     a = to_planning(tiny, schemes.create(tiny, FINANCE, "A1", "A"))
     plans.save_plan(tiny, FINANCE, a.scheme_id, a.version, 2026, 4, 120_000)  # in-year £90k
     a = complete_qia(tiny, schemes.get(tiny, FINANCE, a.scheme_id))
-    schemes.update(tiny, FINANCE, a.scheme_id, a.version, status="approved")
+    workflow.update(tiny, FINANCE, a.scheme_id, a.version, status="approved")
     short = schemes.create(tiny, FINANCE, "A2", "A")
-    short = schemes.update(tiny, FINANCE, short.scheme_id, short.version, status="shortlisted")
+    short = workflow.update(tiny, FINANCE, short.scheme_id, short.version, status="shortlisted")
     plans.save_plan(tiny, FINANCE, short.scheme_id, short.version, 2026, 1, 48_000)
     b = to_planning(tiny, schemes.create(tiny, FINANCE, "B1", "B"))
     plans.save_plan(tiny, FINANCE, b.scheme_id, b.version, 2026, 1, 24_000)
