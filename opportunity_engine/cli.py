@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the files and say what a load would add, replace and remove; change nothing")
 
     p = sub.add_parser("opportunities", help="print opportunities, one row per CSU, specialty and metric")
     _db_arg(p)
@@ -191,7 +193,7 @@ def cmd_import(args, path: Path) -> int:
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
 
     with dbmod.connect(path) as con:
-        result = import_files(con, args.files, progress=progress)
+        result = import_files(con, args.files, progress=progress, dry_run=args.dry_run)
     print(result.report(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 

@@ -19,7 +19,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "database": {"path": "data/opportunity.duckdb"},
     "demo": {"seed": 42, "scale": "trust"},
     "analysis": {"peer_group": "peer", "window_months": 12, "internal_min_units": 4},
-    "import": {"used_minutes_tolerance": 120, "max_errors_per_rule": 20},
+    "import": {"used_minutes_tolerance": 120, "max_errors_per_rule": 20, "earliest_year": 2000,
+               "future_grace_months": 1},
     "auth": {"cookie_name": "opportunity_explorer", "cookie_expiry_days": 1},
     "pipeline_weights": {"idea": 0.10, "shortlisted": 0.25, "planning": 0.50},
 }

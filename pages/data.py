@@ -30,7 +30,8 @@ st.title("Data")
 st.subheader("Load extracts")
 st.caption(f"CSV or Excel (.xlsx), one file per kind, headers exactly as the templates below; up to {limit_mb} MB each. "
            "Files are checked first; nothing changes until you commit, and a commit loads all files or none. "
-           "Re-loading a month replaces that month.")
+           "Re-loading replaces exactly the months × CSUs the files hold; the check says what will be added, "
+           "replaced and removed.")
 uploads = st.file_uploader("Extract files", type=["csv", "xlsx"], accept_multiple_files=True,
                            help="Drop several files to load them together, e.g. specialties and spells.")
 
@@ -59,16 +60,19 @@ if uploads:
             # A plain table (not a grid): every problem readable at once, printable, searchable in the page.
             st.table(pd.DataFrame(checked.table()).rename(columns=str.capitalize).fillna("").set_index("File"))
         else:
-            st.success("All files passed every check. Nothing is committed yet.")
-            st.dataframe(pd.DataFrame([{"File": f.file, "Kind": f.kind, "Rows": f.rows,
-                                        "Months": f"{f.periods[0]} to {f.periods[-1]}" if f.periods else "–"}
-                                       for f in checked.loaded]), hide_index=True, width="stretch")
+            st.success("All files passed every check. Nothing is committed yet: this is what a commit will change.")
+            st.dataframe(pd.DataFrame(checked.changes_table()).rename(columns={
+                "source": "Source", "files": "Files", "months": "Months", "csus": "CSUs", "rows": "Rows in files",
+                "added": "Added", "replaced": "Replaced", "removed": "Removed"}), hide_index=True, width="stretch")
+            st.caption("Files read: " + "; ".join(f"{f.label}: {f.rows:,} {f.kind} rows" for f in checked.loaded)
+                       + ". Re-loading replaces exactly the months × CSUs listed; other months and CSUs stay.")
             if st.button("Commit to the database", type="primary", icon=":material/upload:",
                          help="Loads every checked file in one transaction: all of them or none."):
                 result = _run(paths, dry_run=False)
                 st.session_state.pop("checked_key", None)
                 if result.ok:
-                    st.success(result.report())
+                    st.success(f"Loaded {len(result.loaded)} file(s): "
+                               + "; ".join(str(c) for c in result.changes) + ".")
                     ui.log.info("import", extra={"username": user.username, "files": [f.file for f in result.loaded],
                                                  "rows": sum(f.rows for f in result.loaded)})
                     ui.record("import", "data", ", ".join(f.kind for f in result.loaded))

@@ -67,7 +67,7 @@ CORPUS = [
     ("latin1.csv", csv("csus", ["X1", "Caf\xe9 CSU"]).decode().encode("latin-1"), "UTF-8"),
     ("uk_dates.csv", csv("spells", put(SPELL, "spells", "admission_date", "01/03/2025")), "YYYY-MM-DD"),
     ("impossible_date.csv", csv("spells", put(SPELL, "spells", "admission_date", "2025-02-30")), "YYYY-MM-DD"),
-    ("ancient_date.csv", csv("spells", put(SPELL, "spells", "admission_date", "1850-01-01")), "1990"),
+    ("ancient_date.csv", csv("spells", put(SPELL, "spells", "admission_date", "1850-01-01")), "plausible window"),
     ("discharge_before_admission.csv", csv("spells", put(SPELL, "spells", "discharge_date", "2025-02-01")), "before admission"),
     ("negative_minutes.csv", csv("theatre_sessions", put(SESSION, "theatre_sessions", "planned_minutes", "-240")), "negative"),
     ("huge_count.csv", csv("theatre_sessions", put(SESSION, "theatre_sessions", "cases", "99999999999")), "implausibly large"),

@@ -27,11 +27,11 @@ from ..analysis.opportunities import Basis, opportunities, trend
 from ..analysis.stats import xmr
 from ..config import settings
 from ..scope import Scope, scope_filter
+from ..store.limits import MAX_REALISED_GBP, period_window
 from ..users import User
 from . import plans, schemes
 
 PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
-MAX_REALISED_GBP = 1e9
 
 
 def _cfg() -> dict:
@@ -60,6 +60,9 @@ def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, 
     """Enter (or correct) one month's realised saving of a committed scheme (audited)."""
     if not isinstance(period, str) or not PERIOD.fullmatch(period):
         raise ValueError(f"Period must be YYYY-MM (got {period!r}).")
+    first, last = period_window()
+    if not first <= period <= last:
+        raise ValueError(f"Period {period} is outside the plausible window {first} to {last}.")
     try:
         value = float(realised_gbp)
     except (TypeError, ValueError):

@@ -7,6 +7,7 @@ period, so an import of one month recomputes one month.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -96,35 +97,36 @@ SOURCES: dict[str, FactSource] = {
 ACTIVITY_METRICS = {m: name for name, src in SOURCES.items() for m in src.aggregates}
 
 
-def rebuild(con: duckdb.DuckDBPyConnection, source_name: str, periods: list[str] | None = None) -> int:
-    """Recompute the activity facts of one source, for the given periods (None = all).
+def rebuild(con: duckdb.DuckDBPyConnection, source_name: str, periods: list[str] | None = None,
+            cells: str | None = None) -> int:
+    """Recompute the activity facts of one source: for the given periods, or for the (period,
+    csu_code) cells listed in the table named ``cells`` (an import's), or all (both None).
 
-    Runs inside the caller's transaction when there is one, so an import and its facts commit
-    together. Returns the number of fact rows written.
+    An import rebuilds only the cells it loaded, so a monthly refresh costs the same on five
+    years of history as on one. Runs inside the caller's transaction when there is one, so an
+    import and its facts commit together. Returns the number of fact rows written.
     """
     source = SOURCES[source_name]
-    metric_ids = list(source.aggregates)
-    params: dict = {"metrics": metric_ids}
-    period_filter = ""
-    if periods is not None:
+    params: dict = {"metrics": list(source.aggregates)}
+    where = ""
+    if cells is not None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", cells):
+            raise ValueError(f"not a staging table name: {cells!r}")
+        where = f"(period, csu_code) IN (SELECT period, csu_code FROM {cells})"
+    elif periods is not None:
         params["periods"] = sorted(set(periods))
-        period_filter = "AND list_contains($periods, period)"
-    con.execute(
-        f"DELETE FROM metric_facts WHERE source = 'activity' AND list_contains($metrics, metric_id) {period_filter}",
-        params,
-    )
-    insert = f"""
-        INSERT INTO metric_facts (period, csu_code, specialty_code, metric_id, numerator, denominator, source)
-        {_select_sql(source, periods is not None)}
-    """
+        where = "list_contains($periods, period)"
+    con.execute(f"DELETE FROM metric_facts WHERE source = 'activity' AND list_contains($metrics, metric_id)"
+                f"{' AND ' + where if where else ''}", params)
+    params.pop("metrics")
     before = con.execute("SELECT count(*) FROM metric_facts").fetchone()[0]
-    con.execute(insert, {"periods": params["periods"]} if periods is not None else {})
+    con.execute(f"""INSERT INTO metric_facts (period, csu_code, specialty_code, metric_id, numerator, denominator, source)
+                    {_select_sql(source, where)}""", params)
     return con.execute("SELECT count(*) FROM metric_facts").fetchone()[0] - before
 
 
-def _select_sql(source: FactSource, filtered: bool) -> str:
+def _select_sql(source: FactSource, where: str) -> str:
     """One pass over the activity table; each metric becomes a row via a LATERAL VALUES list."""
-    where = "WHERE list_contains($periods, period)" if filtered else ""
     columns = ",\n".join(
         f"coalesce({num}, 0) AS n_{i}, coalesce({den}, 0) AS d_{i}"
         for i, (num, den) in enumerate(source.aggregates.values())
@@ -134,7 +136,7 @@ def _select_sql(source: FactSource, filtered: bool) -> str:
     )
     return f"""
         WITH r AS ({source.rows}),
-             agg AS (SELECT period, {source.grain}, {columns} FROM r {where} GROUP BY ALL)
+             agg AS (SELECT period, {source.grain}, {columns} FROM r {'WHERE ' + where if where else ''} GROUP BY ALL)
         SELECT agg.period, agg.csu_code, agg.specialty_code, v.metric_id, v.num, v.den, 'activity'
         FROM agg, LATERAL (VALUES {values}) v(metric_id, num, den)
         WHERE v.den > 0

@@ -1,27 +1,27 @@
 """Validated import of the DATA.md templates (CSV or .xlsx), one transaction per command.
 
-Every file is staged as text, checked in SQL against its template's rules, and only then cast
-and loaded. Any failure anywhere rolls the whole command back: the database is left exactly as it
-was, and each problem is reported as file, spreadsheet row, column, value and rule.
+Every file is staged as text (store/readers.py), the files of one kind are combined, checked in
+SQL against the template's rules, and only then cast and loaded. Any failure anywhere rolls the
+whole command back: the database is left exactly as it was, and each problem is reported as
+file, spreadsheet row, column, value and rule.
 
-Re-importing a period replaces it: activity files replace every month they contain, metric
-facts replace (month, metric), reference files update by key. Metric facts derived from activity
-are rebuilt for the months loaded, inside the same transaction.
+Re-loading replaces exactly the (month × CSU) cells the files hold for that source: activity by
+the month of discharge/appointment/session (workforce by its period), metric facts by (month ×
+CSU × metric); other cells stay. Reference files update by key. Before anything changes the
+result says, per source, which months and CSUs are covered and how many rows are added,
+replaced and removed (``dry_run``); the commit repeats it. Metric facts derived from activity
+are rebuilt for the cells loaded only, inside the same transaction.
 """
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import duckdb
-import pandas as pd
 
 from ..config import settings
-from . import facts
+from . import facts, limits, readers
 from .db import bump_data_version
 from .templates import ORDER, TEMPLATES, Column, Template
 
@@ -29,6 +29,11 @@ Progress = Callable[[str, float], None]
 MAX_TEXT = 200
 MAX_COUNT = 100_000_000
 MAX_AMOUNT = 1e11
+# Characters no code may hold: controls (C0, DEL, C1), no-break and zero-width spaces, soft hyphen,
+# bidirectional marks and the BOM. They display as nothing, so "ABD" and "AB\u200bD" look the same.
+INVISIBLE = r"[\x{0}-\x{1F}\x{7F}-\x{A0}\x{AD}\x{200B}-\x{200F}\x{2028}-\x{202F}\x{205F}-\x{206F}\x{FEFF}]"
+CONTROL = r"[\x{0}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{FEFF}]"
+NAME_COLUMNS = {"csus": "csu_name", "specialties": "specialty_name", "metrics": "metric_name"}
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,49 @@ class FileLoad:
     kind: str
     rows: int
     periods: list[str] = field(default_factory=list)
+    sheet: str | None = None  # the .xlsx sheet read
+
+    @property
+    def label(self) -> str:
+        return f"{self.file} (sheet '{self.sheet}')" if self.sheet else self.file
+
+
+@dataclass
+class Change:
+    """What one source's files do to the database: the cells covered and the rows they change."""
+    kind: str
+    files: list[str]
+    rows: int
+    months: list[str]
+    csus: list[str]
+    added: int
+    replaced: int
+    removed: int
+
+    def months_text(self) -> str:
+        if not self.months:
+            return "–"
+        if len(self.months) == 1:
+            return self.months[0]
+        return f"{self.months[0]} to {self.months[-1]} ({len(self.months)} months)"
+
+    def csus_text(self, limit: int = 8) -> str:
+        if not self.csus:
+            return "–"
+        shown = ", ".join(self.csus[:limit])
+        return shown + (f" and {len(self.csus) - limit} more" if len(self.csus) > limit else "") \
+            + f" ({len(self.csus)} CSU{'s' if len(self.csus) != 1 else ''})"
+
+    def __str__(self) -> str:
+        return (f"{self.kind}: months {self.months_text()}; CSUs {self.csus_text()}: {self.added:,} added, "
+                f"{self.replaced:,} replaced, {self.removed:,} removed")
 
 
 @dataclass
 class ImportResult:
     loaded: list[FileLoad] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     dry_run: bool = False
 
     @property
@@ -75,94 +117,43 @@ class ImportResult:
         return [{"file": i.file, "row": i.row, "column": i.column, "value": i.value, "rule": i.rule}
                 for i in self.issues]
 
+    def changes_table(self) -> list[dict]:
+        """Per source: months and CSUs covered, rows added, replaced and removed (the Data page)."""
+        return [{"source": c.kind, "files": ", ".join(c.files), "months": c.months_text(), "csus": c.csus_text(),
+                 "rows": c.rows, "added": c.added, "replaced": c.replaced, "removed": c.removed}
+                for c in self.changes]
+
     def report(self) -> str:
         if self.ok:
             verb = "Checked (nothing committed yet)" if self.dry_run else "Loaded"
             lines = [f"{verb} {len(self.loaded)} file(s):"]
             for f in self.loaded:
                 span = f" ({f.periods[0]} to {f.periods[-1]})" if f.periods else ""
-                lines.append(f"  {f.file}: {f.rows:,} {f.kind} rows{span}")
+                lines.append(f"  {f.label}: {f.rows:,} {f.kind} rows{span}")
+            lines.append("Changes:" if not self.dry_run else "Changes if committed:")
+            lines += [f"  {c}" for c in self.changes]
             return "\n".join(lines)
         lines = [f"Rejected: {len(self.issues)} problem(s). Nothing was changed."]
         lines += [f"  {issue}" for issue in self.issues]
         return "\n".join(lines)
 
 
-class _Reject(Exception):
-    """A file-level problem that stops reading that file."""
+# ---------------------------------------------------------------- recognising files
+
+def _allowed(template: Template) -> set[str]:
+    return set(template.names) | {c.name for c in template.optional}
 
 
-# ---------------------------------------------------------------- reading files
-
-def _cell_text(value) -> str:
-    """An Excel cell as the text a CSV would hold (dates ISO, whole numbers without .0)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value)
-
-
-def _read_header(path: Path) -> list[str]:
-    if path.suffix.lower() == ".xlsx":
-        return _xlsx_rows(path, header_only=True)[0][1]
-    with path.open("rb") as fh:
-        start = fh.read(4096)
-    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise _Reject("the file is UTF-16 text: save it as 'CSV UTF-8' (or as .xlsx)")
-    if b"\x00" in start:
-        raise _Reject("the file is binary, not CSV text")
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as fh:
-            first = fh.readline()
-    except UnicodeDecodeError:
-        raise _Reject("the file is not UTF-8 text: save it as 'CSV UTF-8' (or as .xlsx)")
-    if "\x00" in first:
-        raise _Reject("the file is binary, not CSV text")
-    if not first.strip():
-        raise _Reject("the file is empty: the first row must be the header")
-    return [h.strip() for h in next(csv.reader([first]))]
-
-
-def _xlsx_rows(path: Path, header_only: bool = False) -> list[tuple[int, list]]:
-    from openpyxl import load_workbook  # imported here: only Excel imports pay for it
-
-    try:
-        book = load_workbook(path, read_only=True, data_only=False)
-    except Exception:
-        raise _Reject("the file is not a readable .xlsx workbook")
-    try:
-        sheet = book.worksheets[0]
-        out = []
-        for index, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            if index == 1:
-                out.append((1, [_cell_text(v).strip() for v in row]))
-                if header_only:
-                    break
-                continue
-            if row is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in row):
-                continue
-            out.append((index, list(row)))
-        if not out:
-            raise _Reject("the workbook's first sheet is empty: the first row must be the header")
-        return out
-    finally:
-        book.close()
+def matches_template(names: list[str]) -> bool:
+    return any(set(t.names) <= set(names) <= _allowed(t) for t in TEMPLATES.values())
 
 
 def detect_kind(path: Path, header: list[str]) -> tuple[str | None, list[str]]:
-    """The template whose columns the header matches, else the problems against the nearest one."""
+    """The template whose columns the (normalised) header matches, else the problems against the
+    nearest one."""
     names = set(header)
     for kind, template in TEMPLATES.items():
-        required = set(template.names)
-        allowed = required | {c.name for c in template.optional}
-        if required <= names <= allowed and len(header) == len(names):
+        if set(template.names) <= names <= _allowed(template) and len(header) == len(names):
             return kind, []
     stem = path.stem.lower()
     by_name = [k for k in TEMPLATES if stem.startswith(k)]
@@ -174,64 +165,15 @@ def detect_kind(path: Path, header: list[str]) -> tuple[str | None, list[str]]:
     if duplicated:
         problems.append(f"repeated column(s): {', '.join(duplicated)}")
     missing = [c for c in template.names if c not in names]
-    unexpected = [h for h in header if h not in set(template.names) | {c.name for c in template.optional}]
+    unexpected = [h if len(h) <= 40 else h[:37] + "..." for h in header if h not in _allowed(template)]
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
     if unexpected:
         problems.append(f"unexpected column(s) {', '.join(unexpected)}")
+    if "" in header:
+        problems.append("a column with no name between named ones")
     return None, [f"the header does not match the '{nearest}' template ({'; '.join(problems)}). "
                   f"Expected: {', '.join(template.names)}"]
-
-
-def _stage(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], table: str) -> int:
-    """Copy the file into a temp table of text columns plus _row (its spreadsheet row number)."""
-    if path.suffix.lower() == ".xlsx":
-        rows = _xlsx_rows(path)[1:]
-        records = []
-        for row_no, values in rows:
-            values = list(values) + [None] * (len(header) - len(values))
-            if len(values) > len(header) and any(v not in (None, "") for v in values[len(header):]):
-                raise _Reject(f"row {row_no} has values beyond the last header column")
-            for col, value in zip(header, values):
-                if isinstance(value, str) and value.startswith("="):
-                    raise _Reject(f"row {row_no}, column {col} holds a formula ({value[:30]}): paste values only")
-            records.append([row_no] + [_cell_text(v) for v in values[: len(header)]])
-        frame = pd.DataFrame(records, columns=["_row"] + header, dtype=object)
-        frame["_row"] = frame["_row"].astype("int64")
-        con.register("_stage_frame", frame)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _stage_frame")
-        finally:
-            con.unregister("_stage_frame")
-    else:
-        # The header has been matched against the template, so these names are known constants.
-        columns = ", ".join(f"'{h}': 'VARCHAR'" for h in header)
-        try:
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE {table}_text AS
-                    SELECT * FROM read_csv($path, header = true, auto_detect = false, columns = {{{columns}}},
-                                           delim = ',', quote = '"', escape = '"', strict_mode = true)""",
-                {"path": str(path)},
-            )
-        except duckdb.Error as exc:
-            raise _Reject(_csv_error(str(exc)))
-        # rowid follows file order (insertion order is preserved) but rows written inside a
-        # transaction carry an offset, so number them by rank; the header is row 1.
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE {table} AS
-                        SELECT row_number() OVER (ORDER BY rowid) + 1 AS _row, * FROM {table}_text""")
-        con.execute(f"DROP TABLE {table}_text")
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-def _csv_error(message: str) -> str:
-    if "unicode" in message.lower() or "utf" in message.lower():
-        return "the file is not UTF-8 text: save it as 'CSV UTF-8' (or as .xlsx)"
-    line = re.search(r"[Ll]ine:? (\d+)", message)
-    where = f"row {line.group(1)}: " if line else ""
-    if "Expected Number of Columns" in message or "columns" in message.lower():
-        return f"{where}the row does not have the same number of columns as the header"
-    first = message.strip().splitlines()[0] if message.strip() else "unreadable"
-    return f"{where}the file could not be read as CSV ({first[:160]})"
 
 
 # ---------------------------------------------------------------- rules in SQL
@@ -252,26 +194,33 @@ def _typed(col: Column) -> str:
 
 
 def _present(template: Template, header: list[str]) -> tuple[list[Column], str]:
-    """The template's columns present in this file, and the SQL that casts them to their types."""
+    """The template's columns present in these files, and the SQL that casts them to their types."""
     cols = [c for c in template.all_columns if c.name in header]
     return cols, ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
 
 
-def _column_checks(col: Column) -> list[tuple[str, str]]:
+def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
     """(SQL condition that marks a bad row, rule text) for one column."""
     v = f"nullif(trim({_q(col.name)}), '')"
-    checks = []
+    raw = _q(col.name)
+    checks = [(f"contains({raw}, chr(0))", "holds a NUL character (the export is damaged)"),
+              (f"starts_with(ltrim({raw}), '=')", "holds a formula where a value is expected: paste values only")]
     if col.required:
         checks.append((f"{v} IS NULL", "a value is required"))
     present = f"{v} IS NOT NULL AND "
+    first_date, last_date = limits.date_window()
+    first_period, last_period = limits.period_window()
     if col.type == "date":
         checks.append((present + f"(NOT regexp_full_match({v}, '\\d{{4}}-\\d{{2}}-\\d{{2}}') OR try_cast({v} AS DATE) IS NULL)",
                        "must be a date written YYYY-MM-DD"))
-        checks.append((present + f"try_cast({v} AS DATE) NOT BETWEEN DATE '1990-01-01' AND DATE '2100-12-31'",
-                       "date is outside 1990 to 2100"))
+        checks.append((present + f"try_cast({v} AS DATE) NOT BETWEEN DATE '{first_date}' AND DATE '{last_date}'",
+                       f"date {limits.window_rule()}"))
     elif col.type == "period":
         checks.append((present + f"NOT regexp_full_match({v}, '\\d{{4}}-(0[1-9]|1[0-2])')",
                        "must be a period written YYYY-MM"))
+        checks.append((present + f"regexp_full_match({v}, '\\d{{4}}-(0[1-9]|1[0-2])') AND "
+                                 f"{v} NOT BETWEEN '{first_period}' AND '{last_period}'",
+                       f"period {limits.window_rule()}"))
     elif col.type == "flag":
         checks.append((present + f"{v} NOT IN ('0', '1')", "must be 0 or 1"))
     elif col.type == "count":
@@ -283,14 +232,23 @@ def _column_checks(col: Column) -> list[tuple[str, str]]:
                        "must be a number (no £ signs, commas or text)"))
         if col.type == "amount":
             checks.append((present + f"try_cast({v} AS DOUBLE) < 0", "must not be negative"))
-        checks.append((present + f"abs(try_cast({v} AS DOUBLE)) > {MAX_AMOUNT:.0f}",
-                       f"is implausibly large (over {MAX_AMOUNT:,.0f})"))
+        most = limits.MAX_REALISED_GBP if (kind, col.name) == ("realised_savings", "realised_gbp") else MAX_AMOUNT
+        checks.append((present + f"abs(try_cast({v} AS DOUBLE)) > {most:.0f}",
+                       f"is implausibly large (over {most:,.0f}" +
+                       (", the Tracking form's limit)" if most != MAX_AMOUNT else ")")))
     elif col.type == "enum":
         choices = ", ".join("'" + c + "'" for c in col.choices)
         checks.append((present + f"{v} NOT IN ({choices})", f"must be one of: {', '.join(col.choices)}"))
     elif col.type == "id":
         checks.append((present + f"NOT regexp_full_match({v}, '[a-z][a-z0-9_]{{0,63}}')",
                        "must be lower-case letters, digits and _ (starting with a letter)"))
+    if col.type in ("code", "id", "enum"):
+        checks.append((present + f"regexp_matches({v}, '{INVISIBLE}')",
+                       "holds an invisible or control character (zero-width space, no-break space, tab ...): "
+                       "retype the code"))
+    elif col.type == "text":
+        checks.append((present + f"regexp_matches({v}, '{CONTROL}')",
+                       "holds a control or zero-width character: retype it"))
     if col.type in ("text", "code", "id"):
         checks.append((present + f"length({v}) > {MAX_TEXT}", f"is longer than {MAX_TEXT} characters"))
     if col.ref == "csu":
@@ -309,64 +267,90 @@ def _column_checks(col: Column) -> list[tuple[str, str]]:
     return checks
 
 
-def _row_checks(template: Template) -> list[tuple[str, str, str]]:
+def _row_checks(template: Template, names: list[str]) -> list[tuple[str, str, str]]:
     """(column, SQL condition over typed columns, rule) for rules that span columns."""
     tolerance = int(settings()["import"]["used_minutes_tolerance"])
     kind = template.kind
+    checks: list[tuple[str, str, str]] = []
     if kind == "spells":
-        return [
+        checks += [
             ("discharge_date", "discharge_date < admission_date", "discharge date is before admission date"),
             ("procedure_date", "procedure_date < admission_date OR procedure_date > discharge_date",
              "procedure date is outside the spell (admission to discharge)"),
         ]
-    if kind == "theatre_sessions":
-        return [
+    elif kind == "theatre_sessions":
+        checks += [
             ("used_minutes", f"used_minutes > planned_minutes + {tolerance}",
              f"used minutes exceed planned minutes by more than the tolerance of {tolerance}"),
             ("late_start_minutes", "late_start_minutes + early_finish_minutes > planned_minutes",
              "late-start plus early-finish minutes exceed planned minutes"),
         ]
-    if kind == "benchmarks":
-        return [("p10", "NOT (p10 <= p25 AND p25 <= p50 AND p50 <= p75 AND p75 <= p90)",
-                 "percentiles must be in order: p10 <= p25 <= p50 <= p75 <= p90")]
-    if kind == "metric_facts":
+    elif kind == "benchmarks":
+        checks.append(("p10", "NOT (p10 <= p25 AND p25 <= p50 AND p50 <= p75 AND p75 <= p90)",
+                       "percentiles must be in order: p10 <= p25 <= p50 <= p75 <= p90"))
+    elif kind == "metric_facts":
         derived = ", ".join("'" + m + "'" for m in facts.ACTIVITY_METRICS)
-        return [
+        checks += [
             ("denominator", "denominator = 0", "denominator must be above zero"),
             ("metric_id", f"metric_id IN ({derived})",
              "this metric is computed from activity data: import the activity, not facts"),
         ]
-    if kind == "metrics":
-        return [("capacity_divisor", "capacity_divisor = 0", "capacity divisor must be above zero")] \
-            if "capacity_divisor" in template.names else []
-    return []
+    elif kind == "metrics" and "capacity_divisor" in names:
+        checks.append(("capacity_divisor", "capacity_divisor = 0", "capacity divisor must be above zero"))
+    if template.mode in ("activity", "facts") and {"csu_code", "specialty_code"} <= set(names):
+        # A specialty belongs to one CSU (the specialties file): a row filed under another CSU
+        # would count its activity twice over, or in the wrong CSU's figures.
+        checks.append(("specialty_code",
+                       "specialty_code IN (SELECT specialty_code FROM specialties) AND "
+                       "csu_code IN (SELECT csu_code FROM csus) AND "
+                       "(specialty_code, csu_code) NOT IN (SELECT specialty_code, csu_code FROM specialties)",
+                       "this specialty belongs to another CSU (see the specialties file): file the row under "
+                       "that CSU, or move the specialty"))
+    return checks
 
 
-def _validate(con, template: Template, table: str, header: list[str], file: str, limit: int) -> list[Issue]:
-    cols, typed = _present(template, header)
+def _validate(con, template: Template, table: str, names: list[str], files: list[str], limit: int) -> list[Issue]:
+    cols, typed = _present(template, names)
     checks: list[tuple[str | None, str, str]] = []
     for col in cols:
-        checks += [(col.name, cond, rule) for cond, rule in _column_checks(col)]
-    row_checks = _row_checks(template)
-    issues = _run_checks(con, f"SELECT _row, {', '.join(_q(c.name) for c in cols)} FROM {table}",
-                         checks, file, limit)
-    if row_checks:
-        typed_sql = f"SELECT _row, {typed} FROM {table}"
-        issues += _run_checks(con, typed_sql, row_checks, file, limit)
-    key = ", ".join(f"coalesce(trim({_q(k)}), '')" for k in template.key)
-    dups = con.execute(f"""
-        SELECT _row, concat_ws(' / ', {key}) AS k, first_row, count(*) OVER () AS n FROM (
-            SELECT _row, {', '.join(_q(k) for k in template.key)}, min(_row) OVER (PARTITION BY {key}) AS first_row
-            FROM {table}) WHERE _row > first_row ORDER BY _row LIMIT {limit}""").fetchall()
-    for row, k, first_row, n in dups:
-        issues.append(Issue(file, row, ", ".join(template.key), k, f"duplicate of row {first_row}"))
-    if dups and dups[0][3] > limit:
-        issues.append(Issue(file, None, ", ".join(template.key), None,
-                            f"... and {dups[0][3] - limit:,} more duplicate rows"))
+        checks += [(col.name, cond, rule) for cond, rule in _column_checks(col, template.kind)]
+    issues = _run_checks(con, f"SELECT _file, _row, {', '.join(_q(c.name) for c in cols)} FROM {table}",
+                         checks, files, limit)
+    row_checks = _row_checks(template, names)
+    if row_checks and not issues:  # typed rules only over rows whose values parse
+        issues += _run_checks(con, f"SELECT _file, _row, {typed} FROM {table}", row_checks, files, limit)
+    issues += _duplicates(con, template, table, files, limit)
     return issues
 
 
-def _run_checks(con, source_sql: str, checks, file: str, limit: int) -> list[Issue]:
+def _duplicates(con, template: Template, table: str, files: list[str], limit: int) -> list[Issue]:
+    """One id twice, within a file or across the files of one import; for reference data, one code
+    given two names."""
+    key = ", ".join(f"coalesce(trim({_q(k)}), '')" for k in template.key)
+    name_col = NAME_COLUMNS.get(template.kind)
+    name_sql = f"trim({_q(name_col)})" if name_col else "NULL"
+    rows = con.execute(f"""
+        SELECT _file, _row, concat_ws(' / ', {key}) AS k, first_file, first_row, name, first_name, count(*) OVER ()
+        FROM (SELECT _file, _row, {name_sql} AS name,
+                     first_value(_file) OVER w AS first_file, first_value(_row) OVER w AS first_row,
+                     first_value({name_sql}) OVER w AS first_name, {', '.join(_q(k) for k in template.key)}
+              FROM {table} WINDOW w AS (PARTITION BY {key} ORDER BY _file, _row))
+        WHERE NOT (_file = first_file AND _row = first_row) ORDER BY _file, _row LIMIT {limit}""").fetchall()
+    issues = []
+    for file_no, row, k, first_file, first_row, name, first_name, n in rows:
+        where = f"row {first_row}" + ("" if first_file == file_no else f" of {files[first_file]}")
+        if name_col and name != first_name:
+            rule = f"{template.key[0]} {k} is given two names: {first_name!r} in {where} and {name!r} here"
+        else:
+            rule = f"duplicate of {where}"
+        issues.append(Issue(files[file_no], row, ", ".join(template.key), k, rule))
+    if rows and rows[0][7] > limit:
+        issues.append(Issue(files[rows[0][0]], None, ", ".join(template.key), None,
+                            f"... and {rows[0][7] - limit:,} more duplicate rows"))
+    return issues
+
+
+def _run_checks(con, source_sql: str, checks, files: list[str], limit: int) -> list[Issue]:
     if not checks:
         return []
     counts_sql = ", ".join(f"count(*) FILTER (WHERE coalesce({cond}, false))" for _, cond, _ in checks)
@@ -376,73 +360,127 @@ def _run_checks(con, source_sql: str, checks, file: str, limit: int) -> list[Iss
         if not n:
             continue
         value_sql = f"{_q(column)}::VARCHAR" if column else "NULL"
-        for row, value in con.execute(
-            f"SELECT _row, {value_sql} FROM ({source_sql}) WHERE coalesce({cond}, false) ORDER BY _row LIMIT {limit}"
-        ).fetchall():
-            issues.append(Issue(file, row, column, "" if value is None else value, rule))
+        hits = con.execute(f"SELECT _file, _row, {value_sql} FROM ({source_sql}) WHERE coalesce({cond}, false) "
+                           f"ORDER BY _file, _row LIMIT {limit}").fetchall()
+        for file_no, row, value in hits:
+            issues.append(Issue(files[file_no], row, column, "" if value is None else value, rule))
         if n > limit:
-            issues.append(Issue(file, None, column, None, f"... and {n - limit:,} more rows where the {column} {rule}"))
+            issues.append(Issue(files[hits[-1][0]], None, column, None,
+                                f"... and {n - limit:,} more rows where the {column} {rule}"))
     return issues
 
 
-# ---------------------------------------------------------------- loading
+# ---------------------------------------------------------------- what a load changes
 
-def _periods(con, template: Template, table: str, header: list[str]) -> list[str]:
-    _, typed = _present(template, header)
-    rows = con.execute(f"SELECT DISTINCT {template.period_expr} AS p FROM (SELECT {typed} FROM {table}) ORDER BY p").fetchall()
-    return [r[0] for r in rows]
+def _cell_columns(template: Template) -> list[str]:
+    """The columns of a cell, the unit re-loading replaces: (period, CSU), and the metric for facts."""
+    return ["period", "csu_code", "metric_id"] if template.mode == "facts" else ["period", "csu_code"]
 
 
-def _clashes(con, template: Template, table: str, periods: list[str], file: str, limit: int) -> list[Issue]:
-    """Activity ids already loaded for months this file does not replace."""
+def _key_sql(template: Template, alias: str) -> str:
+    return ", ".join(f"{alias}.{_q(k)}" for k in template.key)
+
+
+def _prepare(con, template: Template, table: str, names: list[str]) -> str:
+    """The typed rows (a temp table) with the period column every activity/facts table carries."""
+    _, typed = _present(template, names)
+    typed_table = f"{table}_typed"
+    period = f", {template.period_expr} AS period" if template.period_expr and "period" not in names else ""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {typed_table} AS
+                    SELECT *{period} FROM (SELECT _file, _row, {typed} FROM {table})""")
+    if template.mode == "facts":
+        con.execute(f"UPDATE {typed_table} SET specialty_code = coalesce(specialty_code, '')")
+    if template.mode in ("activity", "facts"):
+        cells = ", ".join(_cell_columns(template))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_cells AS SELECT DISTINCT {cells} FROM {typed_table}")
+    return typed_table
+
+
+def _clashes(con, template: Template, typed: str, table: str, files: list[str], limit: int) -> list[Issue]:
+    """Activity ids already loaded in a cell this import does not replace."""
     if template.mode != "activity" or template.key[0] == "period":
         return []
     key = template.key[0]
     rows = con.execute(f"""
-        SELECT s._row, trim(s.{_q(key)}), t.period FROM {table} s
-        JOIN {template.table} t ON t.{_q(key)} = trim(s.{_q(key)})
-        WHERE NOT list_contains($periods, t.period) ORDER BY s._row LIMIT {limit}""",
-        {"periods": periods}).fetchall()
-    return [Issue(file, r, key, k, f"this id is already loaded for {p}; re-import {p} to replace it")
-            for r, k, p in rows]
+        SELECT s._file, s._row, s.{_q(key)}, t.period, t.csu_code FROM {typed} s
+        JOIN {template.table} t ON t.{_q(key)} = s.{_q(key)}
+        WHERE (t.period, t.csu_code) NOT IN (SELECT period, csu_code FROM {table}_cells)
+        ORDER BY s._file, s._row LIMIT {limit}""").fetchall()
+    return [Issue(files[f], r, key, k, f"this id is already loaded for {p}, CSU {c}; load that month and CSU "
+                                       "too (in this import) to replace it")
+            for f, r, k, p, c in rows]
 
 
-def _load(con, template: Template, table: str, header: list[str], periods: list[str], loaded_by: str) -> None:
-    cols, typed = _present(template, header)
-    names = [c.name for c in cols]
+def _change(con, template: Template, typed: str, table: str, files: list[str]) -> Change:
+    """Rows added, replaced and removed, and the months and CSUs covered, before anything changes."""
+    rows = con.execute(f"SELECT count(*) FROM {typed}").fetchone()[0]
+    keys = ", ".join(_q(k) for k in template.key)
+    if template.mode == "realised":
+        existing = "SELECT scheme_id, period FROM realised_savings"
+        removed_sql = "SELECT 0"
+    elif template.mode in ("activity", "facts"):
+        cells = ", ".join(_cell_columns(template))
+        only_import = "source = 'import' AND " if template.mode == "facts" else ""
+        existing = (f"SELECT {keys} FROM {template.table} WHERE {only_import}"
+                    f"({cells}) IN (SELECT {cells} FROM {table}_cells)")
+        removed_sql = f"SELECT count(*) FROM ({existing}) e ANTI JOIN {typed} s USING ({keys})"
+    else:
+        blank = {"specialty_code"}
+        select = ", ".join(f"coalesce({_q(k)}, '') AS {_q(k)}" if k in blank else _q(k) for k in template.key)
+        existing = f"SELECT {keys} FROM {template.table}"
+        typed = f"(SELECT {select} FROM {typed})"
+        removed_sql = "SELECT 0"
+    replaced = con.execute(f"SELECT count(*) FROM {typed} s SEMI JOIN ({existing}) e USING ({keys})").fetchone()[0]
+    removed = con.execute(removed_sql).fetchone()[0]
+    months: list[str] = []
+    csus: list[str] = []
+    cols = con.execute(f"SELECT * FROM {typed} LIMIT 0").description
+    present = {c[0] for c in cols}
+    if "period" in present:
+        months = [r[0] for r in con.execute(f"SELECT DISTINCT period FROM {typed} ORDER BY 1").fetchall()]
+    if "csu_code" in present:
+        csus = [r[0] for r in con.execute(f"SELECT DISTINCT csu_code FROM {typed} ORDER BY 1").fetchall()]
+    elif template.mode == "realised":
+        csus = [r[0] for r in con.execute(f"""SELECT DISTINCT csu_code FROM schemes
+                                              WHERE scheme_id IN (SELECT scheme_id FROM {typed}) ORDER BY 1""").fetchall()]
+    return Change(template.kind, files, rows, months, csus, rows - replaced, replaced, removed)
+
+
+# ---------------------------------------------------------------- loading
+
+def _load(con, template: Template, typed: str, table: str, names: list[str], loaded_by: str) -> None:
+    cols, _ = _present(template, names)
+    present = [c.name for c in cols]
     if template.mode == "realised":
         # Audited like an entry in the app: one row per month, old → new.
         con.execute(f"""INSERT INTO audit_log (username, entity, entity_id, field, old_value, new_value)
                         SELECT $by, 'scheme', s.scheme_id::VARCHAR, 'realised.' || s.period, r.realised_gbp::VARCHAR,
                                s.realised_gbp::VARCHAR
-                        FROM (SELECT {typed} FROM {table}) s
-                        LEFT JOIN realised_savings r USING (scheme_id, period)""", {"by": loaded_by})
+                        FROM {typed} s LEFT JOIN realised_savings r USING (scheme_id, period)""", {"by": loaded_by})
         con.execute(f"""INSERT OR REPLACE INTO realised_savings (scheme_id, period, realised_gbp, entered_by)
-                        SELECT scheme_id, period, realised_gbp, $by FROM (SELECT {typed} FROM {table})""",
-                    {"by": loaded_by})
+                        SELECT scheme_id, period, realised_gbp, $by FROM {typed}""", {"by": loaded_by})
     elif template.mode == "activity":
-        con.execute(f"DELETE FROM {template.table} WHERE list_contains($periods, period)", {"periods": periods})
-        target = ", ".join(_q(n) for n in names)
-        extra = "" if "period" in names else f", {template.period_expr}"
-        con.execute(f"""INSERT INTO {template.table} ({target}{', period' if extra else ''})
-                        SELECT {target}{extra} FROM (SELECT {typed} FROM {table})""")
-        facts.rebuild(con, template.kind, periods)
+        con.execute(f"""DELETE FROM {template.table}
+                        WHERE (period, csu_code) IN (SELECT period, csu_code FROM {table}_cells)""")
+        target = ", ".join(_q(n) for n in present + ([] if "period" in present else ["period"]))
+        con.execute(f"INSERT INTO {template.table} ({target}) SELECT {target} FROM {typed}")
+        facts.rebuild(con, template.kind, cells=f"{table}_cells")
     elif template.mode == "facts":
-        con.execute(f"""DELETE FROM metric_facts WHERE source = 'import' AND (period, metric_id) IN
-                        (SELECT DISTINCT trim(period), trim(metric_id) FROM {table})""")
+        con.execute(f"""DELETE FROM metric_facts WHERE source = 'import' AND (period, csu_code, metric_id) IN
+                        (SELECT period, csu_code, metric_id FROM {table}_cells)""")
         con.execute(f"""INSERT INTO metric_facts (period, csu_code, specialty_code, metric_id, numerator, denominator, source)
-                        SELECT period, csu_code, coalesce(specialty_code, ''), metric_id, numerator, denominator, 'import'
-                        FROM (SELECT {typed} FROM {table})""")
+                        SELECT period, csu_code, specialty_code, metric_id, numerator, denominator, 'import'
+                        FROM {typed}""")
     elif template.kind == "metrics":
-        _load_metrics(con, table, cols, typed)
+        _load_metrics(con, typed, cols)
     else:
         blankable = {"specialty_code"}
-        select = ", ".join(f"coalesce({_q(n)}, '')" if n in blankable else _q(n) for n in names)
-        con.execute(f"""INSERT OR REPLACE INTO {template.table} ({', '.join(_q(n) for n in names)})
-                        SELECT {select} FROM (SELECT {typed} FROM {table})""")
+        select = ", ".join(f"coalesce({_q(n)}, '')" if n in blankable else _q(n) for n in present)
+        con.execute(f"""INSERT OR REPLACE INTO {template.table} ({', '.join(_q(n) for n in present)})
+                        SELECT {select} FROM {typed}""")
 
 
-def _load_metrics(con, table: str, cols: list[Column], typed: str) -> None:
+def _load_metrics(con, typed: str, cols: list[Column]) -> None:
     present = {c.name for c in cols}
 
     def opt(name: str, default_sql: str) -> str:
@@ -462,19 +500,21 @@ def _load_metrics(con, table: str, cols: list[Column], typed: str) -> None:
                coalesce(overlap_group, ''), min_volume, {opt('funnel', "'poisson'")},
                {opt('capacity_unit', "''")}, {opt('capacity_divisor', '1')}, {opt('data_source', "''")},
                {opt('benchmark_source', "''")}, {listed('scheme_ideas')}, {listed('quality_risks')}, 'import'
-        FROM (SELECT {typed} FROM {table})""")
+        FROM {typed}""")
 
 
-def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], loaded_by: str = "command line",
-                 progress: Progress | None = None, dry_run: bool = False) -> ImportResult:
-    """Validate and load files as one transaction: all load, or nothing changes.
+# ---------------------------------------------------------------- one import command
 
-    ``dry_run`` validates and loads inside the transaction, then rolls it back: the Data page's
-    validation report before anything is committed uses the very same code path as the commit."""
-    limit = int(settings()["import"]["max_errors_per_rule"])
-    say = progress or (lambda message, fraction: None)
-    result = ImportResult()
-    plan: list[tuple[Path, str, list[str]]] = []
+@dataclass
+class _Planned:
+    path: Path
+    kind: str
+    header: readers.Header
+    names: list[str]
+
+
+def _read_plan(paths: Iterable[str | Path], result: ImportResult) -> list[_Planned]:
+    plan = []
     for raw_path in paths:
         path = Path(raw_path)
         name = path.name
@@ -485,73 +525,139 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
             result.issues.append(Issue(name, None, None, None, "only .csv and .xlsx files can be imported"))
             continue
         try:
-            header = _read_header(path)
-        except _Reject as reject:
-            result.issues.append(Issue(name, 1, None, None, str(reject)))
+            header = readers.header_of(path, matches_template)
+        except readers.Unreadable as reject:
+            result.issues.append(Issue(name, reject.row or 1, reject.column, None, str(reject)))
             continue
-        kind, problems = detect_kind(path, header)
+        names = header.names
+        kind, problems = detect_kind(path, names)
         if kind is None:
-            result.issues += [Issue(name, 1, None, None, p) for p in problems]
+            label = f"{name} (sheet '{header.sheet}')" if header.sheet else name
+            result.issues += [Issue(label, header.row, None, None, p) for p in problems]
             continue
-        plan.append((path, kind, header))
+        plan.append(_Planned(path, kind, header, names))
+    return plan
+
+
+def _stage_kind(con, kind: str, group: list[_Planned], table: str, result: ImportResult,
+                say: Progress, base: float) -> list[str] | None:
+    """Stage every file of one kind and combine them into ``table`` (_file = index into the names)."""
+    template = TEMPLATES[kind]
+    periods = {c.name for c in template.all_columns if c.type == "period"}
+    union = []
+    for index, item in enumerate(group):
+        name = item.path.name
+        part = f"{table}_{index}"
+        say(f"Reading {name}", base)
+        try:
+            if readers.is_xlsx(item.path):
+                readers.stage_xlsx(con, item.path, item.header, item.names, part, periods)
+            else:
+                readers.stage_csv(con, item.path, item.header, item.names, part)
+        except readers.Unreadable as reject:
+            label = f"{name} (sheet '{item.header.sheet}')" if item.header.sheet else name
+            result.issues.append(Issue(label, reject.row, reject.column, None, str(reject)))
+            continue
+        rows = con.execute(f"SELECT count(*) FROM {part}").fetchone()[0]
+        if rows == 0:
+            result.issues.append(Issue(name, None, None, None, "the file has a header but no data rows"))
+            continue
+        result.loaded.append(FileLoad(name, kind, rows, [], item.header.sheet))
+        union.append(f"SELECT {index} AS _file, * FROM {part}")
+    if len(union) < len(group):
+        return None
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + " UNION ALL BY NAME ".join(union))
+    for index in range(len(group)):
+        con.execute(f"DROP TABLE {table}_{index}")
+    names: list[str] = []
+    for item in group:
+        names += [n for n in item.names if n not in names]
+    return names
+
+
+def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], loaded_by: str = "command line",
+                 progress: Progress | None = None, dry_run: bool = False) -> ImportResult:
+    """Validate and load files as one transaction: all load, or nothing changes.
+
+    ``dry_run`` validates, works out the changes and loads inside the transaction, then rolls it
+    back: the Data page's report before anything is committed uses the very same code path as the
+    commit, and the commit repeats the report."""
+    limit = int(settings()["import"]["max_errors_per_rule"])
+    say = progress or (lambda message, fraction: None)
+    result = ImportResult()
+    plan = _read_plan(paths, result)
     if result.issues:
         return result
-    plan.sort(key=lambda item: ORDER.index(item[1]))
-    con.begin()
+    kinds = sorted({p.kind for p in plan}, key=ORDER.index)
+    order = {p.path.name: i for i, p in enumerate(plan)}
+    staged: list[tuple[str, str, list[str], list[str]]] = []  # kind, table, names, files
     try:
-        for step, (path, kind, header) in enumerate(plan):
-            template = TEMPLATES[kind]
-            name = path.name
+        # Staged outside the transaction: a reader that fails (DuckDB's CSV reader on an odd file,
+        # before the careful reader takes over) must not abort the import's transaction.
+        for step, kind in enumerate(kinds):
+            group = [p for p in plan if p.kind == kind]
             table = f"_stage_{step}"
-            base = step / len(plan)
-            say(f"Reading {name}", base)
-            try:
-                rows = _stage(con, path, header, table)
-            except _Reject as reject:
-                result.issues.append(Issue(name, None, None, None, str(reject)))
-                continue
-            if rows == 0:
-                result.issues.append(Issue(name, None, None, None, "the file has a header but no data rows"))
-                continue
-            say(f"Checking {rows:,} rows of {name}", base + 0.3 / len(plan))
-            issues = _validate(con, template, table, header, name, limit)
-            periods: list[str] = []
-            if not issues and template.period_expr:
-                periods = _periods(con, template, table, header)
-                issues = _clashes(con, template, table, periods, name, limit)
-            if issues or result.issues:
-                result.issues += issues
-                continue
-            say(f"Loading {name}", base + 0.6 / len(plan))
-            _load(con, template, table, header, periods, loaded_by)
-            con.execute(
-                """INSERT INTO import_log (kind, file_name, row_count, period_from, period_to, loaded_by)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                [kind, name, rows, periods[0] if periods else None, periods[-1] if periods else None, loaded_by])
-            result.loaded.append(FileLoad(name, kind, rows, periods))
-        if result.issues:
-            # Roll back at once: a file that failed to parse may have aborted the transaction,
-            # and the rollback drops the staging tables with everything else.
-            con.rollback()
-            result.loaded = []
-            order = {path.name: i for i, (path, _, _) in enumerate(plan)}
-            result.issues.sort(key=lambda i: (order.get(i.file, 0), i.row if i.row is not None else 1 << 62))
-        elif dry_run:
-            con.rollback()
-            result.dry_run = True
-            say("Checked: nothing committed yet", 1.0)
-        else:
-            for step in range(len(plan)):
-                con.execute(f"DROP TABLE IF EXISTS _stage_{step}")
-            bump_data_version(con)
-            con.commit()
-            say("Done", 1.0)
+            names = _stage_kind(con, kind, group, table, result, say, step / len(kinds))
+            if names is not None:
+                staged.append((kind, table, names, [p.path.name for p in group]))
+        if not result.issues:
+            _check_and_load(con, staged, result, loaded_by, limit, say, dry_run)
     except Exception as exc:  # anything unexpected: roll back and say so, never a traceback
-        con.rollback()
-        result.loaded = []
-        result.issues.append(Issue(plan[0][0].name if len(plan) == 1 else "import", None, None, None,
+        try:
+            con.rollback()
+        except duckdb.Error:
+            pass  # no transaction was open
+        result.issues.append(Issue(plan[0].path.name if len(plan) == 1 else "import", None, None, None,
                                    f"the import failed and nothing was changed ({type(exc).__name__}: {str(exc)[:200]})"))
+    finally:
+        for (name,) in con.execute("""SELECT table_name FROM duckdb_tables()
+                                      WHERE temporary AND starts_with(table_name, '_stage_')""").fetchall():
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    if result.issues:
+        result.loaded, result.changes = [], []
+        result.issues.sort(key=lambda i: (order.get(i.file.split(" (sheet ")[0], 0),
+                                          i.row if i.row is not None else 1 << 62))
     return result
+
+
+def _check_and_load(con, staged, result: ImportResult, loaded_by: str, limit: int, say: Progress,
+                    dry_run: bool) -> None:
+    """Check every source's combined rows, work out and record the changes, load: one transaction."""
+    con.begin()
+    for step, (kind, table, names, files) in enumerate(staged):
+        template = TEMPLATES[kind]
+        base = step / len(staged)
+        say(f"Checking {kind}", base + 0.3 / len(staged))
+        issues = _validate(con, template, table, names, files, limit)
+        if not issues:
+            typed = _prepare(con, template, table, names)
+            issues = _clashes(con, template, typed, table, files, limit)
+        if issues or result.issues:
+            result.issues += issues
+            continue
+        result.changes.append(_change(con, template, typed, table, files))
+        has_period = "period" in {d[0] for d in con.execute(f"SELECT * FROM {typed} LIMIT 0").description}
+        for f in (f for f in result.loaded if f.kind == kind):
+            if has_period:
+                f.periods = [r[0] for r in con.execute(f"SELECT DISTINCT period FROM {typed} WHERE _file = ? ORDER BY 1",
+                                                       [files.index(f.file)]).fetchall()]
+        say(f"Loading {kind}", base + 0.6 / len(staged))
+        _load(con, template, typed, table, names, loaded_by)
+        for f in (f for f in result.loaded if f.kind == kind):
+            con.execute("""INSERT INTO import_log (kind, file_name, row_count, period_from, period_to, loaded_by)
+                           VALUES (?, ?, ?, ?, ?, ?)""",
+                        [kind, f.file, f.rows, f.periods[0] if f.periods else None,
+                         f.periods[-1] if f.periods else None, loaded_by])
+    if result.issues:
+        con.rollback()
+    elif dry_run:
+        con.rollback()
+        result.dry_run = True
+        say("Checked: nothing committed yet", 1.0)
+    else:
+        bump_data_version(con)
+        con.commit()
+        say("Done", 1.0)
 
 
 def stage_uploads(files: Iterable[tuple[str, int, bytes | memoryview]], folder: Path,
