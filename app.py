@@ -49,13 +49,15 @@ PAGES = {
     "feedback": st.Page("pages/feedback.py", title="Feedback", icon=":material/forum:", url_path="feedback"),
     "guide": st.Page("pages/guide.py", title="Guide", icon=":material/menu_book:", url_path="guide"),
 }
-ROLE_PAGES = {
-    "admin": ["overview", "explore", "metric", "shortlist", "tracking", "library", "data", "adoption", "feedback", "guide"],
-    "finance": ["overview", "explore", "metric", "shortlist", "tracking", "library", "adoption", "feedback", "guide"],
-    "csu": ["overview", "explore", "metric", "shortlist", "tracking", "library", "feedback", "guide"],
-    "viewer": ["overview", "explore", "metric", "tracking", "library", "feedback", "guide"],
-}
-ROLE_LABELS = {"admin": "Admin", "finance": "Finance", "csu": "CSU team", "viewer": "Viewer"}
+# Pages a user sees: all of them, except those that need a capability the user's role lacks.
+PAGE_NEEDS = {"shortlist": lambda u: u.can_edit_schemes, "data": lambda u: u.can_manage_data,
+              "adoption": lambda u: u.has_finance_duties}
+
+
+def pages_for(user) -> list[str]:
+    return [name for name in PAGES if PAGE_NEEDS.get(name, lambda u: True)(user)]
+
+
 FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "fy")
 COOKIE_RUNS = 1  # render the cookie write/delete on one completed run: each render makes the component rerun the page
 
@@ -143,10 +145,10 @@ if user is None:  # signed in to a user since removed from the database
 _flush_cookie()
 
 landing = st.session_state.pop("_oe_landing", None)
-if landing in ROLE_PAGES[user.role]:  # a deep link that a fresh server first ran outside navigation
+if landing in pages_for(user):  # a deep link that a fresh server first ran outside navigation
     st.switch_page(PAGES[landing], query_params=dict(st.query_params))
 
-navigation = st.navigation([PAGES[name] for name in ROLE_PAGES[user.role]])
+navigation = st.navigation([PAGES[name] for name in pages_for(user)])
 view_text = "&".join(f"{k}={v}" for k, v in sorted(st.query_params.items()) if k in FEEDBACK_KEYS)
 view_key = (navigation.url_path, view_text)
 if st.session_state.get("_oe_last_view") != view_key:
@@ -170,7 +172,7 @@ def _feedback_control() -> None:
 
 
 with st.sidebar:
-    st.markdown(f"**{user.name}**  \n{ROLE_LABELS[user.role]} · {user.scope.label}")
+    st.markdown(f"**{user.name}**  \n{user.role_label} · {user.scope.label}")
     current = ui.basis()
     options = TARGETS + ("custom",)
     best = custom_best(current.target)

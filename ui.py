@@ -144,7 +144,7 @@ def mark_seen(scheme_id: int, version: int) -> None:
 
 def editing(user: User) -> bool:
     """Editing widgets show for roles that may edit, except in presentation mode."""
-    return user.can_edit and not presenting()
+    return user.can_edit_schemes and not presenting()
 
 
 def presenting() -> bool:

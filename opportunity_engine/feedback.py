@@ -32,7 +32,7 @@ def submit(con: duckdb.DuckDBPyConnection, user: User, page: str, view: str, rat
 
 
 def triage(con: duckdb.DuckDBPyConnection, user: User, feedback_id: int, status: str, response: str = "") -> None:
-    if user.role != "admin":
+    if not user.can_triage_feedback:
         raise PermissionError("Only an admin triages feedback.")
     if status not in STATUSES:
         raise ValueError(f"Status must be one of {', '.join(STATUSES)}.")

@@ -15,6 +15,7 @@ import duckdb
 from .scope import Scope
 
 ROLES = ("admin", "finance", "csu", "viewer")
+ROLE_LABELS = {"admin": "Admin", "finance": "Finance", "csu": "CSU team", "viewer": "Viewer"}
 DEMO_PASSWORD = "demo"
 DEMO_CSU = "EMA"
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
@@ -34,9 +35,34 @@ class User:
             return Scope.of(*self.csus) if self.csus else Scope(frozenset(), "No CSU assigned")
         return Scope.trust()
 
+    # What a role may do, asked by name everywhere (pages, navigation, engine), so a role's rights
+    # are written once, here, and never as role names scattered through the code.
     @property
-    def can_edit(self) -> bool:
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def can_edit_schemes(self) -> bool:
+        """Create and change schemes, CIP plans, QIAs and realised savings (in scope)."""
         return self.role in ("admin", "finance", "csu")
+
+    @property
+    def has_finance_duties(self) -> bool:
+        """Trust-wide finance work: WRP targets, publishing case studies, the Adoption page."""
+        return self.role in ("admin", "finance")
+
+    @property
+    def can_manage_data(self) -> bool:
+        """Load extracts, set unit costs, edit the catalogue's scheme ideas, back up."""
+        return self.is_admin
+
+    @property
+    def can_triage_feedback(self) -> bool:
+        return self.is_admin
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, self.role)
 
 
 def hash_password(password: str) -> str:

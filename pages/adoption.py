@@ -8,7 +8,7 @@ from opportunity_engine.delivery import tracking
 from opportunity_engine.formatting import gbp_short
 
 user = ui.require_user()
-if user.role not in ("admin", "finance"):
+if not user.has_finance_duties:
     st.error("Adoption is for finance and administrators.")
     st.stop()
 cur = ui.cursor()

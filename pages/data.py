@@ -15,7 +15,7 @@ from opportunity_engine.store.importer import import_files, stage_uploads
 from opportunity_engine.store.templates import ORDER, TEMPLATES, csv_template
 
 user = ui.require_user()
-if user.role != "admin":
+if not user.can_manage_data:
     st.error("The Data page is for administrators.")
     st.stop()
 cur = ui.cursor()

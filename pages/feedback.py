@@ -19,7 +19,7 @@ else:
                  hide_index=True, width="stretch",
                  column_config={"Done": st.column_config.DatetimeColumn(format="D MMM YYYY")})
 
-if user.role == "admin" and not ui.presenting():
+if user.can_triage_feedback and not ui.presenting():
     st.subheader("Triage")
     status = st.segmented_control("Show", ["new", "planned", "done"], default="new",
                                   help="New items need a decision; planned ones are being worked on.")

@@ -51,7 +51,7 @@ ideas = library.ideas(cur, search, chosen)
 st.dataframe(ideas.rename(columns={"metric_name": "Metric", "domain": "Domain", "idea": "Idea"})[["Domain", "Metric", "Idea"]],
              hide_index=True, width="stretch")
 
-if user.role == "admin" and not ui.presenting():
+if user.can_manage_data and not ui.presenting():
     with st.expander("Edit scheme ideas (admin)", icon=":material/edit:"):
         target = st.selectbox("Metric to edit", sorted(metrics, key=lambda m: metrics[m].metric_name),
                               format_func=lambda m: metrics[m].metric_name, key="edit-metric",

@@ -348,7 +348,7 @@ if not listing.empty:
                                              "old_value": "Old", "new_value": "New"}),
                      hide_index=True, width="stretch")
 
-if user.role in ("admin", "finance") and edit:
+if user.has_finance_duties and edit:
     with st.expander(f"WRP targets {plans.fy_label(fy)}", icon=":material/flag:"):
         ui.wrp_target_editor(cur, user, fy)
 

@@ -24,7 +24,7 @@ def ideas(con: duckdb.DuckDBPyConnection, search: str = "", metric: str | None =
 
 
 def set_ideas(con: duckdb.DuckDBPyConnection, user: User, metric: str, new_ideas: list[str]) -> None:
-    if user.role != "admin":
+    if not user.can_manage_data:
         raise PermissionError("Only an admin can edit scheme ideas.")
     cleaned = [i.strip() for i in new_ideas if i and i.strip()]
     if any(len(i) > 500 for i in cleaned):

@@ -174,7 +174,7 @@ def monthly_plan(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: i
 def set_wrp_target(con: duckdb.DuckDBPyConnection, user: User, csu: str, financial_year: int,
                    target_gbp: float, source: str = "") -> None:
     """Finance sets each CSU's WRP target per financial year (audited)."""
-    if user.role not in ("admin", "finance"):
+    if not user.has_finance_duties:
         raise PermissionError("Only finance or an admin can set WRP targets.")
     if target_gbp is None or target_gbp < 0:
         raise ValueError("A WRP target is zero or more pounds.")

@@ -84,7 +84,7 @@ _COLUMNS = ", ".join(f.name for f in fields(Scheme))
 
 def require_editor(user: User, csu: str) -> None:
     user.scope.check(csu)
-    if not user.can_edit:
+    if not user.can_edit_schemes:
         raise PermissionError("Your role can view schemes but not change them.")
 
 

@@ -66,7 +66,7 @@ def set_case_study(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, e
                    published: bool) -> Scheme:
     """Publish a delivered scheme to the library, where every CSU can learn from it. Only
     finance and admin publish: it deliberately shares one CSU's scheme with the others."""
-    if user.role not in ("admin", "finance"):
+    if not user.has_finance_duties:
         raise PermissionError("Only finance or an admin can publish a case study.")
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
         if published and edit.scheme.status != "delivered":

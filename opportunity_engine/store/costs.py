@@ -23,7 +23,7 @@ def unit_costs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def set_unit_cost(con: duckdb.DuckDBPyConnection, user: User, cost_driver: str, specialty: str,
                   unit_cost_gbp: float, source: str) -> None:
-    if user.role != "admin":
+    if not user.can_manage_data:
         raise PermissionError("Only an admin changes unit costs.")
     if unit_cost_gbp is None or not math.isfinite(float(unit_cost_gbp)) or float(unit_cost_gbp) < 0:
         raise ValueError(f"{cost_driver}: a unit cost is zero or more pounds.")
