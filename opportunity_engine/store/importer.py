@@ -532,8 +532,9 @@ def _read_plan(paths: Iterable[str | Path], result: ImportResult) -> list[_Plann
         names = header.names
         kind, problems = detect_kind(path, names)
         if kind is None:
-            label = f"{name} (sheet '{header.sheet}')" if header.sheet else name
-            result.issues += [Issue(label, header.row, None, None, p) for p in problems]
+            where = f" on sheet '{header.sheet}'" if header.sheet else ""
+            result.issues += [Issue(name, header.row, None, None, p.replace("the header", f"the header{where}", 1))
+                              for p in problems]
             continue
         plan.append(_Planned(path, kind, header, names))
     return plan
@@ -555,8 +556,7 @@ def _stage_kind(con, kind: str, group: list[_Planned], table: str, result: Impor
             else:
                 readers.stage_csv(con, item.path, item.header, item.names, part)
         except readers.Unreadable as reject:
-            label = f"{name} (sheet '{item.header.sheet}')" if item.header.sheet else name
-            result.issues.append(Issue(label, reject.row, reject.column, None, str(reject)))
+            result.issues.append(Issue(name, reject.row, reject.column, None, str(reject)))
             continue
         rows = con.execute(f"SELECT count(*) FROM {part}").fetchone()[0]
         if rows == 0:
@@ -615,7 +615,7 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
             con.execute(f"DROP TABLE IF EXISTS {name}")
     if result.issues:
         result.loaded, result.changes = [], []
-        result.issues.sort(key=lambda i: (order.get(i.file.split(" (sheet ")[0], 0),
+        result.issues.sort(key=lambda i: (order.get(i.file, 0),
                                           i.row if i.row is not None else 1 << 62))
     return result
 

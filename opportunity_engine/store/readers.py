@@ -340,7 +340,7 @@ def choose_sheet(path: Path, matches) -> str:
                 raise Unreadable("the sheet is empty: its first row must be the header", 1)
             raise Unreadable(f"the active sheet '{chosen.name}' is empty and {len(visible)} other sheets hold data "
                              f"({', '.join(repr(s.name) for s in visible)}): make the one to load the active sheet")
-        others = [s.name for s in with_data if s.name != chosen.name
+        others = [s.name for s in with_data if s.name != chosen.name and s.state == "visible"
                   and matches([normalise(str(v)) for v in headers[s.name] if v not in (None, "")])]
         if others:
             raise Unreadable(f"the workbook has more than one data sheet ('{chosen.name}', "
