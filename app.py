@@ -19,6 +19,8 @@ from opportunity_engine.analysis.opportunities import (
     TARGETS,
     custom_best,
     custom_target,
+    default_peer_group,
+    peer_groups,
 )
 from opportunity_engine.config import settings
 from opportunity_engine.scope import ScopeError
@@ -58,7 +60,7 @@ def pages_for(user) -> list[str]:
     return [name for name in PAGES if PAGE_NEEDS.get(name, lambda u: True)(user)]
 
 
-FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "fy")
+FEEDBACK_KEYS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "peer", "fy")
 COOKIE_RUNS = 1  # render the cookie write/delete on one completed run: each render makes the component rerun the page
 
 
@@ -190,6 +192,12 @@ with st.sidebar:
     bench = st.selectbox("Benchmark", BENCHMARKS, index=BENCHMARKS.index(current.benchmark),
                          format_func=BENCHMARK_LABELS.get,
                          help="Peer trusts' percentiles, or percentiles across the trust's own units.")
+    groups = peer_groups(ui.cursor())
+    group = current.peer_group
+    if bench == "peer" and groups:
+        group = st.selectbox("Peer group", groups, index=groups.index(group) if group in groups else 0,
+                             help="Which of the benchmarks' peer groups the targets come from (national, region, "
+                                  "recommended peers, ...). Also ?peer=NAME in the link.")
     present = st.toggle("Presentation mode", value=ui.presenting(),
                         help="Larger type and no editing controls, for CIP meetings. Also ?present=1 in the link.")
     for key, value, default in (("target", chosen, "median"), ("benchmark", bench, "peer")):
@@ -197,6 +205,10 @@ with st.sidebar:
             st.query_params[key] = value
         elif key in st.query_params:
             del st.query_params[key]
+    if bench == "peer" and group and group != default_peer_group(groups):
+        st.query_params["peer"] = group
+    elif "peer" in st.query_params:
+        del st.query_params["peer"]
     if present:
         st.query_params["present"] = "1"
     elif "present" in st.query_params:

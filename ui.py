@@ -21,7 +21,14 @@ import pandas as pd
 import streamlit as st
 
 from opportunity_engine import usage
-from opportunity_engine.analysis.opportunities import BENCHMARKS, Basis, is_target
+from opportunity_engine.analysis.opportunities import (
+    BENCHMARKS,
+    Basis,
+    default_peer_group,
+    is_target,
+    missing_targets_note,
+    peer_groups,
+)
 from opportunity_engine.config import database_path
 from opportunity_engine.delivery import plans
 from opportunity_engine.formatting import gbp_short
@@ -30,7 +37,7 @@ from opportunity_engine.users import User, get_user
 
 log = logging.getLogger("opportunity_explorer")
 CSU_WIDE = "csu-wide"  # URL token for the CSU-wide "specialty" (stored as '')
-VIEW_KEYS = ("target", "benchmark", "present", "fy")
+VIEW_KEYS = ("target", "benchmark", "peer", "present", "fy")
 
 
 @st.cache_resource(show_spinner=False)
@@ -120,10 +127,20 @@ def param(name: str) -> str | None:
 
 
 def basis() -> Basis:
-    """The target and benchmark from the URL (unknown values fall back to the defaults)."""
+    """The target, benchmark and peer group from the URL (unknown values fall back to the
+    defaults; the peer group to the configured one if the data holds it, else the first)."""
     target = param("target") if is_target(param("target")) else "median"
     benchmark = param("benchmark") if param("benchmark") in BENCHMARKS else "peer"
-    return Basis(target=target, benchmark=benchmark)
+    groups = peer_groups(cursor())
+    group = param("peer") if param("peer") in groups else default_peer_group(groups)
+    return Basis(target=target, benchmark=benchmark, peer_group=group)
+
+
+def no_target_notice(df) -> None:
+    """Say which metrics have no target under the current basis: never a silent £0."""
+    note = missing_targets_note(df, basis())
+    if note:
+        st.warning(note, icon=":material/help:")
 
 
 def financial_year() -> int:

@@ -10,7 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from .analysis.opportunities import BENCHMARKS, TARGETS, Basis, is_target, opportunities
+from .analysis.opportunities import (
+    BENCHMARKS,
+    TARGETS,
+    Basis,
+    is_target,
+    missing_targets_note,
+    opportunities,
+    peer_groups,
+    resolve_peer_group,
+)
 from .config import database_path, settings
 from .scope import Scope, ScopeError
 from .store import db as dbmod
@@ -33,6 +42,9 @@ def _basis_args(parser: argparse.ArgumentParser) -> None:
                         help="median, top_quartile, top_decile, or best_N: the level of the best N %% of units "
                              "(N from 10 to 90)")
     parser.add_argument("--benchmark", choices=BENCHMARKS, default="peer")
+    parser.add_argument("--peer-group", default=None, metavar="NAME",
+                        help="the benchmarks' peer group for peer targets (national, region, ...); default: "
+                             "[analysis] peer_group in config.toml if the data holds it, else the first group")
     parser.add_argument("--csu", default=None, help="one CSU code")
     parser.add_argument("--from", dest="period_from", default=None, metavar="YYYY-MM")
     parser.add_argument("--to", dest="period_to", default=None, metavar="YYYY-MM")
@@ -207,10 +219,23 @@ def _scope_for(con, csu: str | None) -> Scope:
     return Scope.of(csu)
 
 
+def _basis(con, args) -> Basis:
+    """The basis of the arguments with the peer group named; an unknown group is an error."""
+    basis = Basis(args.target, args.benchmark, args.period_from, args.period_to, args.peer_group)
+    groups = peer_groups(con)
+    if args.peer_group is not None and args.peer_group not in groups:
+        held = ", ".join(groups) if groups else "none: load a benchmarks file"
+        raise ValueError(f"no peer group {args.peer_group!r} in the benchmarks (held: {held})")
+    return resolve_peer_group(con, basis)
+
+
 def cmd_opportunities(args, path: Path) -> int:
     with dbmod.connect(path, read_only=True) as con:
-        basis = Basis(args.target, args.benchmark, args.period_from, args.period_to)
+        basis = _basis(con, args)
         df = opportunities(con, _scope_for(con, args.csu), basis, csu=args.csu)
+    note = missing_targets_note(df, basis)
+    if note:  # never a silent £0: say which metrics have no target (stdout stays pure data)
+        print(f"note: {note}", file=sys.stderr)
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False, float_format="%.17g")
     else:
@@ -223,7 +248,7 @@ def cmd_export(args, path: Path) -> int:
     from .reports.export import opportunities_workbook
 
     with dbmod.connect(path, read_only=True) as con:
-        basis = Basis(args.target, args.benchmark, args.period_from, args.period_to)
+        basis = _basis(con, args)
         scope = _scope_for(con, args.csu)
         data = opportunities_workbook(con, scope, basis, user=args.user, csu=args.csu)
     args.out.parent.mkdir(parents=True, exist_ok=True)

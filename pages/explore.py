@@ -47,6 +47,8 @@ crumb = f"Trust › **{csus[csu]}**"
 if specialty is not None:
     crumb += f" › **{labels.get(specialty, specialty)}**"
 st.markdown(crumb)
+st.caption(basis.label)
+ui.no_target_notice(df)
 t = totals(df)
 c1, c2, c3 = st.columns(3)
 ui.annual_metric(c1, f"{csus[csu]}: net opportunity", t.net_gbp, help="Net of overlap, at the chosen target.")

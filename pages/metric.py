@@ -103,7 +103,8 @@ d1, d2 = st.columns(2)
 with d1:
     st.markdown(f"**Definition.** {metric.definition}")
     st.markdown(f"**Data source.** {metric.data_source or '–'}")
-    st.markdown(f"**Benchmark source.** {r.benchmark_source or '–'}")
+    st.markdown(f"**Benchmark source.** {r.benchmark_source or '–'}"
+                + (f" (peer group {r.peer_group})" if r.peer_group else ""))
     st.markdown(f"**Unit cost source.** {r.unit_cost_source or '–'}")
 with d2:
     st.markdown("**Scheme ideas**")

@@ -19,6 +19,7 @@ if df.empty:
             "`make run`.")
     st.stop()
 st.caption(f"{user.scope.label} · {basis.label} · {views.window(df)}")
+ui.no_target_notice(df)
 
 t = totals(df)
 c1, c2, c3, c4 = st.columns(4)

@@ -140,10 +140,18 @@ WITH latest AS (
             AS counted_in_net
     FROM tested
 )
-SELECT *, CASE WHEN NOT low_volume AND significant AND opportunity_gbp > 0 THEN 0 ELSE 1 END AS rank_group
+SELECT *, CASE WHEN NOT low_volume AND significant AND opportunity_gbp > 0 THEN 0 ELSE 1 END AS rank_group,
+       CASE WHEN $benchmark = 'peer' THEN $peer END AS peer_group
 FROM flagged
 ORDER BY rank_group, opportunity_gbp DESC, csu_code, specialty_code, metric_id
 """
+
+
+def _default_group(con: duckdb.DuckDBPyConnection, configured: str) -> str:
+    """The configured group if the benchmarks hold it, else the first by name (else the configured)."""
+    row = con.execute("""SELECT coalesce(max(peer_group) FILTER (peer_group = $c), min(peer_group), $c)
+                         FROM benchmarks""", {"c": configured}).fetchone()
+    return row[0]
 
 
 def oracle_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
@@ -154,7 +162,7 @@ def oracle_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Ba
     params = {
         "p_from": basis.period_from, "p_to": basis.period_to, "window": _window_months(),
         "internal_min": int(cfg["internal_min_units"]), "benchmark": basis.benchmark,
-        "peer": cfg["peer_group"], "target": basis.target, "z": Z95,
+        "peer": basis.peer_group or _default_group(con, cfg["peer_group"]), "target": basis.target, "z": Z95,
         "csu": csu, "specialty": specialty, "metric": metric, **scope.sql_params(),
     }
     df = con.execute(OPPORTUNITY_SQL, params).df()

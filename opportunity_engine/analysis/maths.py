@@ -29,7 +29,7 @@ COLUMNS = [
     "p10", "p25", "p50", "p75", "p90", "target_median", "target_top_quartile", "target_top_decile",
     "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
     "unit_cost_level", "unit_cost_source", "cost_driver", "overlap_group", "counted_in_net",
-    "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group",
+    "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group", "peer_group",
 ]
 PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 _KNOTS = np.array([10.0, 25.0, 50.0, 75.0, 90.0])  # the percentiles a benchmark holds
@@ -40,7 +40,7 @@ _FLOAT_COLUMNS = ["numerator", "denominator", "actual", "target_value", "gap_uni
                   "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
                   "min_volume", "z_score", "capacity_units"]
 _GRAIN_TEXTS = ["csu_code", "specialty_code", "metric_id", "csu_name", "specialty_name", "benchmark_level",
-                "benchmark_source", "unit_cost_level", "unit_cost_source"]
+                "benchmark_source", "unit_cost_level", "unit_cost_source", "peer_group"]
 # Text columns copied from the catalogue entry of each row's metric.
 _CATALOGUE_TEXTS = ["saving_type", "metric_name", "domain", "direction", "unit", "value_format", "cost_driver",
                     "overlap_group", "funnel", "capacity_unit"]
@@ -147,7 +147,9 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
                         gaps["top_quartile"] * cost, gaps["top_decile"] * cost, min_volume, z, capacity])[:, r]
     grain_texts = np.vstack([g["csu_code"], g["specialty_code"], g["metric_id"], lk.csu_names[ci],
                              _specialty_names(lk, si, g["specialty_code"]), benchmark_level,
-                             bench.sources[b_idx], costs.level[mi, si], costs.sources[c_idx]])[:, r]
+                             bench.sources[b_idx], costs.level[mi, si], costs.sources[c_idx],
+                             # the group a peer target came from (None for internal benchmarks)
+                             np.full(len(r), None if basis.benchmark == "internal" else peer_group, dtype=object)])[:, r]
     metric_texts = _metric_texts(lk, windows)[:, mr]
     flags = np.vstack([low_volume, significant, counted])[:, r]
     blocks = [(floats, _FLOAT_PLACES), (grain_texts, _GRAIN_TEXT_PLACES), (metric_texts, _METRIC_TEXT_PLACES),

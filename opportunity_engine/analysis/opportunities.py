@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import duckdb
@@ -65,11 +65,16 @@ BENCHMARK_LABELS = {"peer": "Peer trusts", "internal": "Internal (trust's own un
 
 @dataclass(frozen=True)
 class Basis:
-    """What an opportunity is measured against, and over which months."""
+    """What an opportunity is measured against, and over which months.
+
+    ``peer_group`` names the benchmarks' peer group a peer target reads (national, region, …);
+    None means the default: the configured ``[analysis] peer_group`` when the data holds it, else
+    the only or first group (see :func:`default_peer_group`)."""
     target: str = "median"
     benchmark: str = "peer"
     period_from: str | None = None
     period_to: str | None = None
+    peer_group: str | None = None
 
     def __post_init__(self) -> None:
         if not is_target(self.target):
@@ -88,7 +93,65 @@ class Basis:
 
     @property
     def label(self) -> str:
-        return f"{target_label(self.target)} of {BENCHMARK_LABELS[self.benchmark].lower()}"
+        """In words, naming the peer group when there is one: "Median of peer trusts (national)"."""
+        group = f" ({self.peer_group})" if self.benchmark == "peer" and self.peer_group else ""
+        return f"{target_label(self.target)} of {BENCHMARK_LABELS[self.benchmark].lower()}{group}"
+
+
+def peer_groups(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The peer groups the benchmarks hold (national, region, …), in name order."""
+    return sorted(lookups.get(con).peer)
+
+
+def default_peer_group(groups: list[str] | tuple[str, ...]) -> str:
+    """The configured ``[analysis] peer_group`` when the data holds it, else the only or first
+    group by name; the configured name when there are no benchmarks at all."""
+    configured = str(settings()["analysis"]["peer_group"])
+    if configured in groups or not groups:
+        return configured
+    return sorted(groups)[0]
+
+
+def resolve_peer_group(con: duckdb.DuckDBPyConnection, basis: Basis) -> Basis:
+    """The basis with its peer group named (the default filled in), so every label and export
+    says which group the targets came from."""
+    if basis.peer_group is not None:
+        return basis
+    return replace(basis, peer_group=default_peer_group(peer_groups(con)))
+
+
+def missing_targets(df: pd.DataFrame) -> pd.DataFrame:
+    """Per metric with any unit lacking a target: metric_id, metric_name, units, without_target.
+
+    A unit without a target has no gap and no £: that is "not measured", never "£0 to save",
+    so pages and the CLI say which metrics these are."""
+    if df.empty:
+        return pd.DataFrame(columns=["metric_id", "metric_name", "units", "without_target"])
+    counts = (df.assign(no_target=df["target_value"].isna())
+              .groupby(["metric_id", "metric_name"], sort=True)
+              .agg(units=("no_target", "size"), without_target=("no_target", "sum")).reset_index())
+    return counts[counts["without_target"] > 0].reset_index(drop=True)
+
+
+def missing_targets_note(df: pd.DataFrame, basis: Basis) -> str | None:
+    """One sentence naming the metrics without a target under ``basis`` (None when all have one)."""
+    missing = missing_targets(df)
+    if missing.empty:
+        return None
+    where = (f"in peer group '{basis.peer_group}'" if basis.benchmark == "peer" and basis.peer_group
+             else "in the internal benchmark" if basis.benchmark == "internal" else "in the benchmarks")
+    whole = missing[missing["without_target"] == missing["units"]]
+    part = missing[missing["without_target"] < missing["units"]]
+    n_metrics = df["metric_id"].nunique()
+    bits = []
+    if len(whole):
+        bits.append(f"{len(whole)} of {n_metrics} metrics have no target {where}: {', '.join(whole['metric_name'])}")
+    if len(part):
+        listed = ", ".join(f"{r.metric_name} ({int(r.without_target)} of {int(r.units)} units)"
+                           for r in part.itertuples())
+        bits.append(f"{'some' if len(whole) else 'Some'} units of {len(part)} {'more ' if len(whole) else ''}"
+                    f"metric{'s' if len(part) > 1 else ''} have none: {listed}")
+    return "; ".join(bits) + ". Their opportunity is not measured (no target, not £0 to save)."
 
 
 def _is_period(p: str) -> bool:
@@ -174,7 +237,8 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
     if g is None or len(g["num"]) == 0:
         return maths.empty()
     wanted = g.pop("wanted", None)
-    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), cfg["peer_group"])
+    group = basis.peer_group or default_peer_group(tuple(lk.peer))
+    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group)
 
 
 def _split_version(g: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:

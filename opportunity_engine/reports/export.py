@@ -18,7 +18,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from ..analysis.catalogue import all_metrics
-from ..analysis.opportunities import Basis, opportunities, summarise
+from ..analysis.opportunities import Basis, missing_targets_note, opportunities, resolve_peer_group, summarise
 from ..formatting import months
 from ..scope import Scope
 from .sheet_style import NHS_BLUE, finish_table, fit_columns, style_header
@@ -63,7 +63,8 @@ OPP_COLUMNS = [
     ("At top decile £", "opportunity_top_decile_gbp", GBP), ("Saving type", "saving_type", None),
     ("Counted in net", "counted_in_net", None), ("Low volume", "low_volume", None),
     ("Significant", "significant", None), ("Benchmark level", "benchmark_level", None),
-    ("Benchmark source", "benchmark_source", None), ("Unit cost source", "unit_cost_source", None),
+    ("Benchmark source", "benchmark_source", None), ("Peer group", "peer_group", None),
+    ("Unit cost source", "unit_cost_source", None),
     ("From", "period_from", None), ("To", "period_to", None),
 ]
 
@@ -78,6 +79,7 @@ WORDS = {
 def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, user: str,
                            csu: str | None = None, now: datetime | None = None) -> bytes:
     """The workbook for a scope (and optionally one CSU: the CSU briefing pack) as .xlsx bytes."""
+    basis = resolve_peer_group(con, basis)  # the cover names the group the targets came from
     df = opportunities(con, scope, basis, csu=csu)
     metrics = all_metrics(con)
     now = now or datetime.now()
@@ -146,6 +148,8 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     rows = [
         ("Prepared by", user), ("Generated", now.strftime("%Y-%m-%d %H:%M")), ("Scope", scope.label),
         ("CSU", csu or "All in scope"), ("Target", basis.label),
+        ("Peer group", basis.peer_group if basis.benchmark == "peer" else "none (internal benchmark)"),
+        ("Metrics without a target", missing_targets_note(df, basis) or "none: every metric has a target"),
         ("Period", months(df['period_from'].min(), df['period_to'].max()) if n else "no data"),
     ]
     for r, (k, v) in enumerate(rows, start=3):

@@ -64,6 +64,7 @@ class FileLoad:
     rows: int
     periods: list[str] = field(default_factory=list)
     sheet: str | None = None  # the .xlsx sheet read
+    peer_groups: list[str] = field(default_factory=list)  # benchmarks files: the groups they hold
 
     @property
     def label(self) -> str:
@@ -129,7 +130,8 @@ class ImportResult:
             lines = [f"{verb} {len(self.loaded)} file(s):"]
             for f in self.loaded:
                 span = f" ({f.periods[0]} to {f.periods[-1]})" if f.periods else ""
-                lines.append(f"  {f.label}: {f.rows:,} {f.kind} rows{span}")
+                groups = f"; peer groups: {', '.join(f.peer_groups)}" if f.peer_groups else ""
+                lines.append(f"  {f.label}: {f.rows:,} {f.kind} rows{span}{groups}")
             lines.append("Changes:" if not self.dry_run else "Changes if committed:")
             lines += [f"  {c}" for c in self.changes]
             return "\n".join(lines)
@@ -562,7 +564,9 @@ def _stage_kind(con, kind: str, group: list[_Planned], table: str, result: Impor
         if rows == 0:
             result.issues.append(Issue(name, None, None, None, "the file has a header but no data rows"))
             continue
-        result.loaded.append(FileLoad(name, kind, rows, [], item.header.sheet))
+        groups = ([r[0] for r in con.execute(f'SELECT DISTINCT trim("peer_group") FROM {part} ORDER BY 1').fetchall()]
+                  if kind == "benchmarks" and "peer_group" in item.names else [])
+        result.loaded.append(FileLoad(name, kind, rows, [], item.header.sheet, groups))
         union.append(f"SELECT {index} AS _file, * FROM {part}")
     if len(union) < len(group):
         return None
