@@ -288,9 +288,7 @@ def cmd_schema(args, path: Path) -> int:
 
 
 def cmd_backup(args, path: Path) -> int:
-    from datetime import datetime
-
-    out = args.out or path.parent / "backups" / f"opportunity-{datetime.now():%Y%m%d-%H%M%S}.duckdb"
+    out = args.out or dbmod.backup_path(path)
     if not path.exists():
         raise FileNotFoundError(f"No database at {path}")
     with dbmod.connect(path) as con:  # a read-only database cannot attach a file to write the copy into

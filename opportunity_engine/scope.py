@@ -39,6 +39,14 @@ class Scope:
         if csu_code and not self.allows(csu_code):
             raise ScopeError(f"CSU {csu_code} is not available to you.")
 
+    def narrow(self, csu_code: str | None) -> Scope:
+        """This scope cut down to one CSU, for a view of one CSU (None: unchanged). Raises
+        ScopeError when the CSU is outside it, so a link cannot widen what a user sees."""
+        if not csu_code:
+            return self
+        self.check(csu_code)
+        return Scope.of(csu_code)
+
     def sql_params(self) -> dict:
         """Parameters for the engine's ``($all_csus OR list_contains($csus, csu_code))`` filter."""
         return {"all_csus": self.csus is None, "csus": sorted(self.csus or ())}

@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from .config import settings
+from .store.statuses import COMMITTED
 from .users import User
 
 EVENTS = ("sign_in", "page_view", "export", "import", "scheme_created", "feedback")
@@ -62,7 +63,7 @@ def value(con: duckdb.DuckDBPyConnection, evidenced: dict[int, float] | None = N
         FROM schemes s JOIN csus c USING (csu_code) LEFT JOIN cip_plans p USING (scheme_id)
         WHERE s.origin = 'opportunity'""").df()
     df["evidenced_gbp"] = df["scheme_id"].map(evidenced or {}).fillna(0.0) if len(df) else 0.0
-    return (df.assign(schemes=1, committed=df["status"].isin(["approved", "delivering", "delivered"]).astype(int))
+    return (df.assign(schemes=1, committed=df["status"].isin(COMMITTED).astype(int))
               .groupby(["csu_code", "csu_name"], as_index=False)
               [["schemes", "committed", "planned_fye_gbp", "realised_gbp", "evidenced_gbp"]].sum()
               .sort_values("planned_fye_gbp", ascending=False).reset_index(drop=True))

@@ -129,12 +129,10 @@ st.caption("A consistent copy of the whole database (data, schemes, plans, QIAs,
            "beside it. To restore: stop the app and copy the backup over the database file.")
 if st.button("Back up now", icon=":material/backup:",
              help="Writes a consistent copy of the whole database to the backups folder."):
-    from datetime import datetime
-
     from opportunity_engine.config import database_path
     from opportunity_engine.store import db
 
-    target = database_path().parent / "backups" / f"opportunity-{datetime.now():%Y%m%d-%H%M%S}.duckdb"
+    target = db.backup_path(database_path())
     db.backup(cur, target)
     ui.log.info("backup", extra={"username": user.username, "file": str(target)})
     st.success(f"Backed up to {target}.")

@@ -96,7 +96,8 @@ if specialty is not None:
         ["Opportunity £"], help={"Opportunity £": "A year, at the chosen target. Click a row for its detail."},
         on_select="rerun", selection_mode="single-row", key="metric_table", height="content")
     picked_metric = ui.selected_value(rows, metric_event, "metric_id")
-    names = dict(zip(rows["metric_id"], [f"{m} ({gbp_short(v)})" for m, v in zip(rows["Metric"], rows["Opportunity £"])]))
+    metric_names = dict(zip(rows["metric_id"], rows["Metric"]))
+    names = {m: f"{metric_names[m]} ({gbp_short(v)})" for m, v in zip(rows["metric_id"], rows["Opportunity £"])}
     metric = st.selectbox("Metric", list(names), format_func=names.get,
                           help="Or click a row above.")
     b1, b2 = st.columns([1, 1])
@@ -106,7 +107,7 @@ if specialty is not None:
             csu=csu, specialty=ui.specialty_param(specialty), metric=picked_metric or metric))
     if ui.editing(user) and b2.button("Add this metric to the shortlist", icon=":material/playlist_add:",
                                   help="Creates a shortlisted scheme from the chosen metric, keeping today's figures."):
-        made = schemes.create(cur, user, f"{names[metric].rsplit(' (', 1)[0]}: {labels.get(specialty, specialty)}", csu,
+        made = schemes.create(cur, user, f"{metric_names[metric]}: {labels.get(specialty, specialty)}", csu,
                               specialty=specialty, metric=metric, basis=basis, status="shortlisted")
         st.success(f"Added to the shortlist as scheme {made.scheme_id}.")
         st.page_link("pages/shortlist.py", label="Open it in Shortlist & plans", icon=":material/arrow_forward:",

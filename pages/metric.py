@@ -88,15 +88,7 @@ with right:
     st.caption("Orange: this unit. Other CSUs' units are anonymised. Green: target.")
 
 st.subheader("How this was calculated")
-better = "lower" if metric.lower_is_better else "higher"
-calc = pd.DataFrame({"Step": [
-    f"Numerator: {metric.numerator_label}", f"Denominator: {metric.denominator_label}", "Actual = numerator ÷ denominator",
-    f"Target ({basis.label}, {r.benchmark_level or 'no'} benchmark)",
-    f"Gap = {'numerator − target × denominator' if better == 'lower' else 'target × denominator − numerator'} (never below 0)",
-    f"Unit cost ({metric.cost_driver}, {r.unit_cost_level or 'none'})", "Opportunity = gap × unit cost"],
-    "Value": [f"{r.numerator:,.1f}", f"{r.denominator:,.1f}", metric_value(r.actual, fmt), metric_value(r.target_value, fmt),
-              units(r.gap_units, metric.unit), f"£{r.unit_cost_gbp:,.2f}" if pd.notna(r.unit_cost_gbp) else "–",
-              gbp_short(r.opportunity_gbp)]})
+calc = views.calculation_steps(r, basis.label, metric.numerator_label, metric.denominator_label)
 st.dataframe(calc, hide_index=True, width="stretch")
 
 d1, d2 = st.columns(2)

@@ -42,9 +42,7 @@ if chosen != csu or chosen_fy != fy:
     st.rerun()
 
 # Totals against the WRP target.
-by_csu = plans.totals_by_csu(cur, user.scope, fy)
-if csu:
-    by_csu = by_csu[by_csu.csu_code == csu]
+by_csu = plans.totals_by_csu(cur, user.scope, fy, csu=csu)
 t = plans.trust_total(by_csu)
 k1, k2, k3, k4 = st.columns(4)
 # Short labels (they must fit four across in presentation type); the year and coverage sit below.
@@ -257,7 +255,7 @@ if not listing.empty:
                                        format_func=lambda m: f"M{m} {plans.MONTH_NAMES[m - 1]}",
                                        help="M1 is April. Savings count from this month.")
                 p_fye = c3.number_input("Full-year effect £", min_value=0.0, step=1000.0, format="%.0f",
-                                        value=float(plan.fye_gbp) if plan else float(round(scheme.snapshot_opportunity_gbp or 0, -3)),
+                                        value=float(plan.fye_gbp) if plan else plans.default_fye(scheme),
                                         help="The saving in a full twelve months once running.")
                 p_profile = st.radio("Phasing", plans.PROFILES, index=plans.PROFILES.index(plan.phasing) if plan else 0,
                                      format_func=plans.PROFILE_LABELS.get, horizontal=True,
@@ -291,7 +289,7 @@ if not listing.empty:
             st.dataframe(table_qia[["domain_label", "consequence", "likelihood", "risk", "mitigations"]]
                          .rename(columns={"domain_label": "Domain", "consequence": "Consequence", "likelihood": "Likelihood",
                                           "risk": "Risk", "mitigations": "Mitigations"})
-                         .style.map(lambda v: "background-color:#F4B6B6;font-weight:bold" if v > assessment.threshold else "",
+                         .style.map(lambda v: "background-color:#F4B6B6;font-weight:bold" if assessment.above_threshold(v) else "",
                                     subset=["Risk"]),
                          hide_index=True, width="stretch")
         if assessment.complete:
@@ -319,7 +317,7 @@ if not listing.empty:
                         saved(message="QIA scores saved.")
                     except EXPECTED as exc:
                         st.error(str(exc))
-            needed = qia.TRI_TEAM + (qia.ESCALATION if assessment.escalated else ())
+            needed = assessment.needed_signoffs
             if len(assessment.scores) == len(qia.DOMAINS):
                 st.markdown("**Sign-off**")
                 for role in needed:

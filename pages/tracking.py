@@ -23,9 +23,7 @@ chosen = st.selectbox("Financial year", years, index=years.index(fy), format_fun
 if chosen != fy:
     st.query_params["fy"] = str(chosen)
     st.rerun()
-months = tracking.by_month(cur, user.scope, fy)
-if csu:
-    months = months[months.csu_code == csu]
+months = tracking.by_month(cur, user.scope, fy, csu=csu)
 summary = tracking.summarise_months(months, as_of)
 st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
            f"(the last complete month). RAG: green ≥ 95% of plan to date realised, amber ≥ 80%, red below.")

@@ -22,6 +22,7 @@ from ..formatting import MONTHS
 from ..scope import Scope, scope_filter
 from ..store import audit
 from ..store.audit import transaction
+from ..store.statuses import IN_DELIVERY, PIPELINE
 from ..users import User
 from . import schemes
 
@@ -30,8 +31,6 @@ PROFILE_LABELS = {"even": "Even", "ramp": "Ramp-up (3 months)", "custom": "Custo
 MONTH_NAMES = MONTHS[3:] + MONTHS[:3]  # the financial year: M1 = April
 RAMP_MONTHS = 3
 TOLERANCE_GBP = 1.0
-# Open statuses whose plans count as pipeline (not yet committed) in the totals.
-PIPELINE = ("idea", "shortlisted", "planning")
 
 
 def pipeline_weights() -> dict[str, float]:
@@ -85,6 +84,12 @@ def fy_month(period: str) -> tuple[int, int]:
 
 def current_fy(today) -> int:
     return today.year if today.month >= 4 else today.year - 1
+
+
+def default_fye(scheme: schemes.Scheme) -> float:
+    """The full-year effect a new plan starts from: the scheme's opportunity when it was
+    shortlisted, to the nearest £1,000 (a plan is an estimate); zero for a scheme made by hand."""
+    return float(round(scheme.snapshot_opportunity_gbp or 0, -3))
 
 
 def phase(fye_gbp: float, start_month: int, profile: str, custom: list[float] | None = None) -> list[float]:
@@ -142,7 +147,7 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
     phase(fye_gbp, start_month, phasing, custom_phasing)  # validate before writing anything
     custom = [float(v) for v in custom_phasing] if phasing == "custom" else None
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
-        if edit.scheme.status in ("delivering", "delivered"):
+        if edit.scheme.status in IN_DELIVERY:
             raise ValueError("The plan of a scheme in delivery is fixed; record realised savings instead.")
         old = load_plan(con, scheme_id)
         new = {"financial_year": int(financial_year), "start_month": int(start_month), "fye_gbp": float(fye_gbp),
@@ -196,11 +201,13 @@ def wrp_targets(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: in
                        {"fy": int(financial_year), **scope.sql_params()}).df()
 
 
-def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
+def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
+                  csu: str | None = None) -> pd.DataFrame:
     """Per CSU: committed in-year £ and FYE (approved, delivering, delivered), pipeline in-year £
     (plans not yet approved), the pipeline weighted by status (:func:`pipeline_weights`), WRP
     target, the gap still to find after committed £ and after committed + weighted pipeline.
-    A trust row comes from :func:`trust_total`."""
+    A trust row comes from :func:`trust_total`. ``csu`` narrows it to one CSU of the scope."""
+    scope = scope.narrow(csu)
     months = monthly_plan(con, scope, financial_year, schemes.COMMITTED + PIPELINE)
     is_committed = months["status"].isin(schemes.COMMITTED)
     committed, pipeline = months[is_committed], months[~is_committed]

@@ -48,7 +48,16 @@ class Assessment:
 
     @property
     def escalated(self) -> bool:
-        return self.max_risk > self.threshold
+        return self.above_threshold(self.max_risk)
+
+    @property
+    def needed_signoffs(self) -> tuple[str, ...]:
+        """Who must sign: the tri-team, and the medical director and chief nurse when escalated."""
+        return TRI_TEAM + (ESCALATION if self.escalated else ())
+
+    def above_threshold(self, risk: int) -> bool:
+        """A risk that escalates the QIA (and is shown in red)."""
+        return risk > self.threshold
 
     @property
     def missing(self) -> list[str]:
@@ -57,7 +66,7 @@ class Assessment:
         unscored = [DOMAIN_LABELS[d] for d in DOMAINS if d not in self.scores]
         if unscored:
             out.append("QIA not scored for " + ", ".join(unscored))
-        needed = TRI_TEAM + (ESCALATION if self.escalated else ())
+        needed = self.needed_signoffs
         unsigned = [SIGNOFF_LABELS[r] for r in needed if r not in self.signoffs]
         if unsigned:
             reason = f" (risk {self.max_risk} is above {self.threshold})" if self.escalated and any(
@@ -148,6 +157,6 @@ def table(assessment: Assessment) -> pd.DataFrame:
     return pd.DataFrame([
         {"domain": d, "domain_label": DOMAIN_LABELS[d], "consequence": assessment.scores[d][0],
          "likelihood": assessment.scores[d][1], "risk": assessment.risk[d], "mitigations": assessment.scores[d][2],
-         "above_threshold": assessment.risk[d] > assessment.threshold}
+         "above_threshold": assessment.above_threshold(assessment.risk[d])}
         for d in DOMAINS if d in assessment.scores],
         columns=["domain", "domain_label", "consequence", "likelihood", "risk", "mitigations", "above_threshold"])

@@ -23,9 +23,9 @@ from ..analysis.opportunities import Basis, opportunities
 from ..scope import ScopeError, scope_filter
 from ..store import audit
 from ..store.audit import ConflictError, transaction
+from ..store.statuses import COMMITTED, STATUSES  # noqa: F401 (the record's vocabulary)
 from ..users import User
 
-STATUSES = ("idea", "shortlisted", "planning", "approved", "delivering", "delivered", "rejected")
 STATUS_LABELS = {s: s.capitalize() for s in STATUSES}
 FINANCE_CATEGORIES = ("pay", "non_pay", "income")
 FINANCE_LABELS = {"pay": "Pay", "non_pay": "Non-pay", "income": "Income"}
@@ -33,8 +33,6 @@ SAVING_TYPES = ("cash", "productivity")
 SAVING_LABELS = {"cash": "Cash-releasing", "productivity": "Productivity"}
 ORIGIN_LABELS = {"manual": "Entered by hand", "opportunity": "From an opportunity"}
 EDITABLE = ("title", "description", "lead", "finance_category", "recurrent", "saving_type", "status")
-# Statuses from which a scheme counts as committed in plan totals and is tracked.
-COMMITTED = ("approved", "delivering", "delivered")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..analysis.stats import xmr
 from ..config import settings
 from ..scope import Scope, scope_filter
 from ..store.limits import MAX_REALISED_GBP, period_window
+from ..store.statuses import IN_DELIVERY, sql_list
 from ..users import User
 from . import plans, schemes
 
@@ -87,8 +88,11 @@ def realised(con: duckdb.DuckDBPyConnection, scope: Scope, scheme_id: int | None
         ORDER BY r.scheme_id, r.period""", {**scope.sql_params(), "scheme": scheme_id}).df()
 
 
-def by_month(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
-    """Planned and realised £ per (scheme, month) of the year, committed schemes only."""
+def by_month(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
+             csu: str | None = None) -> pd.DataFrame:
+    """Planned and realised £ per (scheme, month) of the year, committed schemes only (of one
+    CSU of the scope when ``csu`` is given)."""
+    scope = scope.narrow(csu)
     planned = plans.monthly_plan(con, scope, financial_year)
     done = realised(con, scope)
     out = planned.merge(done[["scheme_id", "period", "realised_gbp"]], on=["scheme_id", "period"], how="left")
@@ -265,7 +269,7 @@ def evidenced_by_scheme(con: duckdb.DuckDBPyConnection, user: User) -> dict[int,
     """Evidenced full-year £ of each delivering or delivered scheme that came from an
     opportunity (the Adoption page's "value evidenced by the data")."""
     ids = [r[0] for r in con.execute(f"""
-        SELECT scheme_id FROM schemes s WHERE origin = 'opportunity' AND status IN ('delivering', 'delivered')
+        SELECT scheme_id FROM schemes s WHERE origin = 'opportunity' AND status IN {sql_list(IN_DELIVERY)}
           AND {scope_filter('s.csu_code')}""", user.scope.sql_params()).fetchall()]
     out = {}
     for scheme_id in ids:

@@ -19,6 +19,7 @@ from ..config import settings
 from ..delivery import plans, qia
 from ..formatting import gbp_short, months
 from ..scope import Scope
+from .views import calculation_steps
 
 
 def _example_row(con: duckdb.DuckDBPyConnection, scope: Scope):
@@ -51,22 +52,14 @@ savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence
 """)]
     if not example.empty:
         r = example.iloc[0]
-        lower = r.direction == "lower"
-        gap_formula = ("numerator − target × denominator" if lower else "target × denominator − numerator")
-        gap_numbers = (f"{r.numerator:,.1f} − {r.target_value:.6g} × {r.denominator:,.1f}" if lower
-                       else f"{r.target_value:.6g} × {r.denominator:,.1f} − {r.numerator:,.1f}")
+        steps = "\n".join(f"| {step} | {value} |" for step, value in
+                           calculation_steps(r, Basis().label).itertuples(index=False))
         out.append(("Worked example: an opportunity", f"""
 **{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), {months(r.period_from, r.period_to)}:
 
 | step | value |
 |---|---|
-| numerator | {r.numerator:,.1f} |
-| denominator | {r.denominator:,.1f} |
-| actual = numerator ÷ denominator | {r.actual:.4g} |
-| target (peer median, {r.benchmark_level} benchmark) | {r.target_value:.4g} |
-| gap = {gap_formula} | {gap_numbers} = {r.gap_units:,.1f} {r.unit} |
-| unit cost ({r.unit_cost_level}) | £{r.unit_cost_gbp:,.2f} |
-| opportunity = gap × unit cost | £{r.opportunity_gbp:,.0f} ({gbp_short(r.opportunity_gbp)}) |
+{steps}
 
 A unit already better than the target has a gap of zero: beating a benchmark never offsets a gap
 elsewhere. Top quartile and top decile targets use the 25th/75th and 10th/90th percentiles,

@@ -123,6 +123,31 @@ def opportunity_range(row, basis) -> pd.DataFrame:
     })
 
 
+def calculation_steps(row, basis_label: str, numerator_label: str = "", denominator_label: str = "") -> pd.DataFrame:
+    """How one opportunity was worked out, step by step with its own figures (columns Step,
+    Value): Metric detail's "How this was calculated" and the Guide's worked example, so the gap
+    formula of METRICS.md is written once. ``row`` is one opportunities row."""
+    lower = row.direction == "lower"
+    fmt = row.value_format
+    gap = units(row.gap_units, row.unit)
+    if pd.notna(row.target_value):
+        gap = (f"{row.numerator:,.1f} − {row.target_value:.6g} × {row.denominator:,.1f} = {gap}" if lower
+               else f"{row.target_value:.6g} × {row.denominator:,.1f} − {row.numerator:,.1f} = {gap}")
+    cost = f"£{row.unit_cost_gbp:,.2f}" if pd.notna(row.unit_cost_gbp) else "–"
+    money = f"£{row.opportunity_gbp:,.0f} ({gbp_short(row.opportunity_gbp)})" if pd.notna(row.opportunity_gbp) else "–"
+    steps = [
+        ("numerator" + (f": {numerator_label}" if numerator_label else ""), f"{row.numerator:,.1f}"),
+        ("denominator" + (f": {denominator_label}" if denominator_label else ""), f"{row.denominator:,.1f}"),
+        ("actual = numerator ÷ denominator", metric_value(row.actual, fmt)),
+        (f"target ({basis_label}, {row.benchmark_level or 'no'} benchmark)", metric_value(row.target_value, fmt)),
+        ("gap = " + ("numerator − target × denominator" if lower else "target × denominator − numerator")
+         + " (never below 0)", gap),
+        (f"unit cost ({row.cost_driver}, {row.unit_cost_level or 'none'})", cost),
+        ("opportunity = gap × unit cost", money),
+    ]
+    return pd.DataFrame(steps, columns=["Step", "Value"])
+
+
 def top(df: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     return metric_rows(df[df["opportunity_gbp"] > 0].head(n))
 

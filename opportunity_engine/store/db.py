@@ -8,6 +8,7 @@ upgrades it without losing anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -256,6 +257,12 @@ def bump_data_version(con: duckdb.DuckDBPyConnection) -> None:
     import uuid
 
     set_setting(con, "data_version", uuid.uuid4().hex)
+
+
+def backup_path(database: str | Path, when: datetime | None = None) -> Path:
+    """Where a backup of ``database`` goes unless told otherwise (the CLI and the Data page):
+    backups/opportunity-YYYYMMDD-HHMMSS.duckdb beside the database, a new name every second."""
+    return Path(database).parent / "backups" / f"opportunity-{(when or datetime.now()):%Y%m%d-%H%M%S}.duckdb"
 
 
 def backup(con: duckdb.DuckDBPyConnection, out: str | Path) -> Path:

@@ -23,6 +23,7 @@ import duckdb
 from ..config import settings
 from . import facts, limits, readers
 from .db import bump_data_version
+from .statuses import COMMITTED, sql_list
 from .templates import ORDER, TEMPLATES, Column, Template
 
 Progress = Callable[[str, float], None]
@@ -264,7 +265,7 @@ def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
                        "unknown metric id (add it with a metrics file first)"))
     elif col.ref == "scheme":
         checks.append((present + f"try_cast({v} AS BIGINT) NOT IN (SELECT scheme_id FROM schemes WHERE status IN "
-                                 "('approved', 'delivering', 'delivered'))",
+                                 f"{sql_list(COMMITTED)})",
                        "unknown scheme id, or the scheme is not approved yet"))
     return checks
 
