@@ -6,7 +6,7 @@ PORT   ?= 8501
 DB     ?= $(shell $(PYTHON) -c "import os,tomllib;print(os.environ.get('OPPORTUNITY_DB') or tomllib.load(open('config.toml','rb'))['database']['path'])")
 SCALE  ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('config.toml','rb'))['demo']['scale'])")
 
-.PHONY: run test venv demo bench chromium clean
+.PHONY: run test venv demo bench chromium axe clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,14 +27,22 @@ run: venv demo
 	@echo ""
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
-# Debian's Chromium for the end-to-end browser test (never `playwright install`: it downloads a browser).
+# Debian's Chromium for the end-to-end browser test (never `playwright install`: it downloads a browser),
+# and LibreOffice, which opens and recalculates both workbooks in a test (a file that needs repair fails).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium for the browser test..."; \
+	@{ command -v chromium && command -v soffice; } >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium and LibreOffice Calc for the browser and workbook tests..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation libreoffice-calc-nogui >/dev/null; }
 
-test: venv chromium
+# axe-core for the accessibility test, from the npm registry at the version package-lock.json pins.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+axe: node_modules/.installed
+
+test: venv chromium axe
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: venv chromium

@@ -206,6 +206,20 @@ def selected_value(frame, selection, column: str) -> str | None:
     return None
 
 
+TEXT = "#212B32"  # NHS text colour: 14.7:1 on white
+
+
+@alt.theme.register("opportunity_explorer", enable=True)
+def _chart_theme() -> alt.theme.ThemeConfig:
+    """Axis and legend text in the NHS text colour on every chart (WCAG 2.1 AA: Streamlit's default
+    grey axis labels are 3.7:1). A chart's own config still wins over this, and this over Streamlit's.
+    Marks and guides are kept out of the accessibility tree (Vega-Lite's ``aria: false``): a screen reader
+    would otherwise meet hundreds of unlabelled shapes; every figure a chart shows is also in a table or
+    tile beside it."""
+    text = {"labelColor": TEXT, "titleColor": TEXT}
+    return {"config": {"axis": text, "legend": text, "title": {"color": TEXT}, "header": text}}
+
+
 PRESENTATION_CSS = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 19px; }
@@ -224,6 +238,19 @@ BASE_CSS = """
 [data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { overflow: visible !important; text-overflow: clip !important;
   white-space: normal !important; }
 .oe-breadcrumb { color: #425563; font-size: 0.95rem; margin-bottom: 0.5rem; }
+/* WCAG 2.1 AA: captions carry real content (scope, legends, status), so they get NHS secondary text
+   (#4C6272, 6.3:1 on white, 5.4:1 on the sidebar grey) instead of Streamlit's faded 4.0:1. */
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] * { color: #4C6272 !important; opacity: 1 !important; }
+[data-testid="stWidgetLabel"] p, [data-testid="stTooltipHoverTarget"] { color: #212B32; }
+/* A focus indicator on every control (2.4.7), dark blue so it holds 3:1 on white and on grey. */
+a:focus-visible, button:focus-visible, input:focus-visible, textarea:focus-visible, select:focus-visible,
+[role="button"]:focus-visible, [role="tab"]:focus-visible, [role="combobox"]:focus-visible,
+[role="switch"]:focus-visible, [role="checkbox"]:focus-visible, [role="radio"]:focus-visible,
+[role="option"]:focus-visible, [role="slider"]:focus-visible, [tabindex]:focus-visible,
+[data-testid="stSidebarNavLink"]:focus-visible {
+  outline: 3px solid #003087 !important; outline-offset: 2px !important;
+  box-shadow: 0 0 0 5px #FFB81C !important;
+}
 </style>
 """
 
@@ -301,9 +328,10 @@ def spc_chart(series, y_title: str, target: float | None = None, start: str | No
     limits = (base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q")
               + base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q")
               + base.mark_line(color="#425563").encode(y="mean:Q"))
-    signals = alt.Chart(series[series["special_cause"].astype(bool)]).mark_point(
-        color="#ED8B00", size=90, filled=True).encode(x="period:N", y="value:Q")
-    layers = line + limits + signals
+    layers = line + limits
+    special = series[series["special_cause"].astype(bool)]
+    if len(special):  # an empty layer draws an unlabelled SVG group, which screen readers announce blank
+        layers += alt.Chart(special).mark_point(color="#ED8B00", size=90, filled=True).encode(x="period:N", y="value:Q")
     if target is not None and pd.notna(target):
         layers += alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color="#009639").encode(y="target:Q")
     if start is not None:
