@@ -206,8 +206,10 @@ def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
     """(SQL condition that marks a bad row, rule text) for one column."""
     v = f"nullif(trim({_q(col.name)}), '')"
     raw = _q(col.name)
-    checks = [(f"contains({raw}, chr(0))", "holds a NUL character (the export is damaged)"),
-              (f"starts_with(ltrim({raw}), '=')", "holds a formula where a value is expected: paste values only")]
+    checks = []
+    if col.type in ("text", "code", "id"):
+        # A NUL is also an invisible/control character (below) and fails every typed column's parse.
+        checks.append((f"starts_with(ltrim({raw}), '=')", "holds a formula where a value is expected: paste values only"))
     if col.required:
         checks.append((f"{v} IS NULL", "a value is required"))
     present = f"{v} IS NOT NULL AND "
@@ -247,11 +249,11 @@ def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
                        "must be lower-case letters, digits and _ (starting with a letter)"))
     if col.type in ("code", "id", "enum"):
         checks.append((present + f"regexp_matches({v}, '{INVISIBLE}')",
-                       "holds an invisible or control character (zero-width space, no-break space, tab ...): "
+                       "holds an invisible or control character (zero-width space, no-break space, tab, NUL ...): "
                        "retype the code"))
     elif col.type == "text":
         checks.append((present + f"regexp_matches({v}, '{CONTROL}')",
-                       "holds a control or zero-width character: retype it"))
+                       "holds a control, NUL or zero-width character: retype it"))
     if col.type in ("text", "code", "id"):
         checks.append((present + f"length({v}) > {MAX_TEXT}", f"is longer than {MAX_TEXT} characters"))
     if col.ref == "csu":
@@ -330,6 +332,9 @@ def _duplicates(con, template: Template, table: str, files: list[str], limit: in
     """One id twice, within a file or across the files of one import; for reference data, one code
     given two names."""
     key = ", ".join(f"coalesce(trim({_q(k)}), '')" for k in template.key)
+    repeated = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key} HAVING count(*) > 1)").fetchone()[0]
+    if not repeated:  # the common case, found by a cheap GROUP BY before the window query
+        return []
     name_col = NAME_COLUMNS.get(template.kind)
     name_sql = f"trim({_q(name_col)})" if name_col else "NULL"
     rows = con.execute(f"""
@@ -399,54 +404,61 @@ def _prepare(con, template: Template, table: str, names: list[str]) -> str:
     return typed_table
 
 
-def _clashes(con, template: Template, typed: str, table: str, files: list[str], limit: int) -> list[Issue]:
-    """Activity ids already loaded in a cell this import does not replace."""
-    if template.mode != "activity" or template.key[0] == "period":
-        return []
-    key = template.key[0]
-    rows = con.execute(f"""
-        SELECT s._file, s._row, s.{_q(key)}, t.period, t.csu_code FROM {typed} s
-        JOIN {template.table} t ON t.{_q(key)} = s.{_q(key)}
-        WHERE (t.period, t.csu_code) NOT IN (SELECT period, csu_code FROM {table}_cells)
-        ORDER BY s._file, s._row LIMIT {limit}""").fetchall()
-    return [Issue(files[f], r, key, k, f"this id is already loaded for {p}, CSU {c}; load that month and CSU "
-                                       "too (in this import) to replace it")
-            for f, r, k, p, c in rows]
+def _compare(con, template: Template, typed: str, table: str, files: list[str],
+             limit: int) -> tuple[list[Issue], Change]:
+    """Against what is loaded: ids held by a cell this import does not replace (refused), and the
+    rows added, replaced and removed, with the months and CSUs covered, before anything changes.
 
-
-def _change(con, template: Template, typed: str, table: str, files: list[str]) -> Change:
-    """Rows added, replaced and removed, and the months and CSUs covered, before anything changes."""
+    Keys are unique within the files (checked) and within the table, so one join of the files'
+    keys with the table gives both the clashes and the replaced rows, and removed = the rows in
+    the cells minus the replaced ones. That keeps the cost of one pass over the table's ids."""
     rows = con.execute(f"SELECT count(*) FROM {typed}").fetchone()[0]
     keys = ", ".join(_q(k) for k in template.key)
-    if template.mode == "realised":
-        existing = "SELECT scheme_id, period FROM realised_savings"
-        removed_sql = "SELECT 0"
-    elif template.mode in ("activity", "facts"):
+    in_cells = ""
+    issues: list[Issue] = []
+    removed = 0
+    if template.mode in ("activity", "facts"):
         cells = ", ".join(_cell_columns(template))
         only_import = "source = 'import' AND " if template.mode == "facts" else ""
-        existing = (f"SELECT {keys} FROM {template.table} WHERE {only_import}"
-                    f"({cells}) IN (SELECT {cells} FROM {table}_cells)")
-        removed_sql = f"SELECT count(*) FROM ({existing}) e ANTI JOIN {typed} s USING ({keys})"
+        in_cells = f"{only_import}({cells}) IN (SELECT {cells} FROM {table}_cells)"
+    if template.mode == "activity" and template.key[0] != "period":
+        key = _q(template.key[0])
+        replaced, clashing = con.execute(f"""
+            SELECT count(*) FILTER (in_cell), count(*) FILTER (NOT in_cell) FROM (
+                SELECT (t.period, t.csu_code) IN (SELECT period, csu_code FROM {table}_cells) AS in_cell
+                FROM {typed} s JOIN {template.table} t ON t.{key} = s.{key})""").fetchone()
+        if clashing:
+            hits = con.execute(f"""
+                SELECT s._file, s._row, s.{key}, t.period, t.csu_code FROM {typed} s
+                JOIN {template.table} t ON t.{key} = s.{key}
+                WHERE (t.period, t.csu_code) NOT IN (SELECT period, csu_code FROM {table}_cells)
+                ORDER BY s._file, s._row LIMIT {limit}""").fetchall()
+            issues = [Issue(files[f], r, template.key[0], k, f"this id is already loaded for {p}, CSU {c}; load that "
+                                                              "month and CSU too (in this import) to replace it")
+                      for f, r, k, p, c in hits]
+    elif template.mode in ("activity", "facts"):
+        replaced = con.execute(f"""SELECT count(*) FROM {typed} s SEMI JOIN
+                                   (SELECT {keys} FROM {template.table} WHERE {in_cells}) e USING ({keys})""").fetchone()[0]
+    elif template.mode == "realised":
+        replaced = con.execute(f"SELECT count(*) FROM {typed} SEMI JOIN realised_savings USING (scheme_id, period)"
+                               ).fetchone()[0]
     else:
-        blank = {"specialty_code"}
-        select = ", ".join(f"coalesce({_q(k)}, '') AS {_q(k)}" if k in blank else _q(k) for k in template.key)
-        existing = f"SELECT {keys} FROM {template.table}"
-        typed = f"(SELECT {select} FROM {typed})"
-        removed_sql = "SELECT 0"
-    replaced = con.execute(f"SELECT count(*) FROM {typed} s SEMI JOIN ({existing}) e USING ({keys})").fetchone()[0]
-    removed = con.execute(removed_sql).fetchone()[0]
-    months: list[str] = []
-    csus: list[str] = []
-    cols = con.execute(f"SELECT * FROM {typed} LIMIT 0").description
-    present = {c[0] for c in cols}
-    if "period" in present:
-        months = [r[0] for r in con.execute(f"SELECT DISTINCT period FROM {typed} ORDER BY 1").fetchall()]
+        select = ", ".join(f"coalesce({_q(k)}, '') AS {_q(k)}" if k == "specialty_code" else _q(k) for k in template.key)
+        replaced = con.execute(f"SELECT count(*) FROM (SELECT {select} FROM {typed}) SEMI JOIN {template.table} "
+                               f"USING ({keys})").fetchone()[0]
+    if in_cells:
+        removed = con.execute(f"SELECT count(*) FROM {template.table} WHERE {in_cells}").fetchone()[0] - replaced
+    present = {c[0] for c in con.execute(f"SELECT * FROM {typed} LIMIT 0").description}
+    months = ([r[0] for r in con.execute(f"SELECT DISTINCT period FROM {typed} ORDER BY 1").fetchall()]
+              if "period" in present else [])
     if "csu_code" in present:
         csus = [r[0] for r in con.execute(f"SELECT DISTINCT csu_code FROM {typed} ORDER BY 1").fetchall()]
     elif template.mode == "realised":
         csus = [r[0] for r in con.execute(f"""SELECT DISTINCT csu_code FROM schemes
                                               WHERE scheme_id IN (SELECT scheme_id FROM {typed}) ORDER BY 1""").fetchall()]
-    return Change(template.kind, files, rows, months, csus, rows - replaced, replaced, removed)
+    else:
+        csus = []
+    return issues, Change(template.kind, files, rows, months, csus, rows - replaced, replaced, removed)
 
 
 # ---------------------------------------------------------------- loading
@@ -561,19 +573,16 @@ def _stage_kind(con, kind: str, group: list[_Planned], table: str, result: Impor
         except readers.Unreadable as reject:
             result.issues.append(Issue(name, reject.row, reject.column, None, str(reject)))
             continue
-        rows = con.execute(f"SELECT count(*) FROM {part}").fetchone()[0]
-        if rows == 0:
+        if con.execute(f"SELECT 1 FROM {part} LIMIT 1").fetchone() is None:
             result.issues.append(Issue(name, None, None, None, "the file has a header but no data rows"))
             continue
         groups = ([r[0] for r in con.execute(f'SELECT DISTINCT trim("peer_group") FROM {part} ORDER BY 1').fetchall()]
                   if kind == "benchmarks" and "peer_group" in item.names else [])
-        result.loaded.append(FileLoad(name, kind, rows, [], item.header.sheet, groups))
+        result.loaded.append(FileLoad(name, kind, 0, [], item.header.sheet, groups))  # rows counted once typed
         union.append(f"SELECT {index} AS _file, * FROM {part}")
     if len(union) < len(group):
         return None
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS " + " UNION ALL BY NAME ".join(union))
-    for index in range(len(group)):
-        con.execute(f"DROP TABLE {table}_{index}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS " + " UNION ALL BY NAME ".join(union))
     names: list[str] = []
     for item in group:
         names += [n for n in item.names if n not in names]
@@ -615,6 +624,9 @@ def import_files(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], lo
         result.issues.append(Issue(plan[0].path.name if len(plan) == 1 else "import", None, None, None,
                                    f"the import failed and nothing was changed ({type(exc).__name__}: {str(exc)[:200]})"))
     finally:
+        for (name,) in con.execute("""SELECT view_name FROM duckdb_views()
+                                      WHERE temporary AND starts_with(view_name, '_stage_')""").fetchall():
+            con.execute(f"DROP VIEW IF EXISTS {name}")
         for (name,) in con.execute("""SELECT table_name FROM duckdb_tables()
                                       WHERE temporary AND starts_with(table_name, '_stage_')""").fetchall():
             con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -636,16 +648,18 @@ def _check_and_load(con, staged, result: ImportResult, loaded_by: str, limit: in
         issues = _validate(con, template, table, names, files, limit)
         if not issues:
             typed = _prepare(con, template, table, names)
-            issues = _clashes(con, template, typed, table, files, limit)
+            issues, change = _compare(con, template, typed, table, files, limit)
         if issues or result.issues:
             result.issues += issues
             continue
-        result.changes.append(_change(con, template, typed, table, files))
+        result.changes.append(change)
         has_period = "period" in {d[0] for d in con.execute(f"SELECT * FROM {typed} LIMIT 0").description}
+        per_file = {file_no: (n, first, last) for file_no, n, first, last in con.execute(
+            f"""SELECT _file, count(*), {'min(period), max(period)' if has_period else 'NULL, NULL'}
+                FROM {typed} GROUP BY _file""").fetchall()}
         for f in (f for f in result.loaded if f.kind == kind):
-            if has_period:
-                f.periods = [r[0] for r in con.execute(f"SELECT DISTINCT period FROM {typed} WHERE _file = ? ORDER BY 1",
-                                                       [files.index(f.file)]).fetchall()]
+            f.rows, first, last = per_file[files.index(f.file)]
+            f.periods = [first, last] if first else []
         say(f"Loading {kind}", base + 0.6 / len(staged))
         _load(con, template, typed, table, names, loaded_by)
         for f in (f for f in result.loaded if f.kind == kind):
