@@ -10,7 +10,7 @@ import ui
 from opportunity_engine.analysis.opportunities import freshness
 from opportunity_engine.config import settings
 from opportunity_engine.delivery import plans
-from opportunity_engine.store import costs
+from opportunity_engine.store import codes, costs
 from opportunity_engine.store.importer import import_files, stage_uploads
 from opportunity_engine.store.templates import ORDER, TEMPLATES, csv_template
 
@@ -96,6 +96,16 @@ cols = st.columns(4)
 for i, kind in enumerate(ORDER):
     cols[i % 4].download_button(f"{kind}.csv", csv_template(kind), file_name=f"{kind}.csv", mime="text/csv",
                                 help=TEMPLATES[kind].description, key=f"tpl-{kind}", icon=":material/download:")
+with st.expander("National codes accepted (NHS Data Dictionary)", icon=":material/dictionary:"):
+    st.caption("Spells and outpatients files may carry the national codes of a PAS or SUS extract instead of our "
+               "words, in the same columns; an optional patient_classification column beside admission_type makes "
+               "an elective admission with classification 2 a day case. In the virtual column, a file holding any "
+               "value other than 0 and 1 is read as consultation medium codes (so 1 is 01, face to face).")
+    st.dataframe(pd.DataFrame(codes.accepted()).rename(columns=lambda c: c.replace("_", " ").capitalize()),
+                 hide_index=True, width="stretch", key="national-codes")
+    st.download_button("national-codes.csv", codes.accepted_csv(), file_name="national-codes.csv", mime="text/csv",
+                       key="tpl-national-codes", icon=":material/download:",
+                       help="Every national code accepted, what it means and what it is loaded as.")
 
 st.subheader("Unit costs")
 st.caption("Each cost driver's £ per unit, per specialty or for all specialties, with where it comes from. "

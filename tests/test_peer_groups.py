@@ -177,7 +177,7 @@ def test_pages_choose_the_group_from_the_link_and_name_the_missing_targets(demo_
     assert "Median of peer trusts (peer)" in text(default)
     assert not [w for w in default.warning if "no target" in str(w.value)]
     national = signed_in("finance", peer="national")
-    picker = [s for s in national.selectbox if s.label == "Peer group"][0]
+    picker = next(s for s in national.selectbox if s.label == "Peer group")
     assert picker.options == ["national", "peer"] and picker.value == "national"
     assert "Median of peer trusts (national)" in text(national)
     warning = " ".join(str(w.value) for w in national.warning)

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from ..config import settings
-from . import facts, limits, readers
+from . import codes, facts, limits, readers
 from .db import bump_data_version
 from .statuses import COMMITTED, sql_list
 from .templates import ORDER, TEMPLATES, Column, Template
@@ -227,7 +227,8 @@ def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
                                  f"{v} NOT BETWEEN '{first_period}' AND '{last_period}'",
                        f"period {limits.window_rule()}"))
     elif col.type == "flag":
-        checks.append((present + f"{v} NOT IN ('0', '1')", "must be 0 or 1"))
+        national = f" (or the national codes: {col.national})" if col.national else ""
+        checks.append((present + f"{v} NOT IN ('0', '1')", f"must be 0 or 1{national}"))
     elif col.type == "count":
         checks.append((present + f"NOT regexp_full_match({v}, '-?[0-9]+')", "must be a whole number"))
         checks.append((present + f"try_cast({v} AS BIGINT) < 0", "must not be negative"))
@@ -243,7 +244,8 @@ def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
                        (", the Tracking form's limit)" if most != MAX_AMOUNT else ")")))
     elif col.type == "enum":
         choices = ", ".join("'" + c + "'" for c in col.choices)
-        checks.append((present + f"{v} NOT IN ({choices})", f"must be one of: {', '.join(col.choices)}"))
+        national = f" (or the national codes: {col.national})" if col.national else ""
+        checks.append((present + f"{v} NOT IN ({choices})", f"must be one of: {', '.join(col.choices)}{national}"))
     elif col.type == "id":
         checks.append((present + f"NOT regexp_full_match({v}, '[a-z][a-z0-9_]{{0,63}}')",
                        "must be lower-case letters, digits and _ (starting with a letter)"))
@@ -575,6 +577,12 @@ def _stage_kind(con, kind: str, group: list[_Planned], table: str, result: Impor
             continue
         if con.execute(f"SELECT 1 FROM {part} LIMIT 1").fetchone() is None:
             result.issues.append(Issue(name, None, None, None, "the file has a header but no data rows"))
+            continue
+        # National codes (admission method 11, attendance status 5, ...) become the template's words.
+        refused = codes.normalise(con, kind, part, item.names)
+        item.names = [n for n in item.names if n not in codes.STAGING_ONLY.get(kind, ())]
+        if refused:
+            result.issues += [Issue(name, p.row, p.column, p.value, p.rule) for p in refused]
             continue
         groups = ([r[0] for r in con.execute(f'SELECT DISTINCT trim("peer_group") FROM {part} ORDER BY 1').fetchall()]
                   if kind == "benchmarks" and "peer_group" in item.names else [])

@@ -16,6 +16,7 @@ class Column:
     choices: tuple[str, ...] = ()
     ref: str | None = None  # csu | specialty | metric: must already be known
     example: str = ""
+    national: str = ""  # the NHS Data Dictionary codes also accepted (store/codes.py), in words
 
 
 @dataclass(frozen=True)
@@ -81,17 +82,23 @@ TEMPLATES: dict[str, Template] = {t.kind: t for t in (
         C("spell_id", "code", example="S0001"), C("csu_code", "code", ref="csu", example="ABD"),
         C("specialty_code", "code", ref="specialty", example="100"),
         C("admission_date", "date", example="2025-04-01"), C("discharge_date", "date", example="2025-04-04"),
-        C("admission_type", "enum", choices=("elective", "day_case", "non_elective"), example="elective"),
+        C("admission_type", "enum", choices=("elective", "day_case", "non_elective"), example="elective",
+          national="admission method 11-13, 21-28, 2A-2D, 31, 32, 81-83"),
         C("bads_eligible", "flag", example="0"), C("procedure_date", "date", required=False, example="2025-04-01"),
         C("readmitted_30d", "flag", example="0")),
-        key=("spell_id",), table="spells", mode="activity", period_expr="strftime(discharge_date, '%Y-%m')"),
+        key=("spell_id",), table="spells", mode="activity", period_expr="strftime(discharge_date, '%Y-%m')",
+        optional=(C("patient_classification", "text", required=False,
+                    national="patient classification 1, 2, 5 (2 = day case; 3 and 4 refused)"),)),
     Template("outpatients", "Outpatients: one row per booked appointment", (
         C("appointment_id", "code", example="A0001"), C("csu_code", "code", ref="csu", example="ABD"),
         C("specialty_code", "code", ref="specialty", example="100"),
         C("appointment_date", "date", example="2025-04-02"),
-        C("attendance_type", "enum", choices=("first", "follow_up"), example="first"),
-        C("outcome", "enum", choices=("attended", "dna", "patient_cancelled", "hospital_cancelled"), example="attended"),
-        C("pifu", "flag", example="0"), C("virtual", "flag", example="0")),
+        C("attendance_type", "enum", choices=("first", "follow_up"), example="first",
+          national="first attendance 1-4 (3 and 4 also set virtual = 1)"),
+        C("outcome", "enum", choices=("attended", "dna", "patient_cancelled", "hospital_cancelled"), example="attended",
+          national="attended or did not attend 5, 6, 7, 2, 3, 4"),
+        C("pifu", "flag", example="0"),
+        C("virtual", "flag", example="0", national="consultation medium 01-13 (01 = face to face)")),
         key=("appointment_id",), table="outpatients", mode="activity",
         period_expr="strftime(appointment_date, '%Y-%m')"),
     Template("theatre_sessions", "Theatres: one row per planned session", (
