@@ -161,6 +161,39 @@ def normalise(con: duckdb.DuckDBPyConnection, kind: str, table: str, names: list
     dropped from the table once read; the caller drops them from its column list too."""
     problems: list[Problem] = []
     present = set(names)
+    if not _has_codes(con, kind, table, present):
+        return problems
+    # The staged rows are a view over the file (no copy); a file with codes is copied once into a
+    # table the translations can update, and the view then reads that table.
+    view = table
+    table = f"{view}_codes"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {view}")
+    try:
+        problems = _translate(con, kind, table, present, limit)
+    finally:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {table}")
+    return problems
+
+
+_WORDS = {"admission_type": ("elective", "day_case", "non_elective"), "attendance_type": ("first", "follow_up"),
+          "outcome": ("attended", "dna", "patient_cancelled", "hospital_cancelled"), "virtual": ("0", "1")}
+
+
+def _has_codes(con, kind: str, table: str, present: set[str]) -> bool:
+    """Whether the file holds anything to translate (one scan; files in our words are not copied)."""
+    if kind == "spells" and "patient_classification" in present:
+        return True
+    columns = {"spells": ("admission_type",), "outpatients": ("attendance_type", "outcome", "virtual")}.get(kind, ())
+    tests = [f"coalesce(trim({_q(c)}), '') NOT IN ('', {', '.join(repr(w) for w in _WORDS[c])})"
+             for c in columns if c in present]
+    if not tests:
+        return False
+    found = con.execute(f"SELECT 1 FROM {table} WHERE {' OR '.join(tests)} LIMIT 1").fetchone()
+    return found is not None
+
+
+def _translate(con, kind: str, table: str, present: set[str], limit: int) -> list[Problem]:
+    problems: list[Problem] = []
     if kind == "spells":
         if "admission_type" in present:
             _map(con, table, ADMISSION_METHOD, "admission_type")
