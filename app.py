@@ -25,6 +25,7 @@ from opportunity_engine.analysis.opportunities import (
 from opportunity_engine.config import settings
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.users import (
+    User,
     credentials,
     get_user,
     lockout_policy,
@@ -158,7 +159,7 @@ if st.session_state.get("_oe_last_view") != view_key:
     ui.record("page_view", navigation.url_path or "overview", view_text)
 
 
-def _feedback_control() -> None:
+def _feedback_control(user: User) -> None:
     """Stars and a comment from any page, stored with the page and view the user is on."""
     with st.popover("Feedback", icon=":material/rate_review:", width="stretch",
                     help="Tell the Opportunity Explorer team what works and what does not on this page."):
@@ -190,7 +191,7 @@ with st.sidebar:
                               "read on a straight line.")
         chosen = custom_target(best)
     bench = st.selectbox("Benchmark", BENCHMARKS, index=BENCHMARKS.index(current.benchmark),
-                         format_func=BENCHMARK_LABELS.get,
+                         format_func=lambda b: BENCHMARK_LABELS.get(b, b),
                          help="Peer trusts' percentiles, or percentiles across the trust's own units.")
     groups = peer_groups(ui.cursor())
     group = current.peer_group
@@ -214,7 +215,7 @@ with st.sidebar:
     elif "present" in st.query_params:
         del st.query_params["present"]
     if not ui.presenting():
-        _feedback_control()
+        _feedback_control(user)
     authenticator.logout("Sign out", location="sidebar", callback=_clear_session)
 
 if ui.presenting():

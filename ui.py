@@ -129,11 +129,11 @@ def param(name: str) -> str | None:
 def basis() -> Basis:
     """The target, benchmark and peer group from the URL (unknown values fall back to the
     defaults; the peer group to the configured one if the data holds it, else the first)."""
-    target = param("target") if is_target(param("target")) else "median"
-    benchmark = param("benchmark") if param("benchmark") in BENCHMARKS else "peer"
+    target, benchmark, peer = param("target"), param("benchmark"), param("peer")
     groups = peer_groups(cursor())
-    group = param("peer") if param("peer") in groups else default_peer_group(groups)
-    return Basis(target=target, benchmark=benchmark, peer_group=group)
+    return Basis(target=target if target is not None and is_target(target) else "median",
+                 benchmark=benchmark if benchmark is not None and benchmark in BENCHMARKS else "peer",
+                 peer_group=peer if peer is not None and peer in groups else default_peer_group(groups))
 
 
 def no_target_notice(df) -> None:

@@ -50,8 +50,8 @@ BARE_SQL = """SELECT csu_code, specialty_code, metric_id, sum(numerator), sum(de
 
 def _versus_bare(con, runs: int) -> tuple[float, float]:
     """The bare GROUP BY over the latest 12 months of facts, and every opportunity computed afresh."""
-    cutoff = con.execute("""SELECT strftime(strptime(max(period), '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
-                            FROM metric_facts""").fetchone()[0]
+    cutoff = db.scalar(con, """SELECT strftime(strptime(max(period), '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
+                               FROM metric_facts""")
     return paired_ms(lambda: con.execute(BARE_SQL, [cutoff]).fetchall(),
                      lambda: compute_opportunities(con, Scope.trust(), Basis()), runs)
 
@@ -69,13 +69,13 @@ def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 41, keep: Path 
 
         csv_path = work / "outpatients.csv"
         with db.connect(path) as con:
-            latest = con.execute("SELECT max(period) FROM outpatients").fetchone()[0]
+            latest = db.scalar(con, "SELECT max(period) FROM outpatients")
             con.execute(f"""COPY (SELECT appointment_id, csu_code, specialty_code, appointment_date, attendance_type,
                                          outcome, pifu, virtual FROM outpatients
                                   WHERE period > strftime(strptime('{latest}', '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
                                   ORDER BY appointment_id LIMIT {int(rows)})
                             TO '{csv_path}' (HEADER)""")
-            n = con.execute(f"SELECT count(*) FROM read_csv('{csv_path}')").fetchone()[0]
+            n = db.scalar(con, f"SELECT count(*) FROM read_csv('{csv_path}')")
             started = time.perf_counter()
             result = import_files(con, [csv_path], loaded_by="bench")
             seconds = time.perf_counter() - started
@@ -96,7 +96,7 @@ def run(scale: str = "trust", rows: int = 1_500_000, runs: int = 41, keep: Path 
             opportunities(con, Scope.trust(), Basis())
             cached = median_ms(lambda: opportunities(con, Scope.trust(), Basis()), runs)
             one_csu = median_ms(lambda: compute_opportunities(con, Scope.of("EMA"), Basis()), runs)
-            facts_rows = con.execute("SELECT count(*) FROM metric_facts").fetchone()[0]
+            facts_rows = db.scalar(con, "SELECT count(*) FROM metric_facts")
             figures.update(bare_ms=bare, cold_ms=cold, cached_ms=cached, one_csu_ms=one_csu)
             print(f"bare GROUP BY over metric_facts ({facts_rows:,} rows): {bare:.1f} ms")
             print(f"all opportunities, computed afresh: {cold:.1f} ms ({cold / bare:.2f} x bare)")

@@ -11,6 +11,7 @@ import pandas as pd
 from . import usage
 from .store import audit
 from .store.audit import transaction
+from .store.db import one, scalar
 from .users import User
 
 STATUSES = ("new", "planned", "done")
@@ -24,9 +25,9 @@ def submit(con: duckdb.DuckDBPyConnection, user: User, page: str, view: str, rat
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"Please keep feedback under {MAX_COMMENT:,} characters.")
     with transaction(con):
-        feedback_id = con.execute("""INSERT INTO feedback (username, page, view, rating, comment)
+        feedback_id = scalar(con, """INSERT INTO feedback (username, page, view, rating, comment)
                                      VALUES (?, ?, ?, ?, ?) RETURNING feedback_id""",
-                                  [user.username, page[:100], view[:500], int(rating), comment]).fetchone()[0]
+                             [user.username, page[:100], view[:500], int(rating), comment])
         usage.record(con, user, "feedback", page[:100], str(feedback_id))
     return feedback_id
 
@@ -60,6 +61,6 @@ def you_said_we_did(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def summary(con: duckdb.DuckDBPyConnection) -> dict:
     """Items, average rating and open items (Adoption page)."""
-    items, rating, open_items = con.execute(
-        "SELECT count(*), avg(rating), count(*) FILTER (WHERE status <> 'done') FROM feedback").fetchone()
+    items, rating, open_items = one(
+        con, "SELECT count(*), avg(rating), count(*) FILTER (WHERE status <> 'done') FROM feedback")
     return {"items": int(items), "average_rating": rating, "open": int(open_items)}

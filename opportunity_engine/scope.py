@@ -19,11 +19,11 @@ class Scope:
     label: str = "Whole trust"
 
     @classmethod
-    def trust(cls) -> "Scope":
+    def trust(cls) -> Scope:
         return cls(None, "Whole trust")
 
     @classmethod
-    def of(cls, *csus: str) -> "Scope":
+    def of(cls, *csus: str) -> Scope:
         codes = frozenset(c for c in csus if c)
         return cls(codes, "CSU " + ", ".join(sorted(codes)))
 

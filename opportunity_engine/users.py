@@ -89,7 +89,9 @@ def add_user(con: duckdb.DuckDBPyConnection, username: str, name: str, password:
         raise ValueError(f"user {username} already exists")
     con.execute("INSERT INTO users (username, name, email, password_hash, role, csus) VALUES (?, ?, ?, ?, ?, ?)",
                 [username, name, email, hash_password(password), role, csus])
-    return get_user(con, username)
+    user = get_user(con, username)
+    assert user is not None, "inserted above"
+    return user
 
 
 def remove_user(con: duckdb.DuckDBPyConnection, username: str) -> None:
@@ -107,7 +109,7 @@ def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str)
 
 def check_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> bool:
     row = con.execute("SELECT password_hash FROM users WHERE username = ?", [username.lower()]).fetchone()
-    return bool(row) and bcrypt.checkpw(password.encode("utf-8"), row[0].encode("ascii"))
+    return row is not None and bcrypt.checkpw(password.encode("utf-8"), row[0].encode("ascii"))
 
 
 def get_user(con: duckdb.DuckDBPyConnection, username: str | None) -> User | None:
@@ -159,7 +161,7 @@ def record_failed_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> bool
             last_failed_at = current_localtimestamp()
         WHERE username = $username RETURNING failed_sign_ins""",
         {"minutes": minutes, "username": username.lower()}).fetchone()
-    return bool(row) and row[0] >= max_failures
+    return row is not None and row[0] >= max_failures
 
 
 def record_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> None:

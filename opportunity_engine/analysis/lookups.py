@@ -32,7 +32,7 @@ class Reference:
     sources: np.ndarray
 
     @classmethod
-    def resolve(cls, specific: np.ndarray, general: np.ndarray, values: np.ndarray, sources) -> "Reference":
+    def resolve(cls, specific: np.ndarray, general: np.ndarray, values: np.ndarray, sources) -> Reference:
         """From the rows of each key's own entry and of its all-specialty entry (-1: none)."""
         index, level = fallback(specific, general)
         pad = np.full((1,) + values.shape[1:], np.nan)
@@ -88,7 +88,7 @@ def positions(codes: np.ndarray, pos: dict[str, int]) -> tuple[np.ndarray, bool]
 _METRIC_COLUMNS = ("metric_name", "domain", "direction", "unit", "value_format", "cost_driver", "saving_type",
                    "overlap_group", "min_volume", "funnel", "capacity_unit", "capacity_divisor")
 
-_CACHE: "OrderedDict[str, Lookups]" = OrderedDict()
+_CACHE: OrderedDict[str, Lookups] = OrderedDict()
 _CACHE_SIZE = 8
 _LOCK = threading.Lock()
 _last: Lookups | None = None

@@ -133,6 +133,7 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
 
     # Grains and code order (CSU, specialty, metric: the order among equal £) from positions,
     # which sort as the codes do; from the codes themselves when one is missing from the lookups.
+    code_order: tuple[np.ndarray, ...]
     if csu_known and spec_known:
         grain, code_order = ci * len(lk.specialty_pos) + si, (mi, si, ci)
     else:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..config import settings
 from ..scope import SCOPE_FILTER, Scope
+from ..store.db import scalar
 from . import lookups, maths
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
@@ -164,7 +165,7 @@ def add_months(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+_CACHE: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
 _CACHE_SIZE = 128
 _CACHE_LOCK = threading.Lock()
 
@@ -402,7 +403,7 @@ def distribution(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, met
 
 
 def latest_period(con: duckdb.DuckDBPyConnection) -> str | None:
-    return con.execute("SELECT max(period) FROM metric_facts").fetchone()[0]
+    return scalar(con, "SELECT max(period) FROM metric_facts")
 
 
 def periods(con: duckdb.DuckDBPyConnection) -> list[str]:

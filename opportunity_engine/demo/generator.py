@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -26,7 +27,7 @@ import pandas as pd
 from ..analysis import catalogue
 from ..config import DATA_DIR, settings
 from ..store import facts
-from ..store.db import bump_data_version, connect, get_setting, set_setting
+from ..store.db import bump_data_version, connect, get_setting, scalar, set_setting
 from ..users import add_demo_users
 from .reference import CSUS, KINDS, specialty_rows
 
@@ -90,7 +91,7 @@ def specialty_parameters(seed: int, scale: str) -> tuple[pd.DataFrame, pd.DataFr
     rows, factors = [], []
     for index, (code, _, csu, kind) in enumerate(specs):
         k = KINDS[kind]
-        row = {"specialty_code": code, "csu_code": csu, "kind": kind, "spec_index": index}
+        row: dict[str, Any] = {"specialty_code": code, "csu_code": csu, "kind": kind, "spec_index": index}
         row.update({f"n_{key}": k[key] for key in ("nel", "alos_el", "alos_nel", "preop", "bads", "dc", "readm",
                                                    "dna", "fu", "pifu", "virt", "hc", "late", "early", "gap", "cancel")})
         for volume, w, table in (("n_spells", "w_sp", "spells"), ("n_op", "w_op", "outpatients"),
@@ -366,7 +367,7 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
 
         add_demo_schemes(con)
         con.execute("CHECKPOINT")
-        rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        rows = {t: scalar(con, f"SELECT count(*) FROM {t}")
                 for t in ("csus", "specialties", "spells", "outpatients", "theatre_sessions", "workforce",
                           "metric_facts", "benchmarks", "unit_costs", "metrics", "schemes", "realised_savings")}
     except Exception:

@@ -15,7 +15,7 @@ from .. import feedback
 from ..analysis.opportunities import Basis, opportunities
 from ..delivery import plans, qia, schemes, tracking, workflow
 from ..scope import Scope
-from ..users import DEMO_CSU, get_user
+from ..users import DEMO_CSU, User, get_user
 
 LOW_RISK = {d: (2, 2, "Monitored monthly at the CSU quality meeting.") for d in qia.DOMAINS}
 
@@ -41,6 +41,14 @@ def _plan_and_qia(con, user, scheme, fy, start, fye, scores=LOW_RISK, escalate=F
     return schemes.get(con, user, scheme.scheme_id)
 
 
+def _demo_user(con: duckdb.DuckDBPyConnection, username: str) -> User:
+    """One of the demo users (users.add_demo_users has made them before the schemes are added)."""
+    user = get_user(con, username)
+    if user is None:
+        raise LookupError(f"demo user {username!r} is missing: add the demo users first")
+    return user
+
+
 def _where(row) -> str:
     return "across the CSU" if row.specialty_code == "" else f"in {row.specialty_name}"
 
@@ -59,8 +67,8 @@ def _improving_grain(con) -> tuple[str, str]:
 
 def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     today = today or dt.date.today()
-    finance = get_user(con, "finance")
-    admin = get_user(con, "admin")
+    finance = _demo_user(con, "finance")
+    admin = _demo_user(con, "admin")
     fy_now = plans.current_fy(today)
     as_of = tracking.last_complete_period(today)
     made: dict[str, int] = {}
@@ -85,6 +93,7 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     s = _plan_and_qia(con, finance, s, fy_now, start, round(first.opportunity_gbp * 0.4, -3))
     s = _advance(con, finance, s, "approved", "delivering")
     plan = plans.get_plan(con, finance, s.scheme_id)
+    assert plan is not None, "planned above"
     for month, planned in enumerate(plan.monthly, start=1):
         period = plans.period_of(fy_now, month)
         if planned and period <= as_of:
@@ -150,9 +159,9 @@ def _usage_and_feedback(con: duckdb.DuckDBPyConnection, today: dt.date) -> None:
                CASE d % 3 WHEN 0 THEN 'overview' WHEN 1 THEN 'explore' ELSE 'metric' END, 'demo'
         FROM unnest($codes) AS t(c), range(1, 56) AS r(d)
         WHERE (d + length(c)) % (1 + list_position($codes, c)) = 0""", {"today": today, "codes": codes})
-    viewer = get_user(con, "viewer")
-    csu_user = get_user(con, "csu")
-    admin = get_user(con, "admin")
+    viewer = _demo_user(con, "viewer")
+    csu_user = _demo_user(con, "csu")
+    admin = _demo_user(con, "admin")
     done = feedback.submit(con, csu_user, "explore", "csu=EMA", 4,
                            "Please let me download the specialty table on its own.")
     feedback.triage(con, admin, done, "done", "Added a one-click CSU briefing pack on Explore.")

@@ -164,8 +164,9 @@ def _plan_sheet(con, ws, listing: pd.DataFrame, financial_year: int) -> dict[int
             _put(ws, r, c, v, GBP if c == 8 else None)
         for m in range(1, 13):
             col = first_month + m - 1
+            value: float | str  # an amount, or a formula Excel recomputes when the start or FYE changes
             if plan.phasing == "custom":
-                value = plan.custom_phasing[m - 1]
+                value = plan.monthly[m - 1]  # the custom values as saved (plans.phase returns them)
             elif plan.phasing == "ramp":
                 value = (f"=IF({m}>=${start_col}{r},${fye_col}{r}/12*MIN(1,({m}-${start_col}{r}+1)/"
                          f"{plans.RAMP_MONTHS}),0)")

@@ -99,6 +99,7 @@ target (binomial limits for a proportion, Poisson for a rate: z = (actual − ta
 significant when |z| > 1.96). Flagged opportunities keep their £ but rank after the real ones.
 """))
     chart = xmr([10, 12, 11, 13, 12, 11, 10, 12])
+    assert chart is not None  # eight points: always enough for limits
     out.append(("How to read SPC charts", f"""
 Monthly trends use an XmR chart (NHS England, *Making Data Count*). The centre line is the mean;
 the limits are mean ± 2.66 × the average moving range. For the values 10, 12, 11, 13, 12, 11, 10, 12
@@ -184,7 +185,8 @@ def to_html(sections_: list[tuple[str, str]], title: str = "Opportunity Explorer
     style = ("body{font-family:Arial,sans-serif;max-width:900px;margin:2em auto;color:#212b32}"
              "h1,h2{color:#005EB8}table{border-collapse:collapse}td,th{border:1px solid #aeb7bd;padding:4px 8px}"
              "@media print{h2{page-break-after:avoid}}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
 
 
 def _inline(text: str) -> str:

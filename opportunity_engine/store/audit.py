@@ -6,8 +6,8 @@ transaction as the change itself, so the log can never disagree with the data.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import duckdb
 import pandas as pd

@@ -7,16 +7,18 @@ upgrades it without losing anything.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from . import shipped
 
 # No network at run time: DuckDB must never try to fetch an extension.
-CONNECT_CONFIG = {
+CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
@@ -206,13 +208,34 @@ def memory() -> duckdb.DuckDBPyConnection:
     return con
 
 
+Params = Sequence[object] | Mapping[str, object] | None
+
+
+class MissingRowError(LookupError):
+    """A query that must return a row returned none: a bug or a concurrent delete, never user input."""
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: Params = None) -> tuple[Any, ...]:
+    """The one row a query must return (an aggregate, a RETURNING clause, a key just checked).
+
+    ``fetchone()`` returns None when there is no row, and ``None[0]`` fails later as an obscure
+    TypeError; this names the query instead."""
+    row = con.execute(sql, params).fetchone()
+    if row is None:
+        raise MissingRowError(f"no row from: {' '.join(sql.split())[:120]}")
+    return row
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Params = None) -> Any:
+    """The first column of the one row a query must return (``SELECT count(*) ...``)."""
+    return one(con, sql, params)[0]
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    exists = scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'")
     if not exists:
         return 0
-    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    return int(scalar(con, "SELECT coalesce(max(version), 0) FROM schema_version"))
 
 
 def migrate(con: duckdb.DuckDBPyConnection, up_to: int | None = None) -> int:
@@ -275,7 +298,7 @@ def backup(con: duckdb.DuckDBPyConnection, out: str | Path) -> Path:
     if out.exists():
         raise FileExistsError(f"{out} already exists: choose a new file name for each backup")
     out.parent.mkdir(parents=True, exist_ok=True)
-    source = con.execute("SELECT current_database()").fetchone()[0]
+    source = scalar(con, "SELECT current_database()")
     con.execute("ATTACH ? AS oe_backup", [str(out)])
     try:
         con.execute(f'COPY FROM DATABASE "{source}" TO oe_backup')
