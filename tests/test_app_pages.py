@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from .conftest import ROOT
+from tools.app_harness import APP, signed_in
 
-APP = str(ROOT / "app.py")
+# Each test runs the whole app script in AppTest (seconds a run): not in the quick loop.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -14,21 +15,6 @@ def app_db(demo_copy, monkeypatch):
     monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
     monkeypatch.setenv("OPPORTUNITY_COOKIE_KEY", "apptest-key")
     return demo_copy
-
-
-def signed_in(username: str, page: str | None = None, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.session_state["authentication_status"] = True
-    at.session_state["username"] = username
-    at.session_state["name"] = username
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def text(at: AppTest) -> str:
@@ -82,7 +68,7 @@ def test_data_page_is_admin_only(app_db):
     costs = next(d for d in admin.dataframe if d.key == "unit-costs").value
     assert len(costs) >= 13  # every shipped unit cost, editable
     finance = signed_in("finance")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in finance's navigation
         finance.switch_page("pages/data.py").run()
 
 
@@ -119,16 +105,16 @@ def test_metric_detail_deep_link_and_shortlist(app_db):
     assert any("Added to the shortlist" in s.value for s in at.success)
 
 
-def test_viewer_and_presentation_mode_have_no_editing_controls(app_db):
-    for username, present in (("viewer", None), ("finance", "1")):
-        at = signed_in(username, "pages/metric.py")
-        for k, v in {"csu": "EMA", "specialty": "300", "metric": "alos_non_elective"}.items():
-            at.query_params[k] = v
-        if present:
-            at.query_params["present"] = present
-        at.run()
-        assert "How this was calculated" in text(at)
-        assert not [b for b in at.button if b.label == "Add to shortlist"]
+@pytest.mark.parametrize("username,present", [("viewer", None), ("finance", "1")], ids=["viewer", "finance-presenting"])
+def test_viewer_and_presentation_mode_have_no_editing_controls(app_db, username, present):
+    at = signed_in(username, "pages/metric.py")
+    for k, v in {"csu": "EMA", "specialty": "300", "metric": "alos_non_elective"}.items():
+        at.query_params[k] = v
+    if present:
+        at.query_params["present"] = present
+    at.run()
+    assert "How this was calculated" in text(at)
+    assert not [b for b in at.button if b.label == "Add to shortlist"]
 
 
 def test_metric_page_without_a_selection_says_what_to_do(app_db):
@@ -168,13 +154,16 @@ def test_shortlist_refuses_approval_without_qia(app_db):
     assert any("Cannot approve yet" in e.value and "QIA" in e.value for e in at.error)
 
 
-def test_tracking_library_guide_feedback_for_every_role(app_db):
-    for username in ("admin", "finance", "csu", "viewer"):
-        for page, expected in (("pages/tracking.py", "Tracking"), ("pages/library.py", "Library"),
-                               ("pages/guide.py", "Worked example: an opportunity"),
-                               ("pages/feedback.py", "You said, we did")):
-            at = signed_in(username, page, fy="2026")
-            assert expected in all_text(at), (username, page)
+@pytest.mark.parametrize("page,expected", [("pages/tracking.py", "Tracking"), ("pages/library.py", "Library"),
+                                           ("pages/guide.py", "Worked example: an opportunity"),
+                                           ("pages/feedback.py", "You said, we did")])
+@pytest.mark.parametrize("username", ["admin", "finance", "csu", "viewer"])
+def test_tracking_library_guide_feedback_for_every_role(app_db, username, page, expected):
+    at = signed_in(username, page, fy="2026")
+    assert expected in all_text(at), (username, page)
+
+
+def test_tracking_shows_realised_and_rag_and_only_editors_can_save(app_db):
     at = signed_in("finance", "pages/tracking.py", fy="2026")
     assert "Realised to date" in [m.label for m in at.metric]
     assert any(f.value is not None and "RAG" in f.value.columns for f in at.dataframe)
@@ -188,7 +177,7 @@ def test_adoption_is_for_finance_and_admin_only(app_db):
     assert "Schemes from opportunities" in labels and "Evidenced by the data (FYE)" in labels
     assert "not used it lately" in all_text(at)
     csu = signed_in("csu")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in a CSU user's navigation
         csu.switch_page("pages/adoption.py").run()
 
 

@@ -3,67 +3,28 @@ on a demo database, sign in, drill CSU → specialty → metric, open a deep lin
 export. Screenshots go to test-artifacts/ for a person to look at."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
+from tools.app_harness import ARGS, CHROMIUM, running_app
+
 from .conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
+
+# One worker runs all of them (make test: --dist loadgroup), so the module's server starts once.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 playwright = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):
         raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
     pytest.skip("Debian chromium not installed (make test installs it)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_app(db_source: Path, workdir: Path):
-    """A streamlit server of its own on a copy of the database; yields its URL."""
-    db_path = workdir / "e2e.duckdb"
-    shutil.copy(db_source, db_path)
-    port = free_port()
-    env = {**os.environ, "OPPORTUNITY_DB": str(db_path), "OPPORTUNITY_COOKIE_KEY": "e2e-test-key"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-                             "--server.headless", "true", "--server.runOnSave", "false",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError("streamlit did not start")
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +50,8 @@ def settle(page, timeout: float = 30) -> None:
             const app = document.querySelector('[data-testid="stApp"]');
             if (!app) return false;
             if (app.getAttribute('data-test-script-state') === 'running') return false;
-            if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stSpinner"], [data-stale="true"]')) return false;
+            if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], '
+                                       + '[data-testid="stSpinner"], [data-stale="true"]')) return false;
             return true; }""")
         if ready:
             calm_since = calm_since or time.time()

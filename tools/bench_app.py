@@ -23,9 +23,7 @@ from opportunity_engine.demo import generator as demo  # noqa: E402
 
 
 def server_times(db_path: Path) -> list[tuple[str, float]]:
-    from tests.test_app_pages import (
-        signed_in as session,  # the same signed-in AppTest the page tests use
-    )
+    from tools.app_harness import signed_in as session  # the same signed-in AppTest the page tests use
 
     os.environ["OPPORTUNITY_DB"] = str(db_path)
     os.environ.setdefault("OPPORTUNITY_COOKIE_KEY", "bench-key")
@@ -63,7 +61,7 @@ def server_times(db_path: Path) -> list[tuple[str, float]]:
 def browser_first_page(db_path: Path) -> list[float]:
     from playwright.sync_api import sync_playwright
 
-    from tests.test_e2e_browser import ARGS, CHROMIUM, running_app
+    from tools.app_harness import ARGS, CHROMIUM, running_app
 
     ready_js = """() => { const app = document.querySelector('[data-testid="stApp"]');
         return !!app && app.getAttribute('data-test-script-state') !== 'running' &&
