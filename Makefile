@@ -1,4 +1,5 @@
-# Opportunity Explorer: `make run` starts the app on the demo database, `make test` runs every test.
+# Opportunity Explorer: `make run` starts the app on the demo database, `make test` runs every test,
+# `make test-fast` the quick loop (no browser, nothing slow), `make lint` ruff, mypy and the import contracts.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,14 +7,21 @@ PORT   ?= 8501
 DB     ?= $(shell $(PYTHON) -c "import os,tomllib;print(os.environ.get('OPPORTUNITY_DB') or tomllib.load(open('config.toml','rb'))['database']['path'])")
 SCALE  ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('config.toml','rb'))['demo']['scale'])")
 
-.PHONY: run test venv demo bench chromium axe clean
+.PHONY: run test test-fast lint lock venv demo bench chromium axe clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# Installs exact versions of everything, direct and indirect, from the lock; re-runs when the lock changes.
+$(BIN)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
 venv: $(BIN)/.installed
+
+# After editing requirements.txt or requirements-dev.txt: re-resolve the lock (pins kept where they still fit;
+# `make lock UPGRADE=--upgrade` moves everything to the newest versions allowed), then `make test`.
+lock: venv
+	$(BIN)/uv pip compile requirements-dev.txt -o requirements.lock --python-version 3.11 \
+	  --custom-compile-command "make lock" --quiet $(UPGRADE)
 
 $(DB): | $(BIN)/.installed
 	$(BIN)/python -m opportunity_engine demo --db $(DB) --scale $(SCALE)
@@ -42,12 +50,24 @@ node_modules/.installed: package.json package-lock.json
 
 axe: node_modules/.installed
 
+# Two workers; the browser tests stay together on one of them (one streamlit server for the module).
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
+
 test: venv chromium axe
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST)
+
+test-fast: venv
+	$(PYTEST) -m "not browser and not slow"
+
+# Settings in pyproject.toml: ruff (style, bugs), mypy (types), lint-imports (wings, no streamlit in the engine).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: venv chromium
 	$(BIN)/python -m opportunity_engine.bench
 	$(BIN)/python tools/bench_app.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,7 @@ def checksums(path) -> dict:
         return {t: con.execute(f"SELECT count(*), sum(hash(x)) FROM {t} x").fetchone() for t in CHECKSUM_TABLES}
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_for_a_seed(small_demo, tmp_path):
     again = tmp_path / "again.duckdb"
     demo.build(again, seed=42, scale="small")
@@ -60,6 +61,7 @@ def test_demo_shape_and_calibration(small_demo):
     assert set(df.benchmark_level.dropna()) == {"specialty", "all specialties"}
 
 
+@pytest.mark.slow
 def test_demo_refuses_to_overwrite_a_real_database(tmp_path):
     path = tmp_path / "real.duckdb"
     db.connect(path).close()
@@ -140,6 +142,7 @@ def test_cli_reproduces_hand_worked_figures(tmp_path, capsys):
     assert refused.value.code == 2 and "best_N with N from 10 to 90" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):
     run = subprocess.run([sys.executable, "-m", "opportunity_engine", "opportunities", "--db",
                           str(tmp_path / "missing.duckdb")], capture_output=True, text=True, cwd=ROOT)
@@ -157,6 +160,7 @@ def test_trust_scope_totals_equal_sum_of_csu_scopes(small_demo):
             assert set(df.csu_code) <= {c}
 
 
+@pytest.mark.slow
 def test_cli_users_add_list_reset_remove(demo_copy, monkeypatch, capsys):
     from opportunity_engine import users
 

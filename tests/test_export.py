@@ -171,6 +171,7 @@ def test_admin_text_in_the_opportunities_workbook_is_neutral(tiny):
     assert any(t.startswith("'+evil idea") for t in texts)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("shutil").which("soffice"), reason="LibreOffice not installed (optional check)")
 def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
     """Where LibreOffice is installed: both workbooks open headless, recalculate, and their live

@@ -20,7 +20,8 @@ from opportunity_engine.store.templates import header_row
 from .conftest import ROOT, build_tiny
 from .test_importer import BENCH, SESSION, SPELL, csv_bytes, snapshot, with_value
 
-TABLES = (  # the importer's tables plus the app's own records"csus", "specialties", "metrics", "unit_costs", "benchmarks", "spells", "outpatients", "theatre_sessions",
+TABLES = (  # the importer's tables plus the app's own records
+          "csus", "specialties", "metrics", "unit_costs", "benchmarks", "spells", "outpatients", "theatre_sessions",
           "workforce", "metric_facts", "import_log", "realised_savings", "schemes", "audit_log")
 
 
@@ -132,6 +133,7 @@ def _table_sums(path: Path) -> dict:
         return snapshot(con, ("outpatients", "metric_facts", "import_log"))
 
 
+@pytest.mark.slow
 def test_a_process_killed_during_an_import_leaves_the_database_consistent(demo_copy, tmp_path):
     """A real SIGKILL while the CLI is loading a large file: the next open sees the database
     exactly as before the import (the transaction never committed) and passes its checks."""

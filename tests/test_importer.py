@@ -230,6 +230,7 @@ def test_template_examples_are_valid(con, tmp_path):
     assert set(TEMPLATES) >= set(order)
 
 
+@pytest.mark.slow
 def test_cli_import_exit_codes(tmp_path, capsys):
     path = tmp_path / "cli.duckdb"
     with db.connect(path) as c:

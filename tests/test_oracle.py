@@ -84,6 +84,7 @@ def test_custom_targets_at_the_named_levels_equal_the_named_targets(demo_con, be
         assert_same(custom, oracle_opportunities(demo_con, Scope.trust(), Basis(named, benchmark)))
 
 
+@pytest.mark.slow
 def test_edges_match_the_oracle(demo_copy):
     """Codes missing from the reference tables, a metric no longer in the catalogue, one source
     ending months earlier than the rest, and grains whose denominators sum to zero."""
