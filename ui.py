@@ -19,6 +19,7 @@ import altair as alt
 import extra_streamlit_components as stx
 import pandas as pd
 import streamlit as st
+from streamlit.elements.lib.column_types import ColumnConfig
 
 from opportunity_engine import usage
 from opportunity_engine.analysis.opportunities import (
@@ -361,7 +362,7 @@ def metric_href(csu: str, specialty: str, metric: str) -> str:
     return "metric?" + urlencode(view_params(csu=csu, specialty=specialty_param(specialty), metric=metric))
 
 
-def link_column(label: str = "Detail") -> st.column_config.LinkColumn:
+def link_column(label: str = "Detail") -> ColumnConfig:
     return st.column_config.LinkColumn(label, display_text="Open", width="small",
                                        help="Metric detail: trend, distribution, how it was calculated.")
 

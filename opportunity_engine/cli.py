@@ -174,9 +174,8 @@ def cmd_init(args, path: Path) -> int:
     with dbmod.connect(path) as con:  # connect migrates and installs the shipped catalogue and unit costs
         if not args.no_admin:
             admin = users.add_user(con, username, name, password, "admin", [], args.email)
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("metrics", "unit_costs", "csus", "spells")}
-        sources = con.execute("SELECT count(DISTINCT source) FROM unit_costs").fetchone()[0]
+        counts = {t: dbmod.scalar(con, f"SELECT count(*) FROM {t}") for t in ("metrics", "unit_costs", "csus", "spells")}
+        sources = dbmod.scalar(con, "SELECT count(DISTINCT source) FROM unit_costs")
     print(f"{'Opened' if existed else 'Created'} {path}: schema version {dbmod.LATEST_VERSION}, "
           f"{counts['metrics']} catalogue metrics, {counts['unit_costs']} unit costs from {sources} sources, "
           f"{counts['csus']} CSUs and {counts['spells']:,} spells loaded.")

@@ -92,12 +92,12 @@ else:
         "title": st.column_config.TextColumn("Title", required=True, max_chars=200),
         "lead": st.column_config.TextColumn("Lead", max_chars=200),
         "finance_category": st.column_config.SelectboxColumn("Finance category", options=list(schemes.FINANCE_CATEGORIES),
-                                                             required=True, format_func=schemes.FINANCE_LABELS.get),
+                                                             required=True, format_func=lambda c: schemes.FINANCE_LABELS.get(str(c), str(c))),
         "recurrent": st.column_config.CheckboxColumn("Recurrent"),
         "saving_type": st.column_config.SelectboxColumn("Saving type", options=list(schemes.SAVING_TYPES), required=True,
-                                                        format_func=str.capitalize),
+                                                        format_func=lambda t: str(t).capitalize()),
         "status": st.column_config.SelectboxColumn("Status", options=list(schemes.STATUSES), required=True,
-                                                   format_func=schemes.STATUS_LABELS.get,
+                                                   format_func=lambda s: schemes.STATUS_LABELS.get(str(s), str(s)),
                                                    help="Only allowed moves are saved: idea → shortlisted → planning → "
                                                         "approved → delivering → delivered (or rejected)."),
         "fye_gbp": st.column_config.TextColumn("FYE", disabled=True, help="Full-year effect of the scheme's CIP plan."),
@@ -108,8 +108,8 @@ else:
                                 num_rows="fixed")
         if st.button("Save table changes", icon=":material/save:",
                      help="Each changed row is saved on its own and checked against the version you loaded."):
-            seen = {int(s): ui.seen_version(int(s), 0) for s in table.scheme_id}
-            outcomes = workflow.apply_table_edits(cur, user, table, edited, seen)
+            seen_versions = {int(s): ui.seen_version(int(s), 0) for s in table.scheme_id}
+            outcomes = workflow.apply_table_edits(cur, user, table, edited, seen_versions)
             for sid, error in outcomes:
                 if error:
                     st.error(f"Scheme {sid}: {error}")
@@ -131,7 +131,7 @@ if edit:
                                  index=list(csus).index(csu) if csu in csus else 0, help="The CSU that will deliver the scheme.")
             n_desc = st.text_area("Description", help="The change, who it affects, and how the saving arises.")
             n_lead = st.text_input("Lead", help="The person accountable for delivery.")
-            n_cat = st.selectbox("Finance category", schemes.FINANCE_CATEGORIES, format_func=schemes.FINANCE_LABELS.get,
+            n_cat = st.selectbox("Finance category", schemes.FINANCE_CATEGORIES, format_func=lambda c: schemes.FINANCE_LABELS.get(c, c),
                                  help="Pay, non-pay or income.")
             if st.form_submit_button("Create scheme", type="primary", help="Creates it as an idea, with no driving metric."):
                 try:
@@ -200,7 +200,7 @@ if not listing.empty:
                 c1, c2, c3 = st.columns(3)
                 d_cat = c1.selectbox("Finance category", schemes.FINANCE_CATEGORIES,
                                      index=schemes.FINANCE_CATEGORIES.index(scheme.finance_category),
-                                     format_func=schemes.FINANCE_LABELS.get, help="Pay, non-pay or income.")
+                                     format_func=lambda c: schemes.FINANCE_LABELS.get(c, c), help="Pay, non-pay or income.")
                 d_rec = c2.toggle("Recurrent", scheme.recurrent, help="Off for a one-off (non-recurrent) saving.")
                 d_type = c3.selectbox("Saving type", schemes.SAVING_TYPES, index=schemes.SAVING_TYPES.index(scheme.saving_type),
                                       format_func=str.capitalize, help="Cash-releasing, or productivity (capacity released).")
@@ -215,7 +215,8 @@ if not listing.empty:
             if nexts:
                 blockers = workflow.approval_blockers(cur, scheme.scheme_id) if "approved" in nexts else []
                 s1, s2 = st.columns([2, 1])
-                move_to = s1.selectbox("Move to", nexts, format_func=schemes.STATUS_LABELS.get, help="Only the allowed next statuses are offered.")
+                move_to = s1.selectbox("Move to", nexts, format_func=lambda s: schemes.STATUS_LABELS.get(s, s),
+                                       help="Only the allowed next statuses are offered.")
                 s2.write("")
                 if s2.button("Change status", icon=":material/swap_horiz:",
                              help="Approval needs a CIP plan and a completed, signed QIA."):
@@ -270,8 +271,9 @@ if not listing.empty:
                                                        key=f"custom-{scheme.scheme_id}-{i}") for i in range(12)]
                 p_milestones = st.text_area("Milestones", plan.milestones if plan else "",
                                             help="Key dates: e.g. pathway agreed, staff trained, go-live.")
-                p_target = st.number_input("Driving metric's target value", value=plan.metric_target_value if plan and plan.metric_target_value is not None else None,
-                                           format="%.4f", help="Where the metric should be once the scheme is delivered.")
+                p_target = st.number_input("Driving metric's target value",
+                                           value=plan.metric_target_value if plan else None, format="%.4f",
+                                           help="Where the metric should be once the scheme is delivered.")
                 if st.form_submit_button("Save plan", type="primary", help="Checks the phasing rules; audited."):
                     try:
                         plans.save_plan(cur, user, scheme.scheme_id, seen, p_fy, p_start, p_fye, p_profile,
@@ -302,12 +304,12 @@ if not listing.empty:
                            "director's and chief nurse's sign-off. Changing a score clears the sign-offs.")
                 new_scores = {}
                 for domain in qia.DOMAINS:
-                    c, l, m = assessment.scores.get(domain, (1, 1, ""))
+                    c, lh, m = assessment.scores.get(domain, (1, 1, ""))
                     a, b, d = st.columns([1, 1, 3])
                     new_scores[domain] = (
                         a.selectbox(f"{qia.DOMAIN_LABELS[domain]}: consequence", range(1, 6), index=c - 1,
                                     help="1 negligible, 2 minor, 3 moderate, 4 major, 5 catastrophic."),
-                        b.selectbox("likelihood", range(1, 6), index=l - 1, key=f"l-{domain}-{scheme.scheme_id}",
+                        b.selectbox("likelihood", range(1, 6), index=lh - 1, key=f"l-{domain}-{scheme.scheme_id}",
                                     help="1 rare, 2 unlikely, 3 possible, 4 likely, 5 almost certain."),
                         d.text_input("mitigations", m, key=f"m-{domain}-{scheme.scheme_id}",
                                      help="What will keep this risk in check, and who watches it."))
@@ -326,11 +328,11 @@ if not listing.empty:
                         st.markdown(f"- {qia.SIGNOFF_LABELS[role]}: **{done[0]}**, {done[1]:%d %b %Y}")
                         continue
                     with st.form(f"sign-{role}-{scheme.scheme_id}"):
-                        a, b, c = st.columns([2, 1, 1])
+                        a, b, col = st.columns([2, 1, 1])
                         who = a.text_input(f"{qia.SIGNOFF_LABELS[role]}: name", help="The person signing off, as on the paper QIA.")
                         when = b.date_input("date", dt.date.today(), format="DD/MM/YYYY", help="The date on the signed QIA.")
-                        c.write("")
-                        if c.form_submit_button("Record sign-off", help="Records the name and date against this QIA."):
+                        col.write("")
+                        if col.form_submit_button("Record sign-off", help="Records the name and date against this QIA."):
                             try:
                                 qia.sign_off(cur, user, scheme.scheme_id, seen, role, who, when)
                                 saved(message=f"{qia.SIGNOFF_LABELS[role]} sign-off recorded.")

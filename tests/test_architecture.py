@@ -1,9 +1,8 @@
-"""The shape of the code, checked: the engine's import graph has no cycle, and every package the
-code imports is declared in requirements (so a fresh install has it and the lock file pins it).
+"""Dependencies, checked: every package the code imports is declared in requirements, and the lock
+file `make` installs from pins each of them at its listed version (so a fresh install has it).
 
 The wing layering and "the engine never imports streamlit" are import-linter contracts in
-pyproject.toml (`make lint` runs `lint-imports`); a cycle inside one wing is not something a
-layers contract sees, so it is checked here.
+pyproject.toml (`make lint` runs `lint-imports`); tests/test_structure.py checks there is no cycle.
 """
 from __future__ import annotations
 
@@ -13,66 +12,9 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-import grimp
-import pytest
-
 from .conftest import ROOT
 
 PACKAGE = "opportunity_engine"
-
-
-def import_cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan): each one is a cycle."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(graph.find_modules_directly_imported_by(v) & modules):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                cycles.append(sorted(component))
-
-    for module in sorted(modules):
-        if module not in index:
-            visit(module)
-    return cycles
-
-
-def test_cycle_finder_finds_a_planted_cycle():
-    graph = grimp.ImportGraph()
-    for name in ("p", "p.a", "p.b", "p.c", "p.d"):
-        graph.add_module(name)
-    graph.add_import(importer="p.a", imported="p.b")
-    graph.add_import(importer="p.b", imported="p.c")
-    graph.add_import(importer="p.c", imported="p.a")
-    graph.add_import(importer="p.d", imported="p.a")
-    assert import_cycles(graph, {"p.a", "p.b", "p.c", "p.d"}) == [["p.a", "p.b", "p.c"]]
-
-
-@pytest.mark.xfail(reason="issue 11 point 2: delivery.schemes and delivery.qia import each other until the "
-                          "scheme record is split from the workflow", strict=False)
-def test_engine_import_graph_has_no_cycle():
-    graph = grimp.build_graph(PACKAGE)  # every import, including those inside functions
-    modules = {m for m in graph.modules if m == PACKAGE or m.startswith(PACKAGE + ".")}
-    assert import_cycles(graph, modules) == []
 
 
 def _declared() -> set[str]:

@@ -145,7 +145,7 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
     if not 2000 <= int(financial_year) <= 2100:
         raise ValueError("Financial year looks wrong (expected e.g. 2026 for 2026/27).")
     phase(fye_gbp, start_month, phasing, custom_phasing)  # validate before writing anything
-    custom = [float(v) for v in custom_phasing] if phasing == "custom" else None
+    custom = [float(v) for v in custom_phasing or []] if phasing == "custom" else None
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
         if edit.scheme.status in IN_DELIVERY:
             raise ValueError("The plan of a scheme in delivery is fixed; record realised savings instead.")
@@ -156,7 +156,9 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
         con.execute("INSERT OR REPLACE INTO cip_plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [int(scheme_id), *new.values()])
         edit.changes.update({f"plan.{k}": (getattr(old, k) if old else None, v) for k, v in new.items()})
-    return load_plan(con, scheme_id)
+    saved = load_plan(con, scheme_id)
+    assert saved is not None, "written above in the same transaction"
+    return saved
 
 
 def monthly_plan(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,

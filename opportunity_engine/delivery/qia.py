@@ -34,13 +34,13 @@ def threshold() -> int:
 
 @dataclass
 class Assessment:
-    scores: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # domain → (c, l, mitigations)
+    scores: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # domain → (consequence, likelihood, mitigations)
     signoffs: dict[str, tuple[str, dt.date]] = field(default_factory=dict)  # role → (name, date)
     threshold: int = 12
 
     @property
     def risk(self) -> dict[str, int]:
-        return {d: c * l for d, (c, l, _) in self.scores.items()}
+        return {d: c * lh for d, (c, lh, _) in self.scores.items()}
 
     @property
     def max_risk(self) -> int:
@@ -80,7 +80,7 @@ class Assessment:
 
 
 def assess(con: duckdb.DuckDBPyConnection, scheme_id: int) -> Assessment:
-    scores = {d: (c, l, m) for d, c, l, m in con.execute(
+    scores = {d: (c, lh, m) for d, c, lh, m in con.execute(
         "SELECT domain, consequence, likelihood, mitigations FROM qia_scores WHERE scheme_id = ?",
         [int(scheme_id)]).fetchall()}
     signoffs = {r: (n, d) for r, n, d in con.execute(
@@ -117,13 +117,13 @@ def save_scores(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expe
         if edit.scheme.status in schemes.COMMITTED:
             raise ValueError("The QIA of an approved scheme is fixed; move it back to planning to re-assess.")
         before = assess(con, scheme_id)
-        for domain, (c, l, m) in clean.items():
+        for domain, (c, lh, m) in clean.items():
             old = before.scores.get(domain)
             edit.changes[f"qia.{domain}"] = (None if old is None else f"{old[0]}×{old[1]}={old[0] * old[1]}; {old[2]}",
-                                             f"{c}×{l}={c * l}; {m}")
+                                             f"{c}×{lh}={c * lh}; {m}")
         con.executemany("INSERT OR REPLACE INTO qia_scores VALUES (?, ?, ?, ?, ?)",
-                        [(int(scheme_id), d, c, l, m) for d, (c, l, m) in clean.items()])
-        risk_changed = any(before.scores.get(d, (0, 0, ""))[:2] != (c, l) for d, (c, l, _) in clean.items())
+                        [(int(scheme_id), d, c, lh, m) for d, (c, lh, m) in clean.items()])
+        risk_changed = any(before.scores.get(d, (0, 0, ""))[:2] != (c, lh) for d, (c, lh, _) in clean.items())
         if risk_changed and before.signoffs:
             con.execute("DELETE FROM qia_signoffs WHERE scheme_id = ?", [int(scheme_id)])
             edit.changes["qia.signoffs"] = (", ".join(sorted(before.signoffs)), "cleared: risks re-scored")

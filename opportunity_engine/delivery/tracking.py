@@ -27,6 +27,7 @@ from ..analysis.opportunities import Basis, opportunities, trend
 from ..analysis.stats import xmr
 from ..config import settings
 from ..scope import Scope, scope_filter
+from ..store.db import scalar
 from ..store.limits import MAX_REALISED_GBP, period_window
 from ..store.statuses import IN_DELIVERY, sql_list
 from ..users import User
@@ -191,8 +192,8 @@ class Evidence:
 def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evidence:
     scheme = schemes.get(con, user, scheme_id)
     plan = plans.load_plan(con, scheme_id)
-    realised_total = float(con.execute("SELECT coalesce(sum(realised_gbp), 0) FROM realised_savings WHERE scheme_id = ?",
-                                       [int(scheme_id)]).fetchone()[0])
+    realised_total = float(scalar(con, "SELECT coalesce(sum(realised_gbp), 0) FROM realised_savings WHERE scheme_id = ?",
+                                  [int(scheme_id)]))
     if not scheme.metric_id or plan is None:
         why = ("This scheme was created by hand, with no driving metric" if not scheme.metric_id
                else "This scheme has no CIP plan yet, so there is no start month")
@@ -206,7 +207,7 @@ def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evid
 
 
 def _direction(con: duckdb.DuckDBPyConnection, metric_id: str) -> str:
-    return con.execute("SELECT direction FROM metrics WHERE metric_id = ?", [metric_id]).fetchone()[0]
+    return str(scalar(con, "SELECT direction FROM metrics WHERE metric_id = ?", [metric_id]))
 
 
 def _unit_cost(con: duckdb.DuckDBPyConnection, user: User, scheme: schemes.Scheme) -> float | None:
@@ -228,14 +229,14 @@ def assess_series(series: pd.DataFrame, start: str, direction: str, unit_cost: f
     need = int(_cfg().get("min_baseline_months", 6))
     base = Evidence(scheme_id, "not enough data", "", start_period=start, realised_gbp=realised_gbp,
                     fye_claimed_gbp=fye_claimed_gbp, unit_cost_gbp=unit_cost, months_after=len(after))
-    if len(before) < need or after.empty:
+    chart = None if len(before) < need or after.empty else xmr(list(series["value"]), baseline=len(before))
+    if chart is None:
         latest = series["period"].max() if len(series) else "none"
         base.message = (f"Needs at least {need} months of data before the start ({start}) and one after; "
                         f"there are {len(before)} before and {len(after)} after (latest data: {latest}). "
                         "Load newer activity on the Data page to test it.")
         base.series = series.assign(phase=["before" if p < start else "after" for p in series["period"]])
         return base
-    chart = xmr(list(series["value"]), baseline=len(before))
     series["phase"] = ["before" if p < start else "after" for p in series["period"]]
     series["mean"], series["ucl"], series["lcl"] = chart.mean, chart.ucl, chart.lcl
     series["special_cause"] = chart.special_cause

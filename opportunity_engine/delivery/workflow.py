@@ -82,7 +82,7 @@ def apply_table_edits(con: duckdb.DuckDBPyConnection, user: User, before: pd.Dat
 
     Returns (scheme_id, None) for each saved row and (scheme_id, message) for each refused one
     (conflict, disallowed transition, bad value), so one bad row never loses the others."""
-    outcomes = []
+    outcomes: list[tuple[int, str | None]] = []
     columns = [c for c in schemes.EDITABLE if c in after.columns and c in before.columns]
     old_rows = before.set_index("scheme_id")
     for row in after.itertuples(index=False):

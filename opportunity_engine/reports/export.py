@@ -91,8 +91,8 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     letter = {h: get_column_letter(i) for i, (h, _, _) in enumerate(OPP_COLUMNS, start=1)}
     for r, row in enumerate(df.itertuples(index=False), start=2):
         values = row._asdict()
-        for c, (header, source, fmt) in enumerate(OPP_COLUMNS, start=1):
-            if header == "Opportunity £":
+        for c, (_, source, fmt) in enumerate(OPP_COLUMNS, start=1):
+            if source is None:  # the one formula column, Opportunity £
                 cell = opp.cell(row=r, column=c, value=f"={letter['Gap (units)']}{r}*{letter['Unit cost £']}{r}")
                 cell.number_format = GBP
                 continue
@@ -160,11 +160,14 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     net_col = letter["Counted in net"]
     cash_col = letter["Saving type"]
     end = n + 1
+    opp = f"Opportunities!{opp_col}2:{opp_col}{end}"
+    net = f'Opportunities!{net_col}2:{net_col}{end},"Yes"'
+    cash = f"Opportunities!{cash_col}2:{cash_col}{end}"
     figures = [
-        ("Total opportunity, net of overlap", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes")'),
-        ("Total opportunity, gross", f"=SUM(Opportunities!{opp_col}2:{opp_col}{end})"),
-        ("Cash-releasing (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"Cash-releasing")'),
-        ("Productivity (net)", f'=SUMIFS(Opportunities!{opp_col}2:{opp_col}{end},Opportunities!{net_col}2:{net_col}{end},"Yes",Opportunities!{cash_col}2:{cash_col}{end},"Productivity")'),
+        ("Total opportunity, net of overlap", f"=SUMIFS({opp},{net})"),
+        ("Total opportunity, gross", f"=SUM({opp})"),
+        ("Cash-releasing (net)", f'=SUMIFS({opp},{net},{cash},"Cash-releasing")'),
+        ("Productivity (net)", f'=SUMIFS({opp},{net},{cash},"Productivity")'),
     ]
     _put(cover, base, 1, "Totals").font = Font(bold=True, size=13)
     _put(cover, base + 1, 1, "Figure")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from .db import scalar
+
 
 @dataclass(frozen=True)
 class FactSource:
@@ -119,10 +121,10 @@ def rebuild(con: duckdb.DuckDBPyConnection, source_name: str, periods: list[str]
     con.execute(f"DELETE FROM metric_facts WHERE source = 'activity' AND list_contains($metrics, metric_id)"
                 f"{' AND ' + where if where else ''}", params)
     params.pop("metrics")
-    before = con.execute("SELECT count(*) FROM metric_facts").fetchone()[0]
+    before = scalar(con, "SELECT count(*) FROM metric_facts")
     con.execute(f"""INSERT INTO metric_facts (period, csu_code, specialty_code, metric_id, numerator, denominator, source)
                     {_select_sql(source, where)}""", params)
-    return con.execute("SELECT count(*) FROM metric_facts").fetchone()[0] - before
+    return int(scalar(con, "SELECT count(*) FROM metric_facts")) - before
 
 
 def _select_sql(source: FactSource, where: str) -> str:

@@ -26,7 +26,7 @@ from .db import bump_data_version
 from .statuses import COMMITTED, sql_list
 from .templates import ORDER, TEMPLATES, Column, Template
 
-Progress = Callable[[str, float], None]
+Progress = Callable[[str, float], object]  # (message, fraction done); any return value is ignored
 MAX_TEXT = 200
 MAX_COUNT = 100_000_000
 MAX_AMOUNT = 1e11
@@ -347,7 +347,7 @@ def _duplicates(con, template: Template, table: str, files: list[str], limit: in
               FROM {table} WINDOW w AS (PARTITION BY {key} ORDER BY _file, _row))
         WHERE NOT (_file = first_file AND _row = first_row) ORDER BY _file, _row LIMIT {limit}""").fetchall()
     issues = []
-    for file_no, row, k, first_file, first_row, name, first_name, n in rows:
+    for file_no, row, k, first_file, first_row, name, first_name, _ in rows:
         where = f"row {first_row}" + ("" if first_file == file_no else f" of {files[first_file]}")
         if name_col and name != first_name:
             rule = f"{template.key[0]} {k} is given two names: {first_name!r} in {where} and {name!r} here"
