@@ -60,9 +60,6 @@ CSUS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
         ("141", "Restorative Dentistry", "outpatient"), ("142", "Paediatric Dentistry", "procedural")]),
 ]
 
-STAFF_GROUPS = ("Nursing and midwifery", "Medical and dental", "Allied health professionals",
-                "Administrative and clerical")
-
 # Per kind: relative weights of spells, outpatient appointments and theatre sessions, the share of
 # spells that are non-elective, and "national" typical values (METRICS.md) the trust varies around.
 KINDS: dict[str, dict[str, float]] = {
@@ -77,10 +74,6 @@ KINDS: dict[str, dict[str, float]] = {
     "procedural": dict(w_sp=0.5, w_op=0.6, w_th=0.4, nel=0.05, alos_el=1.5, alos_nel=3.0, preop=0.05, bads=0.80, dc=0.90, readm=0.04, dna=0.07, fu=1.4, pifu=0.05, virt=0.15, hc=0.05, late=0.06, early=0.08, gap=0.05, cancel=0.03),
     "outpatient": dict(w_sp=0.0, w_op=1.0, w_th=0.0, nel=0.0, alos_el=0, alos_nel=0, preop=0, bads=0, dc=0, readm=0, dna=0.09, fu=2.5, pifu=0.05, virt=0.30, hc=0.06, late=0, early=0, gap=0, cancel=0),
 }
-
-
-def csu_rows() -> list[tuple[str, str]]:
-    return [(code, name) for code, name, _ in CSUS]
 
 
 def specialty_rows() -> list[tuple[str, str, str, str]]:

@@ -43,13 +43,6 @@ def window(df: pd.DataFrame) -> str:
             f"and {month(df['period_to'].max())})")
 
 
-def by_csu(df: pd.DataFrame) -> pd.DataFrame:
-    out = summarise(df, ["csu_code", "csu_name"])
-    out["net"] = out["net_gbp"].map(gbp_short)
-    out["gross"] = out["gross_gbp"].map(gbp_short)
-    return out
-
-
 def by_specialty(df: pd.DataFrame) -> pd.DataFrame:
     out = summarise(df, ["specialty_code", "specialty_name"])
     out["net"] = out["net_gbp"].map(gbp_short)
