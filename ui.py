@@ -217,8 +217,9 @@ def _chart_theme() -> alt.theme.ThemeConfig:
     Marks and guides are kept out of the accessibility tree (Vega-Lite's ``aria: false``): a screen reader
     would otherwise meet hundreds of unlabelled shapes; every figure a chart shows is also in a table or
     tile beside it."""
-    text = {"labelColor": TEXT, "titleColor": TEXT}
-    return {"config": {"axis": text, "legend": text, "title": {"color": TEXT}, "header": text}}
+    return {"config": {"axis": {"labelColor": TEXT, "titleColor": TEXT},
+                       "legend": {"labelColor": TEXT, "titleColor": TEXT}, "title": {"color": TEXT},
+                       "header": {"labelColor": TEXT, "titleColor": TEXT}}}
 
 
 PRESENTATION_CSS = """

@@ -98,7 +98,7 @@ if specialty is not None:
     picked_metric = ui.selected_value(rows, metric_event, "metric_id")
     metric_names = dict(zip(rows["metric_id"], rows["Metric"]))
     names = {m: f"{metric_names[m]} ({gbp_short(v)})" for m, v in zip(rows["metric_id"], rows["Opportunity £"])}
-    metric = st.selectbox("Metric", list(names), format_func=names.get,
+    metric = st.selectbox("Metric", list(names), format_func=lambda m: names.get(m, m),
                           help="Or click a row above.")
     b1, b2 = st.columns([1, 1])
     if picked_metric or b1.button("Open metric detail", icon=":material/monitoring:", type="primary",

@@ -7,7 +7,6 @@ and legend text is set to the NHS text colour by the app's Altair theme (ui._cha
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -23,6 +23,7 @@ from ..analysis.opportunities import Basis, opportunities
 from ..scope import ScopeError, scope_filter
 from ..store import audit
 from ..store.audit import ConflictError, transaction
+from ..store.db import scalar
 from ..store.statuses import COMMITTED, STATUSES  # noqa: F401 (the record's vocabulary)
 from ..users import User
 
@@ -144,9 +145,9 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
         if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [csu]).fetchone():
             raise ValueError(f"Unknown CSU {csu}.")
         names = list(values)
-        scheme_id = con.execute(
-            f"INSERT INTO schemes ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) RETURNING scheme_id",
-            list(values.values())).fetchone()[0]
+        scheme_id = scalar(
+            con, f"INSERT INTO schemes ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) RETURNING scheme_id",
+            list(values.values()))
         audit.record(con, user.username, "scheme", scheme_id, {"created": (None, f"{origin}: {title}")})
         usage.record(con, user, "scheme_created", "shortlist", str(scheme_id))
     return get(con, user, scheme_id)
