@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 import streamlit_authenticator as stauth
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ui
 from opportunity_engine import feedback, logs, usage
@@ -43,6 +44,8 @@ st.markdown(ui.BASE_CSS, unsafe_allow_html=True)
 PAGES = {
     "overview": st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
     "explore": st.Page("pages/explore.py", title="Explore", icon=":material/account_tree:", url_path="explore"),
+    "opportunities": st.Page("pages/opportunities.py", title="Opportunities", icon=":material/format_list_numbered:",
+                             url_path="opportunities"),
     "metric": st.Page("pages/metric.py", title="Metric detail", icon=":material/monitoring:", url_path="metric"),
     "shortlist": st.Page("pages/shortlist.py", title="Shortlist & plans", icon=":material/checklist:", url_path="shortlist"),
     "tracking": st.Page("pages/tracking.py", title="Tracking", icon=":material/trending_up:", url_path="tracking"),
@@ -55,6 +58,11 @@ PAGES = {
 # Pages a user sees: all of them, except those that need a capability the user's role lacks.
 PAGE_NEEDS = {"shortlist": lambda u: u.can_edit_schemes, "data": lambda u: u.can_manage_data,
               "adoption": lambda u: u.has_finance_duties}
+
+
+# Who may open a page that needs a capability: named when someone else follows a link to it.
+PAGE_FOR_WHOM = {"shortlist": "finance, admin and CSU team users", "data": "admin users",
+                 "adoption": "finance and admin users"}
 
 
 def pages_for(user) -> list[str]:
@@ -151,7 +159,36 @@ landing = st.session_state.pop("_oe_landing", None)
 if landing in pages_for(user):  # a deep link that a fresh server first ran outside navigation
     st.switch_page(PAGES[landing], query_params=dict(st.query_params))
 
-navigation = st.navigation([PAGES[name] for name in pages_for(user)])
+def _refused_page() -> str | None:
+    """The page the browser asked for (a typed, bookmarked or old link) that this user's role may
+    not open, or None. Streamlit would quietly run the default page instead; we say why."""
+    try:
+        manager = get_script_run_ctx().pages_manager
+        name, page_hash = manager.intended_page_name, manager.intended_page_script_hash
+    except AttributeError:  # no script context (never in a served app)
+        return None
+    for key, page in PAGES.items():
+        if key not in pages_for(user) and (name == page.url_path or (page_hash and page_hash == page._script_hash)):
+            return key
+    return None
+
+
+def _refusal(key: str) -> st.Page:
+    """A stand-in with the refused page's address: it names who may open it and links back."""
+    title = PAGES[key].title
+
+    def refuse() -> None:
+        st.title(title)
+        st.error(f"{title} is not available to you: it is for {PAGE_FOR_WHOM.get(key, 'other')}, and you are signed "
+                 f"in as {user.role_label} ({user.scope.label}). Ask finance if you need it.",
+                 icon=":material/block:")
+        st.page_link(PAGES["overview"], label="Go to the Overview", icon=":material/dashboard:")
+
+    return st.Page(refuse, title=title, icon=":material/block:", url_path=PAGES[key].url_path)
+
+
+refused = _refused_page()
+navigation = st.navigation([PAGES[name] for name in pages_for(user)] + ([_refusal(refused)] if refused else []))
 view_text = "&".join(f"{k}={v}" for k, v in sorted(st.query_params.items()) if k in FEEDBACK_KEYS)
 view_key = (navigation.url_path, view_text)
 if st.session_state.get("_oe_last_view") != view_key:

@@ -39,6 +39,14 @@ from opportunity_engine.users import User, get_user
 log = logging.getLogger("opportunity_explorer")
 CSU_WIDE = "csu-wide"  # URL token for the CSU-wide "specialty" (stored as '')
 VIEW_KEYS = ("target", "benchmark", "peer", "present", "fy")
+# Page titles by URL path, as app.py's navigation names them (Feedback and usage name pages by title).
+PAGE_TITLES = {"overview": "Overview", "explore": "Explore", "opportunities": "Opportunities", "metric": "Metric detail",
+               "shortlist": "Shortlist & plans", "tracking": "Tracking", "library": "Library", "data": "Data",
+               "adoption": "Adoption", "feedback": "Feedback", "guide": "Guide"}
+
+
+def page_title(url_path: str | None) -> str:
+    return PAGE_TITLES.get(url_path or "overview", url_path or "Overview")
 
 
 @st.cache_resource(show_spinner=False)
@@ -253,6 +261,8 @@ a:focus-visible, button:focus-visible, input:focus-visible, textarea:focus-visib
   outline: 3px solid #003087 !important; outline-offset: 2px !important;
   box-shadow: 0 0 0 5px #FFB81C !important;
 }
+/* the page's side padding (6rem by default) would cost tables two columns at 1280-1400 px */
+[data-testid="stMainBlockContainer"] { padding-left: 2.5rem; padding-right: 2.5rem; }
 </style>
 """
 

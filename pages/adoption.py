@@ -1,5 +1,6 @@
 """Adoption and value (admin, finance): who uses the tool, what it has produced, who needs support."""
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 import ui
@@ -43,10 +44,9 @@ st.dataframe(value.rename(columns={"csu_code": "CSU", "csu_name": "Name", "schem
 st.subheader("CSUs that have not used it lately")
 quiet = usage.inactive_csus(cur)
 st.caption("No sign-in or page view from any of the CSU's users in the last four weeks: where to offer support.")
+quiet["last_used"] = [f"{d:%d %b %Y}" if pd.notna(d) else "never" for d in quiet["last_used"]]
 st.dataframe(quiet.rename(columns={"csu_code": "CSU", "csu_name": "Name", "last_used": "Last used"}),
-             hide_index=True, width="stretch",
-             column_config={"Last used": st.column_config.DatetimeColumn(format="D MMM YYYY")})
-st.caption("A blank 'Last used' means never.")
+             hide_index=True, width="stretch")
 
 st.subheader("Feedback received")
 fb = feedback.summary(cur)

@@ -15,6 +15,7 @@ done = feedback.you_said_we_did(cur)
 if done.empty:
     st.info("Nothing closed yet: answered feedback appears here.")
 else:
+    done["page"] = done["page"].map(ui.page_title)
     st.dataframe(done.rename(columns={"done_on": "Done", "page": "Page", "you_said": "You said", "we_did": "We did"}),
                  hide_index=True, width="stretch",
                  column_config={"Done": st.column_config.DatetimeColumn(format="D MMM YYYY")})
@@ -28,7 +29,7 @@ if user.can_triage_feedback and not ui.presenting():
         st.info(f"No {status or ''} feedback.")
     for item in items.itertuples(index=False):
         with st.container(border=True):
-            st.markdown(f"**{'★' * int(item.rating)}{'☆' * (5 - int(item.rating))}** · {item.page}"
+            st.markdown(f"**{'★' * int(item.rating)}{'☆' * (5 - int(item.rating))}** · {ui.page_title(item.page)}"
                         f"{' · ' + item.view if item.view else ''} · {item.username} · {item.submitted_at:%d %b %Y}")
             st.markdown(item.comment or "_(no comment)_")
             with st.form(f"triage-{item.feedback_id}"):

@@ -9,10 +9,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.analysis.opportunities import csu_list
 from opportunity_engine.delivery import plans, qia, schemes, workflow
-from opportunity_engine.formatting import gbp_short, gbp_whole, months
+from opportunity_engine.formatting import gbp_short, metric_value, months
 from opportunity_engine.reports.export_plans import plans_workbook
+from opportunity_engine.reports.history import readable as readable_history
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.store.audit import ConflictError
 
@@ -81,15 +83,15 @@ if listing.empty:
 else:
     for sid, version in zip(listing.scheme_id, listing.version):
         ui.seen_version(int(sid), int(version))
-    table = listing[["scheme_id", "csu_code", "title", "status", "fye_gbp", "lead", "finance_category", "recurrent",
-                     "saving_type", "metric_name", "version"]].copy()
+    # FYE first and a number (sorts by value); saving type before the wide text columns so it stays in view.
+    table = listing[["scheme_id", "fye_gbp", "title", "csu_code", "status", "saving_type", "finance_category", "recurrent",
+                     "lead", "metric_name", "version"]].copy()
     table["metric_name"] = table["metric_name"].fillna("– (by hand)")
-    table["fye_gbp"] = table["fye_gbp"].map(gbp_whole)  # "–" when there is no plan yet
     config = {
         "scheme_id": st.column_config.NumberColumn("ID", disabled=True, format="%d"),
         "csu_code": st.column_config.TextColumn("CSU", disabled=True),
         "metric_name": st.column_config.TextColumn("Driving metric", disabled=True),
-        "title": st.column_config.TextColumn("Title", required=True, max_chars=200),
+        "title": st.column_config.TextColumn("Title", required=True, max_chars=200, width="medium"),
         "lead": st.column_config.TextColumn("Lead", max_chars=200),
         "finance_category": st.column_config.SelectboxColumn("Finance category", options=list(schemes.FINANCE_CATEGORIES),
                                                              required=True, format_func=lambda c: schemes.FINANCE_LABELS.get(str(c), str(c))),
@@ -100,7 +102,8 @@ else:
                                                    format_func=lambda s: schemes.STATUS_LABELS.get(str(s), str(s)),
                                                    help="Only allowed moves are saved: idea → shortlisted → planning → "
                                                         "approved → delivering → delivered (or rejected)."),
-        "fye_gbp": st.column_config.TextColumn("FYE", disabled=True, help="Full-year effect of the scheme's CIP plan."),
+        "fye_gbp": st.column_config.NumberColumn("FYE £", disabled=True, format="£%,.0f",
+                                                 help="Full-year effect of the scheme's CIP plan (blank: no plan yet)."),
         "version": None,
     }
     if edit:
@@ -152,7 +155,7 @@ if not listing.empty:
     titles = dict(zip(ids, listing.title))
     statuses = dict(zip(ids, listing.status))
     picked = st.selectbox("Scheme", ids, index=ids.index(current_id),
-                          format_func=lambda i: f"#{i} {titles[i]} ({statuses[i]})",
+                          format_func=lambda i: f"#{i} {titles[i]} ({schemes.STATUS_LABELS.get(statuses[i], statuses[i])})",
                           help="Open a scheme to edit its details, CIP plan and QIA. The link keeps the scheme.")
     if picked != current_id or wanted != str(picked):
         st.query_params["scheme"] = str(picked)
@@ -181,10 +184,12 @@ if not listing.empty:
         bits.append(f"from the opportunity on {listing.set_index('scheme_id').at[scheme.scheme_id, 'metric_name']}")
     st.caption(" · ".join(bits))
     if scheme.snapshot_opportunity_gbp is not None:
+        driving = all_metrics(cur).get(scheme.metric_id or "")
+        fmt = driving.value_format if driving else "ratio"  # the metric's unit: "13.3 days", "57.0%"
         st.info(f"When shortlisted ({scheme.snapshot_basis}, "
                 f"{months(scheme.snapshot_period_from, scheme.snapshot_period_to)}) the opportunity was "
-                f"**{gbp_short(scheme.snapshot_opportunity_gbp)}** (actual {scheme.snapshot_actual:.3g} against "
-                f"target {scheme.snapshot_target_value:.3g}).", icon=":material/history:")
+                f"**{gbp_short(scheme.snapshot_opportunity_gbp)}** a year (actual {metric_value(scheme.snapshot_actual, fmt)} "
+                f"against target {metric_value(scheme.snapshot_target_value, fmt)}).", icon=":material/history:")
         st.page_link("pages/metric.py", label="Open the driving metric", icon=":material/monitoring:",
                      query_params=ui.view_params(csu=scheme.csu_code, specialty=ui.specialty_param(scheme.specialty_code or ""),
                                                  metric=scheme.metric_id))
@@ -222,7 +227,7 @@ if not listing.empty:
                              help="Approval needs a CIP plan and a completed, signed QIA."):
                     try:
                         saved(workflow.update(cur, user, scheme.scheme_id, seen, status=move_to).version,
-                              f"Moved to {move_to}.")
+                              f"Moved to {schemes.STATUS_LABELS[move_to]}.")
                     except EXPECTED as exc:
                         st.error(str(exc))
                 if blockers:
@@ -230,7 +235,8 @@ if not listing.empty:
         else:
             st.markdown(f"**Description.** {scheme.description or '–'}  \n**Lead.** {scheme.lead or '–'}  \n"
                         f"**Finance.** {schemes.FINANCE_LABELS[scheme.finance_category]}, "
-                        f"{'recurrent' if scheme.recurrent else 'non-recurrent'}, {scheme.saving_type}")
+                        f"{'recurrent' if scheme.recurrent else 'non-recurrent'}, "
+                        f"{'cash-releasing' if scheme.saving_type == 'cash' else scheme.saving_type}")
 
     with tab_plan:
         plan = plans.get_plan(cur, user, scheme.scheme_id)
@@ -344,9 +350,8 @@ if not listing.empty:
 
     with tab_history:
         history = schemes.history(cur, user, scheme.scheme_id)
-        st.dataframe(history.rename(columns={"changed_at": "When", "username": "Who", "field": "What",
-                                             "old_value": "Old", "new_value": "New"}),
-                     hide_index=True, width="stretch")
+        st.dataframe(readable_history(history), hide_index=True, width="stretch",
+                     column_config={"When": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")})
 
 if user.has_finance_duties and edit:
     with st.expander(f"WRP targets {plans.fy_label(fy)}", icon=":material/flag:"):

@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine.delivery import plans, tracking
+from opportunity_engine.delivery import plans, schemes, tracking
 from opportunity_engine.formatting import gbp_short, gbp_whole, month
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.store.audit import ConflictError
@@ -57,6 +57,7 @@ with c2:
 
 st.subheader("Schemes")
 RAG_COLOURS = {"Red": "background-color:#F4B6B6", "Amber": "background-color:#FFE0A3", "Green": "background-color:#BFE6C8"}
+summary["status"] = summary["status"].map(schemes.STATUS_LABELS).fillna(summary["status"])  # as Shortlist spells it
 show = summary[["scheme_id", "title", "csu_code", "status", "rag", "in_year_gbp", "planned_to_date_gbp",
                 "realised_to_date_gbp", "variance_gbp"]].rename(columns={"scheme_id": "ID", "title": "Scheme", "csu_code": "CSU", "status": "Status",
                                "in_year_gbp": "In-year £", "planned_to_date_gbp": "Planned to date £",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
 
 from tools.app_harness import APP, signed_in
 
@@ -15,6 +16,19 @@ def app_db(demo_copy, monkeypatch):
     monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
     monkeypatch.setenv("OPPORTUNITY_COOKIE_KEY", "apptest-key")
     return demo_copy
+
+
+def opened_by_address(username: str, url_path: str) -> AppTest:
+    """The app when the address names a page (a typed or bookmarked link): AppTest.switch_page only
+    reaches pages the user's navigation lists, so set the page hash the browser would send
+    (Streamlit hashes a page's url_path). AppTest then runs the page script itself (as a fresh
+    server's legacy pages/ discovery does), so this checks the page's own refusal; the Chromium
+    test checks app.py's refusal page in a real session."""
+    at = signed_in(username)
+    at._page_hash = calc_hash(url_path)
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def text(at: AppTest) -> str:
@@ -67,9 +81,9 @@ def test_data_page_is_admin_only(app_db):
     assert "unit-costs" in keys and any(str(k).startswith("wrp-") for k in keys)  # the two editors
     costs = next(d for d in admin.dataframe if d.key == "unit-costs").value
     assert len(costs) >= 13  # every shipped unit cost, editable
-    finance = signed_in("finance")
-    with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in finance's navigation
-        finance.switch_page("pages/data.py").run()
+    finance = opened_by_address("finance", "data")
+    assert any(" is for " in e.value for e in finance.error)
+    assert "Load extracts" not in text(finance)
 
 
 def test_explore_deep_link_shows_specialty_metrics(app_db):
@@ -145,7 +159,7 @@ def test_shortlist_refuses_approval_without_qia(app_db):
     at = signed_in("finance", "pages/shortlist.py")
     # the demo's "planning" scheme has an incomplete QIA: approving it must be refused with reasons
     scheme_box = next(s for s in at.selectbox if s.label == "Scheme")
-    ids = [int(o.split()[0].lstrip("#")) for o in scheme_box.options if "(planning)" in o]
+    ids = [int(o.split()[0].lstrip("#")) for o in scheme_box.options if "(Planning)" in o]
     at.query_params["scheme"] = str(ids[0])
     at.run()
     move = next(s for s in at.selectbox if s.label == "Move to")
@@ -176,9 +190,10 @@ def test_adoption_is_for_finance_and_admin_only(app_db):
     labels = [m.label for m in at.metric]
     assert "Schemes from opportunities" in labels and "Evidenced by the data (FYE)" in labels
     assert "not used it lately" in all_text(at)
-    csu = signed_in("csu")
-    with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in a CSU user's navigation
-        csu.switch_page("pages/adoption.py").run()
+    for page in ("adoption", "data"):  # a CSU user is told, not quietly sent elsewhere
+        csu = opened_by_address("csu", page)
+        assert any(" is for " in e.value for e in csu.error), page
+        assert csu.metric.len == 0 and csu.dataframe.len == 0
 
 
 CSU_PAGES = ["pages/overview.py", "pages/explore.py", "pages/metric.py", "pages/shortlist.py", "pages/tracking.py",
@@ -274,3 +289,34 @@ def test_opportunity_range_marks_the_chosen_target(app_db):
     table = at.dataframe[0].value
     assert table["Target"].tolist()[-1].startswith("Best 35") and table["Chosen"].tolist()[-1]
     assert table["Opportunity £ a year"].dtype.kind == "f"
+
+
+def test_opportunities_page_lists_filters_and_links_within_scope(app_db):
+    at = signed_in("finance", "pages/opportunities.py")
+    listing = at.dataframe[0].value
+    assert listing.columns[0] == "Opportunity £" and listing["Opportunity £"].dtype.kind == "f"
+    assert listing["CSU"].nunique() > 5 and (listing["Opportunity £"] > 0).all()
+    assert list(listing["Opportunity £"]) == sorted(listing["Opportunity £"], reverse=True)
+    assert all(link.startswith("metric?csu=") and "&metric=" in link for link in listing["Detail"])
+    everything = len(listing)
+    at = signed_in("finance", "pages/opportunities.py", domain="Beds", min="50000", flagged="hide", type="productivity")
+    narrowed = at.dataframe[0].value
+    assert 0 < len(narrowed) < everything and (narrowed["Opportunity £"] >= 50_000).all()
+    assert (narrowed["Flags"] == "").all() and "Type" not in narrowed.columns
+    assert [s.value for s in at.selectbox if s.label in ("Domain", "Minimum opportunity")] == ["Beds", 50_000]
+    assert "Download this view (Excel)" in [b.label for b in at.get("download_button")]
+    csu = signed_in("csu", "pages/opportunities.py")
+    assert set(csu.dataframe[0].value["CSU"]) == {"EMA"}
+    assert signed_in("csu", "pages/opportunities.py", csu="ABD").error  # another CSU's list: refused
+
+
+def test_shortlist_fye_is_a_number_and_history_reads_as_words(app_db):
+    at = signed_in("finance", "pages/shortlist.py", fy="2026")
+    editor = next(d for d in at.dataframe if d.value is not None and "title" in d.value.columns).value
+    assert editor["fye_gbp"].dtype.kind == "f" and editor.columns[1] == "fye_gbp"
+    history = next(d for d in at.dataframe if d.value is not None and "What" in d.value.columns).value
+    assert not history["What"].str.match(r"(?:realised|signoff|plan)\.").any()
+    assert not history[["Old", "New"]].isin(["None", "nan"]).any().any()
+    tracking = signed_in("finance", "pages/tracking.py", fy="2026")
+    statuses = next(d for d in tracking.dataframe if "Status" in d.value.columns).value["Status"]
+    assert set(statuses) <= {"Approved", "Delivering", "Delivered"}

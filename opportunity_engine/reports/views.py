@@ -18,7 +18,7 @@ from ..formatting import gbp_short, metric_value, month, months, units
 SAVING_TYPE_LABELS = {"cash": "Cash-releasing", "productivity": "Productivity"}
 
 
-def _flags(df: pd.DataFrame) -> pd.Series:
+def flag_text(df: pd.DataFrame) -> pd.Series:
     out = []
     for low, sig, target in zip(df["low_volume"], df["significant"], df["target_value"]):
         parts = []
@@ -93,7 +93,7 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
         "Opportunity £": df["opportunity_gbp"].astype(float),
         "opportunity_gbp": df["opportunity_gbp"],
         "Type": df["saving_type"].map(SAVING_TYPE_LABELS).fillna(df["saving_type"]),
-        "Flags": _flags(df),
+        "Flags": flag_text(df),
         "Counted in net": df["counted_in_net"],
     }).reset_index(drop=True)
 
@@ -237,7 +237,7 @@ def filter_opportunities(df: pd.DataFrame, filters: Filters) -> pd.DataFrame:
 
     The frame is already scoped by the engine (a CSU user's holds only their CSUs), so a filter
     can only narrow what the user may see, never widen it."""
-    keep = df["opportunity_gbp"] > max(0.0, float(filters.min_gbp or 0.0))
+    keep = df["opportunity_gbp"] > 0
     if filters.min_gbp and filters.min_gbp > 0:
         keep &= df["opportunity_gbp"] >= float(filters.min_gbp)
     for column, value in (("csu_code", filters.csu), ("specialty_code", filters.specialty),

@@ -1,0 +1,117 @@
+"""The display frames behind the pages: the Opportunities page's filters, export names, heatmap
+colours, the Opportunity range, readable history. Figures are the hand-worked tiny trust of
+tests/test_opportunities.py: A/100 length of stay £40,000, A/100 day case £14,000 (overlaps the
+first, so not in net), A/CSU-wide agency £6,000 cash, A/300 length of stay £2,400 (low volume,
+not significant), B/200 £0."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from opportunity_engine.analysis.opportunities import Basis, opportunities
+from opportunity_engine.reports import history, views
+from opportunity_engine.reports.export_view import view_workbook
+from opportunity_engine.scope import Scope
+
+
+@pytest.fixture
+def opps(tiny):
+    return opportunities(tiny, Scope.trust(), Basis())
+
+
+def gbp(frame: pd.DataFrame) -> list[float]:
+    return [round(v) for v in frame["opportunity_gbp"]]
+
+
+def test_no_filter_lists_every_opportunity_above_zero_largest_first(opps):
+    assert gbp(views.filter_opportunities(opps, views.Filters())) == [40_000, 14_000, 6_000, 2_400]
+
+
+@pytest.mark.parametrize("filters, expected", [
+    (views.Filters(csu="B"), []),
+    (views.Filters(domain="Workforce"), [6_000]),
+    (views.Filters(saving_type="cash"), [6_000]),
+    (views.Filters(saving_type="productivity"), [40_000, 14_000, 2_400]),
+    (views.Filters(specialty="300"), [2_400]),
+    (views.Filters(specialty=""), [6_000]),  # CSU-wide
+    (views.Filters(hide_flagged=True), [40_000, 14_000, 6_000]),
+    (views.Filters(min_gbp=6_000), [40_000, 14_000, 6_000]),  # the minimum is inclusive
+    (views.Filters(min_gbp=6_001), [40_000, 14_000]),
+    (views.Filters(csu="A", domain="Beds", hide_flagged=True, min_gbp=20_000), [40_000]),
+])
+def test_each_filter_narrows_the_list(opps, filters, expected):
+    assert gbp(views.filter_opportunities(opps, filters)) == expected
+
+
+def test_a_scoped_frame_cannot_be_widened_by_a_filter(tiny):
+    beta = opportunities(tiny, Scope(frozenset({"B"}), "B"), Basis())
+    assert views.filter_opportunities(beta, views.Filters(csu="A")).empty
+
+
+def test_filters_describe_themselves_and_name_the_file():
+    f = views.Filters(csu="EMA", domain="Beds", saving_type="cash", hide_flagged=True, min_gbp=50_000)
+    lines = dict(f.describe({"EMA": "Emergency and Acute Medicine"}))
+    assert lines["CSU"] == "Emergency and Acute Medicine (EMA)" and lines["Minimum opportunity"] == "£50k"
+    assert lines["Saving type"] == "Cash-releasing" and lines["Flagged rows"].startswith("Hidden")
+    assert views.export_name("opportunities", f.slug(), today=dt.date(2026, 12, 1)) == \
+        "opportunities-EMA-Beds-cash-unflagged-min50k-2026-12-01.xlsx"
+    assert views.export_name("opportunities", views.Filters().slug(), today=dt.date(2026, 12, 1)) == \
+        "opportunities-all-2026-12-01.xlsx"
+    assert views.export_name("briefing pack", "EMA/1", today=dt.date(2027, 1, 2)) == "briefing-pack-EMA-1-2027-01-02.xlsx"
+
+
+def test_view_workbook_cover_names_filters_basis_peer_group_and_window(tiny):
+    filters = views.Filters(domain="Beds", hide_flagged=True)
+    book = load_workbook(__import__("io").BytesIO(view_workbook(
+        tiny, Scope.trust(), Basis(target="top_quartile"), "Fiona Finance", filters, peer_group="peer",
+        now=dt.datetime(2026, 12, 1, 9, 30))))
+    assert book.sheetnames == ["Cover", "Opportunities", "Metric definitions"]
+    cover = {r[0]: r[1] for r in book["Cover"].iter_rows(min_row=4, max_col=2, values_only=True) if r[0]}
+    assert cover["Domain"] == "Beds" and cover["Flagged rows"].startswith("Hidden") and cover["CSU"] == "All in scope"
+    assert cover["Target"] == "Top quartile" and cover["Benchmark"] == "Peer trusts" and cover["Peer group"] == "peer"
+    assert cover["Window"] == "Apr 2024 to Mar 2025" and cover["Prepared by"] == "Fiona Finance" and cover["Rows"] == 2
+    assert cover["Total of the rows, £ a year"] == "=SUM(Opportunities!A2:A3)"
+    rows = list(book["Opportunities"].iter_rows(values_only=True))
+    assert rows[0][0] == "Opportunity £ a year" and all(h for h in rows[0])
+    # top quartile (hand-worked): A/100 length of stay £60,000; A/100 day case £17,500; the rest are Workforce or flagged
+    assert [(r[1], r[4], round(r[0])) for r in rows[1:]] == [("A", "Elective length of stay", 60_000),
+                                                              ("A", "Day-case rate (BADS procedures)", 17_500)]
+    assert rows[1][10] == "Productivity" and rows[2][12] == "No"  # words, and the day case row is not in net
+
+
+def test_heatmap_text_reads_on_every_cell_colour():
+    for fill in views.HEAT_FILLS:
+        assert views.contrast(views.ink_for(fill), fill) >= 4.5, fill
+    assert views.ink_for("#003087") == "#FFFFFF" and views.ink_for("#E8EDEE") == "#212B32"
+    assert round(views.contrast("#FFFFFF", "#000000"), 1) == 21.0
+
+
+def test_heatmap_bands_are_round_and_zero_stands_apart():
+    bands, labels = views.heat_bands(pd.Series([0.0, 1_000, 2_990_000, 3_000_000, 10_500_000]))
+    assert labels == ["£0", "up to £3m", "£3m–£6m", "£6m–£9m", "£9m–£12m"]
+    assert bands.tolist() == ["£0", "up to £3m", "up to £3m", "£3m–£6m", "£9m–£12m"]
+
+
+def test_opportunity_range_marks_the_chosen_and_adds_a_custom_target(opps):
+    row = opps.iloc[0]  # A/100 length of stay
+    table = views.opportunity_range(row, Basis(target="top_decile"))
+    assert table["Chosen"].tolist() == ["", "", "◀ chosen"]
+    assert [round(v) for v in table["Opportunity £ a year"]] == [40_000, 60_000, 80_000]
+    custom = views.opportunity_range(row, Basis(target="best_35"))
+    assert custom["Target"].tolist()[-1] == "Best 35%" and custom["Chosen"].tolist() == ["", "", "", "◀ chosen"]
+
+
+def test_history_reads_as_field_names_and_pounds():
+    raw = pd.DataFrame({"changed_at": [pd.Timestamp("2026-12-01 09:00")] * 6, "username": ["finance"] * 6,
+                        "field": ["realised.2026-11", "signoff.operational", "plan.fye_gbp", "status", "recurrent",
+                                  "plan.start_month"],
+                        "old_value": [None, "None", "100000.0", "delivering", "True", "1"],
+                        "new_value": ["111540.0", "J. Reid 2026-05-01", "111540.0", "delivered", "False", "6"]})
+    out = history.readable(raw)
+    assert out["What"].tolist() == ["Realised £, Nov 2026", "QIA sign-off: Operational lead", "Plan: full-year effect",
+                                    "Status", "Recurrent", "Plan: start month"]
+    assert out["Old"].tolist() == ["–", "–", "£100,000", "Delivering", "Yes", "M1 (Apr)"]
+    assert out["New"].tolist() == ["£111,540", "J. Reid 2026-05-01", "£111,540", "Delivered", "No", "M6 (Sep)"]
