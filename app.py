@@ -12,6 +12,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ui
 from opportunity_engine import feedback, logs, usage
+from opportunity_engine.analysis import freshness
 from opportunity_engine.analysis.opportunities import (
     BENCHMARK_LABELS,
     BENCHMARKS,
@@ -37,7 +38,9 @@ from opportunity_engine.users import (
 log = logs.setup()
 
 # Presentation mode opens with the sidebar collapsed: the projector's 1280 px go to the tables.
-st.set_page_config(page_title="Opportunity Explorer", page_icon=":material/query_stats:", layout="wide",
+# The icon is drawn here and served by this server: a :material: icon is fetched from a font host on
+# every page, which a trust network without internet access blocks.
+st.set_page_config(page_title="Opportunity Explorer", page_icon=ui.app_icon(), layout="wide",
                    initial_sidebar_state="collapsed" if ui.presenting() else "auto")
 st.markdown(ui.BASE_CSS, unsafe_allow_html=True)
 
@@ -257,6 +260,10 @@ with st.sidebar:
 
 if ui.presenting():
     st.markdown(ui.PRESENTATION_CSS, unsafe_allow_html=True)
+
+stale = freshness.stale_warning(ui.cursor())
+if stale:
+    st.warning(stale, icon=":material/schedule:")
 
 try:
     navigation.run()

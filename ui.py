@@ -382,3 +382,15 @@ def annual_metric(column, label: str, gbp: float | None, help: str | None = None
     """A £ tile for a yearly figure: the value as £1.2m with "a year" beneath it, so nobody reads
     an annual opportunity as a one-off or a monthly figure."""
     column.metric(label, gbp_short(gbp), delta="a year", delta_color="off", delta_arrow="off", help=help)
+
+
+@st.cache_resource(show_spinner=False)
+def app_icon():
+    """The page icon: white bars on NHS blue, drawn in code (no image file, no outside font host)."""
+    from PIL import Image, ImageDraw  # Pillow comes with Streamlit
+
+    image = Image.new("RGBA", (64, 64), "#005EB8")
+    draw = ImageDraw.Draw(image)
+    for i, height in enumerate((18, 30, 42)):
+        draw.rectangle([10 + i * 16, 54 - height, 21 + i * 16, 54], fill="#FFFFFF")
+    return image

@@ -5,6 +5,7 @@ Exit codes: 0 done, 1 rejected or failed with a message (never a traceback), 2 b
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=int(settings()["demo"]["seed"]))
     p.add_argument("--scale", choices=("small", "trust", "large"), default=settings()["demo"]["scale"])
     p.add_argument("--force", action="store_true", help="replace a file that is not a demo database")
+    p.add_argument("--as-of", type=_iso_date, default=None, metavar="YYYY-MM-DD",
+                   help="build as if on this day: the data end at the last complete month before it (default today)")
 
     p = sub.add_parser("import", help="validate and load template files (one transaction)")
     _db_arg(p)
@@ -185,11 +188,18 @@ def cmd_init(args, path: Path) -> int:
     return 0
 
 
+def _iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD, e.g. 2026-12-01") from None
+
+
 def cmd_demo(args, path: Path) -> int:
     from .demo.generator import build
 
     started = time.perf_counter()
-    summary = build(path, seed=args.seed, scale=args.scale, force=args.force)
+    summary = build(path, seed=args.seed, scale=args.scale, force=args.force, as_of=args.as_of)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     print(f"Built demo database {path} (seed {args.seed}, scale {args.scale}) in "
           f"{time.perf_counter() - started:.1f} s: {rows}")

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "future_grace_months": 1},
     "auth": {"cookie_name": "opportunity_explorer", "cookie_expiry_days": 1},
     "pipeline_weights": {"idea": 0.10, "shortlisted": 0.25, "planning": 0.50},
+    "freshness": {"stale_after_months": 2},
 }
 
 

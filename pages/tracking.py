@@ -4,6 +4,7 @@ import altair as alt
 import streamlit as st
 
 import ui
+from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.delivery import plans, schemes, tracking
 from opportunity_engine.formatting import gbp_short, gbp_whole, month
 from opportunity_engine.scope import ScopeError
@@ -77,19 +78,34 @@ if picked != current:
     st.rerun()
 
 if ui.editing(user):
-    with st.form(f"realised-{picked}", clear_on_submit=False):
+    # Not a form: the month chosen decides what the amount starts at and whether a replace warning shows.
+    with st.container(border=True):
         st.markdown("**Record a realised month**")
-        a, b, c = st.columns([1, 1, 1])
         periods = [plans.period_of(fy, m) for m in range(1, 13)]
-        default = periods.index(as_of) if as_of in periods else 0
-        period = a.selectbox("Month", periods, index=default, help="The month the saving was realised in.")
-        gbp = b.number_input("Realised £", min_value=0.0, step=500.0, format="%.0f",
-                             help="What the ledger shows was saved in that month. Re-entering a month corrects it.")
+        recorded = dict(zip(*[tracking.realised(cur, user.scope, picked)[c] for c in ("period", "realised_gbp")]))
+        planned = list(months.loc[(months.scheme_id == picked) & (months.planned_gbp > 0), "period"]) or periods
+        first = tracking.next_month_to_record(planned, set(recorded), as_of)
+        a, b, c = st.columns([1, 1, 1])
+        period = a.selectbox("Month", periods, index=periods.index(first) if first in periods else 0,
+                             format_func=lambda p: f"{month(p)}{' (recorded)' if p in recorded else ''}",
+                             key=f"realised-month-{picked}",
+                             help="Starts at the first month of the plan with no figure yet.")
+        existing = recorded.get(period)
+        gbp = b.number_input("Realised £", min_value=0.0, step=500.0, format="%.0f", key=f"realised-gbp-{picked}-{period}",
+                             value=float(existing) if existing is not None else 0.0,
+                             help="What the ledger shows was saved in that month.")
+        replace = True
+        if existing is not None:
+            st.warning(f"{month(period)} already has {gbp_whole(existing)} recorded. Saving replaces it.",
+                       icon=":material/warning:")
+            replace = st.checkbox(f"Replace the recorded {gbp_whole(existing)}", key=f"realised-replace-{picked}-{period}")
         c.write("")
-        if c.form_submit_button("Save realised £", type="primary", help="Saves this month (audited); re-saving a month corrects it."):
+        if c.button("Save realised £", type="primary", key=f"realised-save-{picked}",
+                    help="Saves this month (audited). A month that already has a figure is replaced only if you tick Replace."):
             try:
-                tracking.record_realised(cur, user, picked, period, gbp)
-                st.success(f"Recorded {gbp_short(gbp)} for {period}.")
+                tracking.record_realised(cur, user, picked, period, gbp, replace=replace)
+                st.success(f"Recorded {gbp_short(gbp)} for {month(period)}"
+                           f"{f' (was {gbp_whole(existing)})' if existing is not None else ''}.")
             except (ValueError, ConflictError, PermissionError, ScopeError) as exc:
                 st.error(str(exc))
     st.caption("Many months at once: import a `realised_savings` file (scheme_id, period, realised_gbp) on the Data page.")
@@ -106,7 +122,9 @@ e3.metric("Evidenced, full-year effect", gbp_short(ev.evidenced_fye_gbp) if ev.e
 verdict = {"signal of improvement": st.success, "signal of deterioration": st.error}.get(ev.status, st.info)
 verdict(f"**{ev.status.capitalize()}.** {ev.message}")
 if not ev.series.empty and "mean" in ev.series:
-    st.altair_chart(ui.spc_chart(ev.series, "Driving metric", start=ev.start_period), width="stretch")
+    driving = all_metrics(cur).get(schemes.get(cur, user, picked).metric_id or "")
+    st.altair_chart(ui.spc_chart(ev.series, driving.metric_name if driving else "Driving metric", start=ev.start_period,
+                                 percent=bool(driving and driving.value_format == "percent")), width="stretch")
     st.caption(f"Red line: the scheme's start ({ev.start_period}). Mean (solid grey) and limits (dashed) come from the "
                f"months before it; orange points are special causes. Before: {ev.before_value:.4g}; since: "
                f"{ev.after_value:.4g}.")

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny hand-built trust for the maths, and a small demo database."""
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from opportunity_engine.demo import generator as demo
 from opportunity_engine.store import db
 
 ROOT = Path(__file__).resolve().parents[1]
+# The day the tests' demo database is built "on": its data end the month before (Nov 2026), so no
+# figure a test checks depends on the day the tests run.
+DEMO_AS_OF = dt.date(2026, 12, 1)
 
 
 def build_tiny(con) -> None:
@@ -54,7 +58,7 @@ def tiny():
 def small_demo(tmp_path_factory) -> Path:
     """A small-scale demo database, built once per test session (read it; copy it to change it)."""
     path = tmp_path_factory.mktemp("demo") / "small.duckdb"
-    demo.build(path, seed=42, scale="small")
+    demo.build(path, seed=42, scale="small", as_of=DEMO_AS_OF)
     return path
 
 

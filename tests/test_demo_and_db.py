@@ -1,6 +1,7 @@
 """Demo generator (deterministic, calibrated, with outliers), schema migrations, CLI contract."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import subprocess
@@ -16,7 +17,7 @@ from opportunity_engine.demo import generator as demo
 from opportunity_engine.scope import Scope
 from opportunity_engine.store import db
 
-from .conftest import ROOT
+from .conftest import DEMO_AS_OF, ROOT
 
 CHECKSUM_TABLES = ("spells", "outpatients", "theatre_sessions", "workforce", "metric_facts", "benchmarks")
 
@@ -29,7 +30,7 @@ def checksums(path) -> dict:
 @pytest.mark.slow
 def test_demo_is_deterministic_for_a_seed(small_demo, tmp_path):
     again = tmp_path / "again.duckdb"
-    demo.build(again, seed=42, scale="small")
+    demo.build(again, seed=42, scale="small", as_of=DEMO_AS_OF)
     assert checksums(again) == checksums(small_demo)
     other = tmp_path / "other.duckdb"
     demo.build(other, seed=7, scale="small")
@@ -207,3 +208,19 @@ def test_cli_export_plans_with_a_users_scope(small_demo, tmp_path, capsys):
     assert main(["export-plans", "--db", str(small_demo), "--as-user", "csu", "--csu", "ABD",
                  "--out", str(tmp_path / "x.xlsx")]) == 1
     assert "not available to you" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("as_of, first, last", [
+    (dt.date(2026, 12, 1), dt.date(2023, 12, 1), dt.date(2026, 11, 30)),
+    (dt.date(2026, 12, 31), dt.date(2023, 12, 1), dt.date(2026, 11, 30)),  # the month in progress is not complete
+    (dt.date(2026, 4, 1), dt.date(2023, 4, 1), dt.date(2026, 3, 31)),
+    (dt.date(2027, 1, 15), dt.date(2024, 1, 1), dt.date(2026, 12, 31)),
+])
+def test_demo_data_end_at_the_last_complete_month_before_the_build_date(as_of, first, last):
+    assert demo.data_window("small", as_of)[1:] == (first, last)
+    assert demo.data_window("large", as_of)[1] == first.replace(year=first.year - 2)
+
+
+def test_demo_built_on_a_date_ends_the_month_before(small_demo):
+    with duckdb.connect(str(small_demo), read_only=True) as con:
+        assert con.execute("SELECT min(period), max(period) FROM metric_facts").fetchone() == ("2023-12", "2026-11")

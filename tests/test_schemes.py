@@ -266,6 +266,9 @@ def test_realised_savings_planned_vs_realised(tiny):
     for period, gbp in (("2026-04", 10_000), ("2026-05", 9_000), ("2026-06", 8_000)):
         tracking.record_realised(tiny, FINANCE, s.scheme_id, period, gbp)
     tracking.record_realised(tiny, FINANCE, s.scheme_id, "2026-06", 6_000)  # a correction replaces the month
+    with pytest.raises(tracking.AlreadyRecorded, match="Jun 2026 already has £6,000 recorded"):
+        tracking.record_realised(tiny, FINANCE, s.scheme_id, "2026-06", 0, replace=False)  # a form never overwrites unasked
+    assert tracking.realised(tiny, FINANCE.scope, s.scheme_id).set_index("period").at["2026-06", "realised_gbp"] == 6_000
     for bad in ("2026-13", "June", None):
         with pytest.raises(ValueError, match="YYYY-MM"):
             tracking.record_realised(tiny, FINANCE, s.scheme_id, bad, 1)
@@ -393,3 +396,11 @@ def test_tracking_totals_and_chart_frames():
     assert (t.red, t.amber, t.green) == (1, 0, 2)
     bars = tracking.to_date_by_csu(summary).set_index(["csu_code", "series"])["gbp"]
     assert bars[("A", "Planned")] == 35 and bars[("A", "Realised")] == 30 and bars[("B", "Realised")] == 20
+
+
+def test_the_realised_form_offers_the_first_complete_month_without_a_figure():
+    plan = ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11", "2026-12"]
+    assert tracking.next_month_to_record(plan, {"2026-06", "2026-07"}, as_of="2026-11") == "2026-08"
+    assert tracking.next_month_to_record(plan, {"2026-06", "2026-08"}, as_of="2026-11") == "2026-07"  # a gap first
+    assert tracking.next_month_to_record(plan, set(plan), as_of="2026-11") == "2026-11"  # all done: the latest
+    assert tracking.next_month_to_record(plan, set(), as_of="2026-03") == "2026-06"  # none complete yet

@@ -115,3 +115,18 @@ def test_history_reads_as_field_names_and_pounds():
                                     "Status", "Recurrent", "Plan: start month"]
     assert out["Old"].tolist() == ["–", "–", "£100,000", "Delivering", "Yes", "M1 (Apr)"]
     assert out["New"].tolist() == ["£111,540", "J. Reid 2026-05-01", "£111,540", "Delivered", "No", "M6 (Sep)"]
+
+
+@pytest.mark.parametrize("today, behind, warned", [
+    (dt.date(2025, 4, 15), 0, False),   # tiny's data end Mar 2025: up to date
+    (dt.date(2025, 6, 1), 2, False),    # two months behind: normal lag
+    (dt.date(2025, 7, 1), 3, True),
+    (dt.date(2025, 12, 1), 8, True),
+])
+def test_a_banner_when_the_data_are_older_than_the_configured_months(tiny, today, behind, warned):
+    from opportunity_engine.analysis import freshness
+    assert freshness.data_age(tiny, today).months_behind == behind
+    message = freshness.stale_warning(tiny, today, limit=2)
+    assert (message is not None) == warned
+    if warned:
+        assert message.startswith(f"The latest data are for Mar 2025, {behind} months before")

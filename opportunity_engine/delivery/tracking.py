@@ -26,6 +26,7 @@ import pandas as pd
 from ..analysis.opportunities import Basis, opportunities, trend
 from ..analysis.stats import xmr
 from ..config import settings
+from ..formatting import month
 from ..scope import Scope, scope_filter
 from ..store.db import scalar
 from ..store.limits import MAX_REALISED_GBP, period_window
@@ -57,9 +58,16 @@ def rag(planned_to_date: float, realised_to_date: float) -> str:
     return "Red"
 
 
+class AlreadyRecorded(ValueError):
+    """The month already has a figure and the caller did not say to replace it."""
+
+
 def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, period: str,
-                    realised_gbp: float) -> None:
-    """Enter (or correct) one month's realised saving of a committed scheme (audited)."""
+                    realised_gbp: float, replace: bool = True) -> None:
+    """Enter (or correct) one month's realised saving of a committed scheme (audited).
+
+    With ``replace=False`` a month that already has a figure is refused (AlreadyRecorded, naming
+    the figure), so a form never overwrites £111,540 with £0 unless the person said to."""
     if not isinstance(period, str) or not PERIOD.fullmatch(period):
         raise ValueError(f"Period must be YYYY-MM (got {period!r}).")
     first, last = period_window()
@@ -76,9 +84,20 @@ def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, 
             raise ValueError(f"Scheme {scheme_id} is {edit.scheme.status}: realised savings are recorded once it is approved.")
         old = con.execute("SELECT realised_gbp FROM realised_savings WHERE scheme_id = ? AND period = ?",
                           [int(scheme_id), period]).fetchone()
+        if old is not None and not replace:
+            raise AlreadyRecorded(f"{month(period)} already has £{old[0]:,.0f} recorded for scheme {scheme_id}; "
+                                  "tick 'Replace it' to correct it.")
         con.execute("INSERT OR REPLACE INTO realised_savings VALUES (?, ?, ?, ?, current_timestamp)",
                     [int(scheme_id), period, value, user.username])
         edit.changes[f"realised.{period}"] = (old[0] if old else None, value)
+
+
+def next_month_to_record(periods: list[str], recorded: set[str], as_of: str) -> str:
+    """The month a realised-savings form should offer first: the earliest complete month (up to
+    ``as_of``) of ``periods`` with no figure yet; else the latest complete one; else the first."""
+    complete = [p for p in periods if p <= as_of]
+    missing = [p for p in complete if p not in recorded]
+    return missing[0] if missing else (complete[-1] if complete else periods[0])
 
 
 def realised(con: duckdb.DuckDBPyConnection, scope: Scope, scheme_id: int | None = None) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import csv
 import math
 import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,22 @@ from ..users import add_demo_users
 from .reference import CSUS, KINDS, specialty_rows
 
 SCALES = {
-    # name: (fraction of a large acute trust's yearly volumes, first day, last day)
-    "small": (0.03, date(2023, 4, 1), date(2026, 3, 31)),
-    "trust": (1.0, date(2023, 4, 1), date(2026, 3, 31)),
-    "large": (1.0, date(2021, 4, 1), date(2026, 3, 31)),
+    # name: (fraction of a large acute trust's yearly volumes, months of data)
+    "small": (0.03, 36),
+    "trust": (1.0, 36),
+    "large": (1.0, 60),
 }
+
+
+def data_window(scale: str, as_of: date | None = None) -> tuple[float, date, date]:
+    """(fraction, first day, last day) of a demo built on ``as_of`` (default today): the data end
+    on the last day of the last complete month before it, as a real extract run that day would,
+    so a demo built in December does not look eight months old. Same seed and date, same data."""
+    fraction, months = SCALES[scale]
+    as_of = as_of or date.today()
+    last = date(as_of.year, as_of.month, 1) - timedelta(days=1)
+    index = last.year * 12 + last.month - 1 - (months - 1)
+    return fraction, date(index // 12, index % 12 + 1, 1), last
 # Yearly volumes of a large acute trust (the `trust` scale).
 YEARLY = {"spells": 250_000, "outpatients": 1_500_000, "theatre_sessions": 25_000}
 
@@ -77,8 +88,8 @@ def _factor(rng: random.Random) -> float:
 
 def specialty_parameters(seed: int, scale: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-specialty generator parameters and the (specialty, metric) factors at the latest year."""
-    fraction, first, last = SCALES[scale]
-    years = ((last - first).days + 1) / 365.25
+    fraction, months = SCALES[scale]
+    years = months / 12
     rng = random.Random(seed)
     specs = specialty_rows()
     weights = {}
@@ -299,8 +310,10 @@ def load_unit_costs(con: duckdb.DuckDBPyConnection, path: Path = DATA_DIR / "uni
     return len(rows)
 
 
-def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = False) -> DemoSummary:
-    """Write a fresh demo database at ``path``.
+def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = False,
+          as_of: date | None = None) -> DemoSummary:
+    """Write a fresh demo database at ``path`` whose data end at the last complete month before
+    ``as_of`` (default today; tests pin it so their figures never depend on the day they run).
 
     A file that is not a demo database is never overwritten unless ``force`` is given: the same
     command pointed at a real database by mistake must not destroy it.
@@ -319,7 +332,7 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
                 raise FileExistsError(f"{path} exists and is not a demo database; use --force to replace it")
         path.unlink()
         Path(str(path) + ".wal").unlink(missing_ok=True)
-    fraction, first, last = SCALES[scale]
+    _, first, last = data_window(scale, as_of)
     spec, factors = specialty_parameters(seed, scale)
     csu = csu_parameters(seed)
     con = connect(path)
@@ -365,7 +378,7 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
             add as add_demo_schemes,  # uses the engine's own transactions
         )
 
-        add_demo_schemes(con)
+        add_demo_schemes(con, today=as_of)
         con.execute("CHECKPOINT")
         rows = {t: scalar(con, f"SELECT count(*) FROM {t}")
                 for t in ("csus", "specialties", "spells", "outpatients", "theatre_sessions", "workforce",
