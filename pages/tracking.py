@@ -98,7 +98,8 @@ if ui.editing(user):
         if existing is not None:
             st.warning(f"{month(period)} already has {gbp_whole(existing)} recorded. Saving replaces it.",
                        icon=":material/warning:")
-            replace = st.checkbox(f"Replace the recorded {gbp_whole(existing)}", key=f"realised-replace-{picked}-{period}")
+            replace = st.checkbox(f"Replace the recorded {gbp_whole(existing)}", key=f"realised-replace-{picked}-{period}",
+                                  help="Tick to correct the month's figure; the old one stays in the history.")
         c.write("")
         if c.button("Save realised £", type="primary", key=f"realised-save-{picked}",
                     help="Saves this month (audited). A month that already has a figure is replaced only if you tick Replace."):

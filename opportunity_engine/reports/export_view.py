@@ -40,11 +40,12 @@ VIEW_COLUMNS = [
 def view_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, user: str, filters: Filters,
                   peer_group: str | None = None, now: datetime | None = None) -> bytes:
     """The rows the Opportunities page shows for ``filters`` (within ``scope``), largest first, as
-    .xlsx bytes: cover (who, when, scope, filters, basis, window, total), the rows, definitions."""
+    .xlsx bytes: cover (who, when, scope, filters, basis, window, total), the rows, definitions.
+    ``peer_group`` defaults to the basis's own (or the configured default when it names none)."""
     df = filter_opportunities(opportunities(con, scope, basis, csu=filters.csu), filters)
     df = df.assign(flags=flag_text(df))
     now = now or datetime.now()
-    peer_group = peer_group or settings()["analysis"]["peer_group"]
+    peer_group = peer_group or resolve_peer_group(con, basis).peer_group or settings()["analysis"]["peer_group"]
     book, (cover, rows, defs) = new_book("Cover", "Opportunities", "Metric definitions")
 
     header_row(rows, [h for h, _, _ in VIEW_COLUMNS])
