@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--dry-run", action="store_true",
                    help="check the files and say what a load would add, replace and remove; change nothing")
+    p.add_argument("--mapping", default=None, metavar="NAME",
+                   help="a column mapping saved on the Data page: files whose header matches no template are "
+                        "read through it (their own column names onto the template's)")
 
     p = sub.add_parser("opportunities", help="print opportunities, one row per CSU, specialty and metric")
     _db_arg(p)
@@ -214,7 +217,20 @@ def cmd_import(args, path: Path) -> int:
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
 
     with dbmod.connect(path) as con:
-        result = import_files(con, args.files, progress=progress, dry_run=args.dry_run)
+        files = list(args.files)
+        if args.mapping is not None:
+            import tempfile
+
+            from .store import mappings
+            from .store.importer import matches_template
+
+            mapping = mappings.get(con, args.mapping)
+            if mapping is None:
+                held = ", ".join(mappings.names(con)) or "none saved yet: save one on the Data page"
+                raise ValueError(f"no column mapping {args.mapping!r} (saved: {held})")
+            files = mappings.prepare(con, files, mapping, Path(tempfile.mkdtemp(prefix="oe-mapped-")),
+                                     matches_template)
+        result = import_files(con, files, progress=progress, dry_run=args.dry_run)
     print(result.report(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 

@@ -10,8 +10,12 @@ import ui
 from opportunity_engine.analysis.opportunities import freshness
 from opportunity_engine.config import settings
 from opportunity_engine.delivery import plans
-from opportunity_engine.store import codes, costs
-from opportunity_engine.store.importer import import_files, stage_uploads
+from opportunity_engine.store import codes, costs, mappings
+from opportunity_engine.store.importer import (
+    import_files,
+    matches_template,
+    stage_uploads,
+)
 from opportunity_engine.store.templates import ORDER, TEMPLATES, csv_template
 
 user = ui.require_user()
@@ -44,10 +48,67 @@ def _run(paths: list[Path], dry_run: bool):
     return result
 
 
+def _mapping_form(path: Path, found: list[str]) -> None:
+    """Map one file's columns onto a template's, with a preview; save it under a name (engine:
+    store/mappings.py) and check the file again through it."""
+    st.markdown(f"**{path.name}**: its header matches no template. Map its columns onto one "
+                "(saved under a name, reused next month here or with `import --mapping NAME`).")
+    saved = mappings.names(cur)
+    if saved:
+        use = st.selectbox("Use a saved mapping", [None] + saved, key=f"use-{path.name}",
+                           format_func=lambda n: "Choose…" if n is None else n)
+        if use is not None:
+            st.session_state.setdefault("mappings", {})[path.name] = use
+            st.rerun()
+    kinds = list(TEMPLATES)
+    kind = st.selectbox("Template", kinds, index=kinds.index(mappings.guess_kind(found)), key=f"kind-{path.name}",
+                        help="The kind of file this is.")
+    guess = mappings.suggest(kind, found)
+    choices = [""] + found
+    chosen = {}
+    cols = st.columns(3)
+    for i, col in enumerate(TEMPLATES[kind].all_columns):
+        pick = cols[i % 3].selectbox(
+            f"{col.name}{'' if col.required else ' (optional)'}", choices,
+            index=choices.index(guess[col.name]) if col.name in guess else 0, key=f"map-{path.name}-{kind}-{col.name}",
+            format_func=lambda c: "(not in the file)" if c == "" else c)
+        if pick:
+            chosen[col.name] = pick
+    problems = mappings.validate(kind, chosen, found)
+    try:
+        st.dataframe(mappings.preview(cur, path, kind, chosen), width="stretch", key=f"preview-{path.name}")
+        st.caption("The first rows as they would load (row numbers are the file's own).")
+    except mappings.MappingError as exc:  # an unreadable file: the check above already says why
+        st.caption(f"No preview: {exc}")
+    for problem in problems:
+        st.warning(problem)
+    name = st.text_input("Save the mapping as", value=f"{kind} from {path.stem}"[:mappings.NAME_MAX],
+                         key=f"name-{path.name}", max_chars=mappings.NAME_MAX)
+    if st.button("Save mapping and check again", key=f"save-{path.name}", icon=":material/save:",
+                 disabled=bool(problems), help="Saves the mapping under this name and checks the file through it."):
+        try:
+            mappings.save(cur, name, kind, chosen, user.username)
+        except mappings.MappingError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.setdefault("mappings", {})[path.name] = name.strip()
+            st.rerun()
+
+
 if uploads:
-    key = tuple((f.name, f.size) for f in uploads)
-    paths, problems = stage_uploads(((f.name, f.size, f.getbuffer()) for f in uploads),
-                                    Path(tempfile.mkdtemp(prefix="oe-upload-")), limit_mb)
+    active = st.session_state.setdefault("mappings", {})
+    key = (tuple((f.name, f.size) for f in uploads), tuple(sorted(active.items())))
+    folder = Path(tempfile.mkdtemp(prefix="oe-upload-"))
+    paths, problems = stage_uploads(((f.name, f.size, f.getbuffer()) for f in uploads), folder, limit_mb)
+    for path in list(paths):
+        mapping = mappings.get(cur, active[path.name]) if path.name in active else None
+        if mapping is not None:
+            try:
+                paths[paths.index(path)] = mappings.apply(cur, path, mapping, folder / "mapped")
+                st.caption(f"{path.name} is read through the mapping '{mapping.name}'.")
+            except (mappings.MappingError, ValueError) as exc:
+                problems.append(str(exc))
+                active.pop(path.name, None)
     for problem in problems:
         st.error(problem)
     if paths and not problems:
@@ -59,6 +120,9 @@ if uploads:
             st.error(f"Rejected: {len(checked.issues)} problem(s). Nothing was changed. Fix the files and upload again.")
             # A plain table (not a grid): every problem readable at once, printable, searchable in the page.
             st.table(pd.DataFrame(checked.table()).rename(columns=str.capitalize).fillna("").set_index("File"))
+            for path, found in mappings.unmatched(paths, matches_template):
+                with st.expander(f"Map the columns of {path.name}", expanded=True, icon=":material/swap_horiz:"):
+                    _mapping_form(path, found)
         else:
             st.success("All files passed every check. Nothing is committed yet: this is what a commit will change.")
             st.dataframe(pd.DataFrame(checked.changes_table()).rename(columns={

@@ -177,6 +177,13 @@ MIGRATIONS: tuple[Migration, ...] = (
              comment VARCHAR NOT NULL DEFAULT '', status VARCHAR NOT NULL DEFAULT 'new',
              response VARCHAR NOT NULL DEFAULT '', updated_by VARCHAR, updated_at TIMESTAMP)""",
     )),
+    # A trust's extract columns mapped onto a template's (store/mappings.py): template column ->
+    # file column, as JSON, reused every month by name.
+    Migration(4, "saved column mappings", (
+        """CREATE TABLE column_mappings (
+             name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, columns VARCHAR NOT NULL,
+             saved_by VARCHAR NOT NULL, saved_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
