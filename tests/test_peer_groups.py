@@ -188,3 +188,25 @@ def test_pages_choose_the_group_from_the_link_and_name_the_missing_targets(demo_
     assert "have no target in peer group 'national'" in " ".join(str(w.value) for w in explore.warning)
     stale = signed_in("finance", peer="nowhere")  # a link naming a group the data does not hold
     assert "Median of peer trusts (peer)" in text(stale) and stale.metric[0].value == default.metric[0].value
+
+
+def test_a_scheme_keeps_its_peer_group_and_the_plans_workbook_names_it(two_groups):
+    import io
+
+    from openpyxl import load_workbook
+
+    from opportunity_engine.delivery import schemes
+    from opportunity_engine.reports.export_plans import plans_workbook
+    from opportunity_engine.users import User
+
+    con, _ = two_groups
+    finance = User("fin", "Finance", "", "finance", ())
+    made = schemes.create(con, finance, "Shorter stays", "A", specialty="100", metric="alos_elective",
+                          basis=Basis(peer_group="region"), status="shortlisted")
+    assert made.snapshot_peer_group == "region" and made.snapshot_opportunity_gbp == pytest.approx(60_000)
+    assert made.snapshot_basis == "Median of peer trusts (region)"
+    book = load_workbook(io.BytesIO(plans_workbook(con, finance, 2025)))
+    sheet = book["Schemes"]
+    header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+    values = [c.value for c in next(sheet.iter_rows(min_row=2, max_row=2))]
+    assert values[header.index("Target basis")] == "Median of peer trusts (region)"

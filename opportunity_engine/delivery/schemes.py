@@ -64,16 +64,18 @@ class Scheme:
     updated_by: str
     updated_at: object
     version: int
+    snapshot_peer_group: str | None = None  # the peer group a peer target came from (schema 4)
 
     @property
     def snapshot_basis(self) -> str | None:
-        """What the snapshot was measured against, in words ("Best 35% of peer trusts")."""
-        return basis_words(self.snapshot_target, self.snapshot_benchmark)
+        """What the snapshot was measured against, in words ("Best 35% of peer trusts (national)")."""
+        return basis_words(self.snapshot_target, self.snapshot_benchmark, self.snapshot_peer_group)
 
 
-def basis_words(target: str | None, benchmark: str | None) -> str | None:
+def basis_words(target: str | None, benchmark: str | None, peer_group: str | None = None) -> str | None:
     try:
-        return Basis(target, benchmark).label if isinstance(target, str) and isinstance(benchmark, str) else None
+        return (Basis(target, benchmark, peer_group=peer_group).label
+                if isinstance(target, str) and isinstance(benchmark, str) else None)
     except ValueError:  # a value written by an older version: show it as stored
         return f"{target} / {benchmark}"
 
@@ -131,7 +133,7 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
         origin = "opportunity"
         saving_type = saving_type or r.saving_type
         snapshot = {
-            "snapshot_target": basis.target, "snapshot_benchmark": basis.benchmark,
+            "snapshot_target": basis.target, "snapshot_benchmark": basis.benchmark, "snapshot_peer_group": r.peer_group,
             "snapshot_period_from": r.period_from, "snapshot_period_to": r.period_to,
             "snapshot_actual": _num(r.actual), "snapshot_target_value": _num(r.target_value),
             "snapshot_opportunity_gbp": _num(r.opportunity_gbp), "snapshot_unit_cost_gbp": _num(r.unit_cost_gbp),

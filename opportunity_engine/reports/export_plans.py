@@ -116,7 +116,7 @@ def _schemes_sheet(ws, listing: pd.DataFrame) -> None:
                   schemes.SAVING_LABELS.get(s.saving_type, s.saving_type),
                   schemes.STATUS_LABELS.get(s.status, s.status), schemes.ORIGIN_LABELS.get(s.origin, s.origin),
                   s.snapshot_opportunity_gbp, s.snapshot_actual, s.snapshot_target_value,
-                  schemes.basis_words(s.snapshot_target, s.snapshot_benchmark),
+                  schemes.basis_words(s.snapshot_target, s.snapshot_benchmark, s.snapshot_peer_group),
                   s.created_by, s.created_at.strftime("%Y-%m-%d %H:%M") if pd.notna(s.created_at) else None)
         for c, v in enumerate(values, start=1):
             _put(ws, r, c, None if v is None or (isinstance(v, float) and pd.isna(v)) else v,

@@ -179,10 +179,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     # A trust's extract columns mapped onto a template's (store/mappings.py): template column ->
     # file column, as JSON, reused every month by name.
-    Migration(4, "saved column mappings", (
+    Migration(4, "saved column mappings; the peer group of a scheme's snapshot", (
         """CREATE TABLE column_mappings (
              name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, columns VARCHAR NOT NULL,
              saved_by VARCHAR NOT NULL, saved_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # Peer groups are data: a scheme remembers which group its snapshot's target came from.
+        """ALTER TABLE schemes ADD COLUMN snapshot_peer_group VARCHAR""",
     )),
 )
 
