@@ -124,7 +124,7 @@ if uploads:
                 with st.expander(f"Map the columns of {path.name}", expanded=True, icon=":material/swap_horiz:"):
                     _mapping_form(path, found)
         else:
-            st.success("All files passed every check. Nothing is committed yet: this is what a commit will change.")
+            st.success("All files passed every check. Nothing is committed yet. A commit will change what the table says.")
             st.dataframe(pd.DataFrame(checked.changes_table()).rename(columns={
                 "source": "Source", "files": "Files", "months": "Months", "csus": "CSUs", "rows": "Rows in files",
                 "added": "Added", "replaced": "Replaced", "removed": "Removed"}), hide_index=True, width="stretch")
@@ -136,7 +136,8 @@ if uploads:
                 st.session_state.pop("checked_key", None)
                 if result.ok:
                     st.success(f"Loaded {len(result.loaded)} file(s): "
-                               + "; ".join(str(c) for c in result.changes) + ".")
+                               + "; ".join(f"{f.label}: {f.rows:,} {f.kind} rows" for f in result.loaded)
+                               + ". Changes: " + "; ".join(str(c) for c in result.changes) + ".")
                     ui.log.info("import", extra={"username": user.username, "files": [f.file for f in result.loaded],
                                                  "rows": sum(f.rows for f in result.loaded)})
                     ui.record("import", "data", ", ".join(f.kind for f in result.loaded))

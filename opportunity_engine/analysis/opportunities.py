@@ -196,6 +196,10 @@ def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = B
     if hit is None:
         hit = compute_opportunities(con, scope, basis, csu, specialty, metric)
         with _CACHE_LOCK:
+            # A new data version makes the older entries dead weight: the app's database only moves
+            # forward, and keeping up to 128 stale tables made the server grow with every refresh.
+            for stale in [k for k in _CACHE if k[0] != version]:
+                del _CACHE[stale]
             _CACHE[key] = hit
             if len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
@@ -257,7 +261,7 @@ def _windows(lk: lookups.Lookups, basis: Basis) -> tuple[Window, ...]:
     return _windows_for(lk, basis.period_from, basis.period_to, _window_months())
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)  # keyed on the look-ups: a small size lets old data versions' look-ups go
 def _windows_for(lk: lookups.Lookups, period_from: str | None, period_to: str | None,
                  size: int) -> tuple[Window, ...]:
     out: dict[tuple[str, str], list[str]] = {}

@@ -1,0 +1,162 @@
+"""The monthly refresh (a benchmark, not a timed test): `python tools/bench_refresh.py [--large]`.
+
+1. Command line, each step in a fresh process as an information team runs it: import one month of
+   all four activity sources (the demo's latest month, about 150k rows, replacing that month), then
+   all opportunities. Runs alternate between databases so drift on a shared machine hits both;
+   medians are printed and, with --large, the large : trust ratio (target ≤ 1.1).
+2. Server memory: a Streamlit server on a copy of the trust database, driven in headless Chromium
+   through 10 Data-page refreshes (upload the four files, check, commit). Prints the server's
+   resident memory after each; target: after the 10th within 10 % of after the first.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from opportunity_engine.demo import generator as demo  # noqa: E402
+from opportunity_engine.store import db  # noqa: E402
+
+COLUMNS = {
+    "spells": "spell_id, csu_code, specialty_code, admission_date, discharge_date, admission_type, bads_eligible, "
+              "procedure_date, readmitted_30d",
+    "outpatients": "appointment_id, csu_code, specialty_code, appointment_date, attendance_type, outcome, pifu, virtual",
+    "theatre_sessions": "session_id, csu_code, specialty_code, session_date, planned_minutes, used_minutes, "
+                        "late_start_minutes, early_finish_minutes, cases, on_day_cancellations",
+    "workforce": "period, csu_code, staff_group, substantive_cost_gbp, bank_cost_gbp, agency_cost_gbp, contracted_wte, "
+                 "sickness_fte_days, available_fte_days",
+}
+
+
+def month_files(path: Path, folder: Path) -> tuple[list[Path], int]:
+    """The latest month of every activity source as template CSVs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, rows = [], 0
+    with db.connect(path, read_only=True) as con:
+        latest = con.execute("SELECT max(period) FROM spells").fetchone()[0]
+        for table, cols in COLUMNS.items():
+            target = folder / f"{table}.csv"
+            con.execute(f"COPY (SELECT {cols} FROM {table} WHERE period = ?) TO '{target}' (HEADER)", [latest])
+            rows += con.execute(f"SELECT count(*) FROM {table} WHERE period = ?", [latest]).fetchone()[0]
+            out.append(target)
+    return out, rows
+
+
+def cli_refresh(source: Path, files: list[Path], work: Path) -> float:
+    copy = work / "run.duckdb"
+    shutil.copy(source, copy)
+    started = time.perf_counter()
+    python = sys.executable
+    subprocess.run([python, "-m", "opportunity_engine", "import", "--db", str(copy), "--quiet", *map(str, files)],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([python, "-m", "opportunity_engine", "opportunities", "--db", str(copy)],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    copy.unlink()
+    return seconds
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int, cycles: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    copy = work / "app.duckdb"
+    shutil.copy(source, copy)
+    env = {**os.environ, "OPPORTUNITY_DB": str(copy), "OPPORTUNITY_COOKIE_KEY": "bench-key"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+                             "--server.headless", "true", "--server.fileWatcherType", "none",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    readings = []
+    try:
+        time.sleep(4)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu",
+                                              "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/data", timeout=120_000)
+            page.get_by_role("textbox", name="Username").fill("admin")
+            page.get_by_role("textbox", name="Password").fill("demo")
+            page.get_by_role("button", name="Sign in").click()
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_text("Load extracts").wait_for(timeout=120_000)
+            readings.append(rss_mb(proc.pid))
+            print(f"  before the first upload: {readings[-1]:.0f} MB")
+            for cycle in range(1, cycles + 1):
+                page.goto(f"http://127.0.0.1:{port}/data", timeout=120_000)
+                main.get_by_text("Load extracts").wait_for(timeout=120_000)
+                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in files])
+                main.get_by_text("All files passed every check").wait_for(timeout=300_000)
+                main.get_by_role("button", name="Commit to the database").click()
+                main.get_by_text(f"Loaded {len(files)} file(s)").wait_for(timeout=300_000)
+                time.sleep(1)
+                readings.append(rss_mb(proc.pid))
+                print(f"  after refresh {cycle}: {readings[-1]:.0f} MB")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return readings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trust-db", type=Path, default=None, help="an existing trust-scale demo (else built)")
+    parser.add_argument("--large-db", type=Path, default=None, help="an existing large-scale demo")
+    parser.add_argument("--large", action="store_true", help="also time the large demo (built if not given)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cycles", type=int, default=10)
+    parser.add_argument("--port", type=int, default=8560)
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="oe-refresh-"))
+    try:
+        trust = args.trust_db or work / "trust.duckdb"
+        if not args.trust_db:
+            demo.build(trust, scale="trust")
+        large = args.large_db
+        if args.large and not large:
+            large = work / "large.duckdb"
+            demo.build(large, scale="large")
+        trust_files, rows = month_files(trust, work / "trust-month")
+        dbs = {"trust": (trust, trust_files)}
+        if large:
+            dbs["large"] = (large, month_files(large, work / "large-month")[0])
+        times: dict[str, list[float]] = {k: [] for k in dbs}
+        for _ in range(args.runs):
+            for name, (source, files) in dbs.items():
+                times[name].append(cli_refresh(source, files, work))
+        print(f"CLI monthly refresh ({rows:,} rows, import + opportunities, fresh processes), median of {args.runs}:")
+        for name, values in times.items():
+            print(f"  {name}: {statistics.median(values):.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
+        if large:
+            ratios = [b / a for a, b in zip(times["trust"], times["large"])]
+            print(f"  large : trust = {statistics.median(ratios):.2f} (per-run ratios: "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)})")
+        if not args.no_memory:
+            print(f"Server memory over {args.cycles} Data-page refreshes (upload, check, commit):")
+            readings = memory_over_refreshes(trust, trust_files, work, args.port, args.cycles)
+            if len(readings) > 2:
+                print(f"  after the last vs after the first: {readings[-1] / readings[1]:.2f} x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
