@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from pandas.api.internals import create_dataframe_from_blocks
 
 from . import stats
 from .lookups import Lookups, Reference, positions
@@ -33,8 +32,7 @@ COLUMNS = [
 ]
 PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 _KNOTS = np.array([10.0, 25.0, 50.0, 75.0, 90.0])  # the percentiles a benchmark holds
-# The frame is built from blocks of like columns: these say which columns each block holds.
-_INDEX = pd.Index(COLUMNS, dtype=object)
+# The columns by kind, in the order the arrays below are stacked.
 _FLOAT_COLUMNS = ["numerator", "denominator", "actual", "target_value", "gap_units", "unit_cost_gbp", "opportunity_gbp",
                   *PERCENTILE_COLUMNS, "target_median", "target_top_quartile", "target_top_decile",
                   "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
@@ -44,17 +42,13 @@ _GRAIN_TEXTS = ["csu_code", "specialty_code", "metric_id", "csu_name", "specialt
 # Text columns copied from the catalogue entry of each row's metric.
 _CATALOGUE_TEXTS = ["saving_type", "metric_name", "domain", "direction", "unit", "value_format", "cost_driver",
                     "overlap_group", "funnel", "capacity_unit"]
-
-
-def _places(names: list[str]) -> np.ndarray:
-    return np.array([COLUMNS.index(c) for c in names])
-
-
-_FLOAT_PLACES = _places(_FLOAT_COLUMNS)
-_GRAIN_TEXT_PLACES = _places(_GRAIN_TEXTS)
-_METRIC_TEXT_PLACES = _places(_CATALOGUE_TEXTS + ["period_from", "period_to"])
-_FLAG_PLACES = _places(["low_volume", "significant", "counted_in_net"])
-_MONTHS_PLACE, _RANK_PLACE = _places(["months"]), _places(["rank_group"])
+_TEXT_COLUMNS = _GRAIN_TEXTS + _CATALOGUE_TEXTS + ["period_from", "period_to"]
+_FLAG_COLUMNS = ["low_volume", "significant", "counted_in_net"]
+# Column labels as ready-made indexes: built per call from lists, pandas infers a string type for
+# the labels each time, which cost more than the maths.
+_LABELS = {name: pd.Index(cols, dtype=object) for name, cols in (
+    ("all", COLUMNS), ("float", _FLOAT_COLUMNS), ("text", _TEXT_COLUMNS), ("flag", _FLAG_COLUMNS),
+    ("int", ["months", "rank_group"]))}
 
 
 class Window(NamedTuple):
@@ -153,12 +147,14 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
                              np.full(len(r), None if basis.benchmark == "internal" else peer_group, dtype=object)])[:, r]
     metric_texts = _metric_texts(lk, windows)[:, mr]
     flags = np.vstack([low_volume, significant, counted])[:, r]
-    blocks = [(floats, _FLOAT_PLACES), (grain_texts, _GRAIN_TEXT_PLACES), (metric_texts, _METRIC_TEXT_PLACES),
-              (flags, _FLAG_PLACES), (months[r].astype(np.int64)[None, :], _MONTHS_PLACE),
-              (rank_group[r][None, :], _RANK_PLACE)]
-    # pandas' documented low-level constructor takes the blocks as they are: the public ones infer
-    # a string type for each text column and copy each column, which cost more than all the maths.
-    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(len(r)), columns=_INDEX)
+    # One frame per kind of column, side by side, in the promised order. Text stays object dtype as
+    # in empty(): left to itself pandas infers its string type, whose missing value is a NaN (truthy),
+    # and callers test `benchmark_level or "none"`. (A dict of columns costs several times more.)
+    parts = [pd.DataFrame(floats.T, columns=_LABELS["float"]),
+             pd.DataFrame(np.vstack([grain_texts, metric_texts]).T, columns=_LABELS["text"], dtype=object),
+             pd.DataFrame(flags.T, columns=_LABELS["flag"]),
+             pd.DataFrame(dict(zip(_LABELS["int"], (months[r].astype(np.int64), rank_group[r]))))]
+    return pd.concat(parts, axis=1).reindex(columns=_LABELS["all"])
 
 
 @lru_cache(maxsize=64)
