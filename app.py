@@ -165,8 +165,11 @@ if landing in pages_for(user):  # a deep link that a fresh server first ran outs
 def _refused_page() -> str | None:
     """The page the browser asked for (a typed, bookmarked or old link) that this user's role may
     not open, or None. Streamlit would quietly run the default page instead; we say why."""
+    ctx = get_script_run_ctx()
+    if ctx is None:  # no script context (never in a served app)
+        return None
     try:
-        manager = get_script_run_ctx().pages_manager
+        manager = ctx.pages_manager
         name, page_hash = manager.intended_page_name, manager.intended_page_script_hash
     except AttributeError:  # no script context (never in a served app)
         return None
@@ -176,7 +179,7 @@ def _refused_page() -> str | None:
     return None
 
 
-def _refusal(key: str) -> st.Page:
+def _refusal(key: str, user: User) -> st.Page:
     """A stand-in with the refused page's address: it names who may open it and links back."""
     title = PAGES[key].title
 
@@ -191,7 +194,7 @@ def _refusal(key: str) -> st.Page:
 
 
 refused = _refused_page()
-navigation = st.navigation([PAGES[name] for name in pages_for(user)] + ([_refusal(refused)] if refused else []))
+navigation = st.navigation([PAGES[name] for name in pages_for(user)] + ([_refusal(refused, user)] if refused else []))
 view_text = "&".join(f"{k}={v}" for k, v in sorted(st.query_params.items()) if k in FEEDBACK_KEYS)
 view_key = (navigation.url_path, view_text)
 if st.session_state.get("_oe_last_view") != view_key:

@@ -13,6 +13,7 @@ import duckdb
 
 from ..config import settings
 from ..formatting import month
+from ..store.db import scalar
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def last_complete_month(today: dt.date) -> str:
 
 
 def data_age(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> DataAge:
-    latest = con.execute("SELECT max(period) FROM metric_facts").fetchone()[0]
+    latest = scalar(con, "SELECT max(period) FROM metric_facts")
     complete = last_complete_month(today or dt.date.today())
     if latest is None:
         return DataAge(None, complete, 0)

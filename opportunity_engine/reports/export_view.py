@@ -18,6 +18,7 @@ from ..analysis.opportunities import (
     BENCHMARK_LABELS,
     Basis,
     opportunities,
+    resolve_peer_group,
     target_label,
 )
 from ..config import settings
