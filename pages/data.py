@@ -55,7 +55,8 @@ def _mapping_form(path: Path, found: list[str]) -> None:
                 "(saved under a name, reused next month here or with `import --mapping NAME`).")
     saved = mappings.names(cur)
     if saved:
-        use = st.selectbox("Use a saved mapping", [None] + saved, key=f"use-{path.name}",
+        saved_choices: list[str | None] = [None, *saved]
+        use = st.selectbox("Use a saved mapping", saved_choices, key=f"use-{path.name}",
                            format_func=lambda n: "Choose…" if n is None else n)
         if use is not None:
             st.session_state.setdefault("mappings", {})[path.name] = use
