@@ -42,11 +42,11 @@ def month_files(path: Path, folder: Path) -> tuple[list[Path], int]:
     folder.mkdir(parents=True, exist_ok=True)
     out, rows = [], 0
     with db.connect(path, read_only=True) as con:
-        latest = con.execute("SELECT max(period) FROM spells").fetchone()[0]
+        latest = db.scalar(con, "SELECT max(period) FROM spells")
         for table, cols in COLUMNS.items():
             target = folder / f"{table}.csv"
             con.execute(f"COPY (SELECT {cols} FROM {table} WHERE period = ?) TO '{target}' (HEADER)", [latest])
-            rows += con.execute(f"SELECT count(*) FROM {table} WHERE period = ?", [latest]).fetchone()[0]
+            rows += db.scalar(con, f"SELECT count(*) FROM {table} WHERE period = ?", [latest])
             out.append(target)
     return out, rows
 
