@@ -57,7 +57,8 @@ def _mapping_form(path: Path, found: list[str]) -> None:
     if saved:
         saved_choices: list[str | None] = [None, *saved]
         use = st.selectbox("Use a saved mapping", saved_choices, key=f"use-{path.name}",
-                           format_func=lambda n: "Choose…" if n is None else n)
+                           format_func=lambda n: "Choose…" if n is None else n,
+                           help="A mapping saved for an earlier month's file: this file is then read through it.")
         if use is not None:
             st.session_state.setdefault("mappings", {})[path.name] = use
             st.rerun()
@@ -72,6 +73,7 @@ def _mapping_form(path: Path, found: list[str]) -> None:
         pick = cols[i % 3].selectbox(
             f"{col.name}{'' if col.required else ' (optional)'}", choices,
             index=choices.index(guess[col.name]) if col.name in guess else 0, key=f"map-{path.name}-{kind}-{col.name}",
+            help=f"The column of {path.name} that holds the template's {col.name}.",
             format_func=lambda c: "(not in the file)" if c == "" else c)
         if pick:
             chosen[col.name] = pick
@@ -84,7 +86,8 @@ def _mapping_form(path: Path, found: list[str]) -> None:
     for problem in problems:
         st.warning(problem)
     name = st.text_input("Save the mapping as", value=f"{kind} from {path.stem}"[:mappings.NAME_MAX],
-                         key=f"name-{path.name}", max_chars=mappings.NAME_MAX)
+                         key=f"name-{path.name}", max_chars=mappings.NAME_MAX,
+                         help="Next month choose it under 'Use a saved mapping', or: import --mapping NAME.")
     if st.button("Save mapping and check again", key=f"save-{path.name}", icon=":material/save:",
                  disabled=bool(problems), help="Saves the mapping under this name and checks the file through it."):
         try:
