@@ -12,6 +12,8 @@ import math
 import os
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -34,10 +36,14 @@ from opportunity_engine.config import database_path
 from opportunity_engine.delivery import plans
 from opportunity_engine.formatting import gbp_short
 from opportunity_engine.store import db
+from opportunity_engine.scope import ScopeError
+from opportunity_engine.store.audit import ConflictError
 from opportunity_engine.users import User, get_user
 
 log = logging.getLogger("opportunity_explorer")
 CSU_WIDE = "csu-wide"  # URL token for the CSU-wide "specialty" (stored as '')
+# What a page shows a user as advice when an action is refused; anything else is a fault.
+REFUSALS = (ValueError, ConflictError, PermissionError, ScopeError)
 VIEW_KEYS = ("target", "benchmark", "peer", "present", "fy")
 # Page titles by URL path, as app.py's navigation names them (Feedback and usage name pages by title).
 PAGE_TITLES = {"overview": "Overview", "explore": "Explore", "opportunities": "Opportunities", "metric": "Metric detail",
@@ -228,6 +234,54 @@ def _chart_theme() -> alt.theme.ThemeConfig:
     return {"config": {"axis": {"labelColor": TEXT, "titleColor": TEXT},
                        "legend": {"labelColor": TEXT, "titleColor": TEXT}, "title": {"color": TEXT},
                        "header": {"labelColor": TEXT, "titleColor": TEXT}}}
+
+
+def link(clear: tuple[str, ...] = (), rerun: bool = True, **params: object) -> None:
+    """Select → link parameter → rerun: write ``params`` into the URL (None removes one), drop the
+    ``clear`` parameters (what depended on the old choice), and rerun when the URL changed, so
+    every selection is a deep link and the back button works. ``rerun=False`` only records the
+    choice in the link (the page already shows it)."""
+    before = dict(st.query_params)
+    for key, value in params.items():
+        if value is None or value == "":
+            st.query_params.pop(key, None)
+        else:
+            st.query_params[key] = str(value)
+    for key in clear:
+        st.query_params.pop(key, None)
+    if rerun and dict(st.query_params) != before:
+        st.rerun()
+
+
+def linked_select(label: str, options: list, current, param: str, *, format_func=str, help: str,
+                  clear: tuple[str, ...] = (), to_param=str, container=None, key: str | None = None):
+    """A selectbox whose choice lives in the URL parameter ``param`` (see :func:`link`); returns
+    the choice. ``current`` is the value the URL holds now; ``to_param`` writes a choice as text."""
+    index = options.index(current) if current in options else 0
+    chosen = (container or st).selectbox(label, options, index=index, format_func=format_func, help=help, key=key)
+    if chosen != current:
+        link(clear, **{param: None if chosen is None else to_param(chosen)})
+    return chosen
+
+
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def excel_download(label: str, make, file_name: str, help: str, page: str, detail: str = "") -> None:
+    """A button that downloads a workbook built only when clicked, counted as an export for the
+    Adoption page. ``make()`` opens its own cursor: it runs after this script run has finished."""
+    if st.download_button(label, data=make, file_name=file_name, mime=XLSX_MIME, icon=":material/download:", help=help):
+        record("export", page, detail)
+
+
+@contextmanager
+def refusals_shown() -> Iterator[None]:
+    """Around a user's action: the engine's refusal (a rule, a conflict with someone else's edit)
+    is shown as the advice it is; anything else goes on to app.py's error handler and the log."""
+    try:
+        yield
+    except REFUSALS as exc:
+        st.error(str(exc))
 
 
 PRESENTATION_CSS = """

@@ -75,17 +75,10 @@ with right:
 clicked = ui.selected_value(specs, table_event, "specialty_code") or ui.selected_value(specs, chart_event, "specialty_code")
 spec_codes = list(specs["specialty_code"])
 if clicked is not None and clicked != specialty:
-    st.query_params["specialty"] = ui.specialty_param(clicked)
-    st.rerun()
-choice = st.selectbox("Specialty", [None] + spec_codes, index=(spec_codes.index(specialty) + 1) if specialty in spec_codes else 0,
-                      format_func=lambda c: "Choose a specialty…" if c is None else f"{labels[c]} ({nets[c]})",
-                      help="Or click a row or a bar above.")
-if choice != specialty:
-    if choice is None:
-        del st.query_params["specialty"]
-    else:
-        st.query_params["specialty"] = ui.specialty_param(choice)
-    st.rerun()
+    ui.link(specialty=ui.specialty_param(clicked))
+ui.linked_select("Specialty", [None, *spec_codes], specialty, "specialty", to_param=ui.specialty_param,
+                 format_func=lambda c: "Choose a specialty…" if c is None else f"{labels[c]} ({nets[c]})",
+                 help="Or click a row or a bar above.")
 
 if specialty is not None:
     rows = views.metric_rows(df[df["specialty_code"] == specialty])
@@ -114,10 +107,8 @@ if specialty is not None:
                      query_params=ui.view_params(csu=csu, scheme=str(made.scheme_id)))
 
 cursor_factory = ui.cursor
-if st.download_button(
-    f"Download {csu} briefing pack (Excel)", icon=":material/download:",
-    data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name, csu=csu),
-    file_name=views.export_name("briefing-pack", csu),
-    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    help="All of this CSU's opportunities, summary by specialty with a chart, and definitions."):
-    ui.record("export", "explore", f"briefing pack {csu}")
+ui.excel_download(f"Download {csu} briefing pack (Excel)",
+                  lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name, csu=csu),
+                  views.export_name("briefing-pack", csu),
+                  "All of this CSU's opportunities, summary by specialty with a chart, and definitions.",
+                  "explore", f"briefing pack {csu}")

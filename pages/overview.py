@@ -81,10 +81,7 @@ st.caption("Click a row (or its Open link) for the metric's detail. Every opport
            "the Opportunities page.")
 
 cursor_factory = ui.cursor
-if st.download_button(
-    "Download Excel workbook", icon=":material/download:",
-    data=lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name),
-    file_name=views.export_name("opportunities", "overview", user.scope.label),
-    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    help="Cover, summary chart, every opportunity with how it was calculated, and metric definitions."):
-    ui.record("export", "overview", "opportunities workbook")
+ui.excel_download("Download Excel workbook", lambda: opportunities_workbook(cursor_factory(), user.scope, basis, user.name),
+                  views.export_name("opportunities", "overview", user.scope.label),
+                  "Cover, summary chart, every opportunity with how it was calculated, and metric definitions.",
+                  "overview", "opportunities workbook")

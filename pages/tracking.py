@@ -18,12 +18,8 @@ ui.check_scope(user, csu)
 as_of = tracking.last_complete_period()
 
 st.title("Tracking")
-years = list(range(fy - 2, fy + 2))
-chosen = st.selectbox("Financial year", years, index=years.index(fy), format_func=plans.fy_label,
-                      help="Committed schemes (approved, delivering, delivered) with a plan in this year.")
-if chosen != fy:
-    st.query_params["fy"] = str(chosen)
-    st.rerun()
+ui.linked_select("Financial year", list(range(fy - 2, fy + 2)), fy, "fy", format_func=plans.fy_label,
+                 help="Committed schemes (approved, delivering, delivered) with a plan in this year.")
 months = tracking.by_month(cur, user.scope, fy, csu=csu)
 summary = tracking.summarise_months(months, as_of)
 st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
@@ -71,11 +67,8 @@ ids = [int(i) for i in summary.scheme_id]
 titles = dict(zip(ids, summary.title))
 wanted = ui.param("scheme")
 current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in ids else ids[0]
-picked = st.selectbox("Scheme for realised savings and evidence", ids, index=ids.index(current),
-                      format_func=lambda i: f"#{i} {titles[i]}", help="The link keeps this scheme.")
-if picked != current:
-    st.query_params["scheme"] = str(picked)
-    st.rerun()
+picked = ui.linked_select("Scheme for realised savings and evidence", ids, current, "scheme",
+                          format_func=lambda i: f"#{i} {titles[i]}", help="The link keeps this scheme.")
 
 if ui.editing(user):
     # Not a form: the month chosen decides what the amount starts at and whether a replace warning shows.

@@ -59,3 +59,14 @@ def test_the_scheme_record_the_plan_and_the_qia_never_import_the_workflow():
     for module in ("schemes", "plans", "qia", "tracking"):
         assert base + "workflow" not in graph[base + module], module
     assert base + "qia" not in graph[base + "schemes"]  # the old lazy import back from the record
+
+
+def test_every_script_in_pages_is_a_registered_page():
+    """Streamlit makes every pages/*.py routable (before st.navigation runs, a fresh server serves
+    any of them), so a helper module there would become a page: helpers live beside ui.py."""
+    import re
+
+    root = ENGINE.parent
+    registered = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', (root / "app.py").read_text(encoding="utf-8")))
+    scripts = {p.stem for p in (root / "pages").glob("*.py")}
+    assert scripts == registered
