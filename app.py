@@ -25,6 +25,7 @@ from opportunity_engine.analysis.opportunities import (
     peer_groups,
 )
 from opportunity_engine.config import settings
+from opportunity_engine.errors import Refusal
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.users import (
     User,
@@ -272,6 +273,8 @@ try:
     navigation.run()
 except ScopeError as exc:
     st.error(f"{exc} Ask finance if you need access.")
+except Refusal as exc:  # the engine refused with advice no page action caught: still advice
+    st.error(str(exc))
 except Exception:  # control-flow exceptions (st.stop, st.rerun) are BaseException and pass through
     log.exception("page_error", extra={"page": navigation.url_path or "overview", "username": user.username,
                                        "view": view_text})

@@ -34,16 +34,16 @@ from opportunity_engine.analysis.opportunities import (
 )
 from opportunity_engine.config import database_path
 from opportunity_engine.delivery import plans
+from opportunity_engine.errors import Refusal
 from opportunity_engine.formatting import gbp_short
 from opportunity_engine.store import db
-from opportunity_engine.scope import ScopeError
 from opportunity_engine.store.audit import ConflictError
 from opportunity_engine.users import User, get_user
 
 log = logging.getLogger("opportunity_explorer")
 CSU_WIDE = "csu-wide"  # URL token for the CSU-wide "specialty" (stored as '')
 # What a page shows a user as advice when an action is refused; anything else is a fault.
-REFUSALS = (ValueError, ConflictError, PermissionError, ScopeError)
+REFUSALS = (Refusal, ConflictError)
 VIEW_KEYS = ("target", "benchmark", "peer", "present", "fy")
 # Page titles by URL path, as app.py's navigation names them (Feedback and usage name pages by title).
 PAGE_TITLES = {"overview": "Overview", "explore": "Explore", "opportunities": "Opportunities", "metric": "Metric detail",
@@ -355,7 +355,7 @@ def wrp_target_editor(cur, user: User, fy: int) -> None:
             try:
                 plans.set_wrp_target(cur, user, new.csu_code, fy, float(new.target_gbp), new.source or "")
                 changed += 1
-            except (ValueError, PermissionError) as exc:
+            except REFUSALS as exc:
                 st.error(f"{new.csu_code}: {exc}")
         st.success(f"Saved {changed} target(s).") if changed else st.info("Nothing changed.")
 

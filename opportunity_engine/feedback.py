@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 
 from . import usage
+from .errors import InvalidInput, NotAllowed
 from .store import audit
 from .store.audit import transaction
 from .store.db import one, scalar
@@ -20,10 +21,10 @@ MAX_COMMENT = 2000
 
 def submit(con: duckdb.DuckDBPyConnection, user: User, page: str, view: str, rating: int, comment: str) -> int:
     if not 1 <= int(rating) <= 5:
-        raise ValueError("Rating is 1 to 5.")
+        raise InvalidInput("Rating is 1 to 5.")
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
-        raise ValueError(f"Please keep feedback under {MAX_COMMENT:,} characters.")
+        raise InvalidInput(f"Please keep feedback under {MAX_COMMENT:,} characters.")
     with transaction(con):
         feedback_id = scalar(con, """INSERT INTO feedback (username, page, view, rating, comment)
                                      VALUES (?, ?, ?, ?, ?) RETURNING feedback_id""",
@@ -34,13 +35,13 @@ def submit(con: duckdb.DuckDBPyConnection, user: User, page: str, view: str, rat
 
 def triage(con: duckdb.DuckDBPyConnection, user: User, feedback_id: int, status: str, response: str = "") -> None:
     if not user.can_triage_feedback:
-        raise PermissionError("Only an admin triages feedback.")
+        raise NotAllowed("Only an admin triages feedback.")
     if status not in STATUSES:
-        raise ValueError(f"Status must be one of {', '.join(STATUSES)}.")
+        raise InvalidInput(f"Status must be one of {', '.join(STATUSES)}.")
     with transaction(con):
         old = con.execute("SELECT status, response FROM feedback WHERE feedback_id = ?", [int(feedback_id)]).fetchone()
         if old is None:
-            raise ValueError(f"No feedback {feedback_id}.")
+            raise InvalidInput(f"No feedback {feedback_id}.")
         con.execute("""UPDATE feedback SET status = ?, response = ?, updated_by = ?, updated_at = current_timestamp
                        WHERE feedback_id = ?""", [status, response, user.username, int(feedback_id)])
         audit.record(con, user.username, "feedback", feedback_id,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import NotAllowed
 
-class ScopeError(PermissionError):
+
+class ScopeError(NotAllowed):
     """A request named a CSU the caller may not see. The message is safe to show to the user."""
 
 

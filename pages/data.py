@@ -194,7 +194,7 @@ if st.button("Save unit costs", icon=":material/save:",
         try:
             costs.set_unit_cost(cur, user, new.cost_driver, new.specialty_code, new.unit_cost_gbp, new.source)
             saved += 1
-        except (ValueError, PermissionError) as exc:
+        except ui.REFUSALS as exc:
             st.error(str(exc))
     st.success(f"Saved {saved} unit cost(s).") if saved else st.info("Nothing changed.")
 

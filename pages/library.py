@@ -63,5 +63,5 @@ if user.can_manage_data and not ui.presenting():
                 try:
                     library.set_ideas(cur, user, target, text.splitlines())
                     st.success("Saved.")
-                except (ValueError, PermissionError) as exc:
+                except ui.REFUSALS as exc:
                     st.error(str(exc))

@@ -7,8 +7,6 @@ import ui
 from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.delivery import plans, schemes, tracking
 from opportunity_engine.formatting import gbp_short, gbp_whole, month
-from opportunity_engine.scope import ScopeError
-from opportunity_engine.store.audit import ConflictError
 
 user = ui.require_user()
 cur = ui.cursor()
@@ -100,7 +98,7 @@ if ui.editing(user):
                 tracking.record_realised(cur, user, picked, period, gbp, replace=replace)
                 st.success(f"Recorded {gbp_short(gbp)} for {month(period)}"
                            f"{f' (was {gbp_whole(existing)})' if existing is not None else ''}.")
-            except (ValueError, ConflictError, PermissionError, ScopeError) as exc:
+            except ui.REFUSALS as exc:
                 st.error(str(exc))
     st.caption("Many months at once: import a `realised_savings` file (scheme_id, period, realised_gbp) on the Data page.")
 

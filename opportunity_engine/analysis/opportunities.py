@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import settings
+from ..errors import InvalidInput
 from ..scope import SCOPE_FILTER, Scope
 from ..store.db import scalar
 from . import lookups, maths
@@ -79,13 +80,13 @@ class Basis:
 
     def __post_init__(self) -> None:
         if not is_target(self.target):
-            raise ValueError(f"target must be one of {', '.join(TARGETS)} or best_N "
+            raise InvalidInput(f"target must be one of {', '.join(TARGETS)} or best_N "
                              f"(N from {CUSTOM_BEST[0]} to {CUSTOM_BEST[1]}: the level of the best N % of units)")
         if self.benchmark not in BENCHMARKS:
-            raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)}")
+            raise InvalidInput(f"benchmark must be one of {', '.join(BENCHMARKS)}")
         for p in (self.period_from, self.period_to):
             if p is not None and not _is_period(p):
-                raise ValueError(f"period {p!r} must be YYYY-MM")
+                raise InvalidInput(f"period {p!r} must be YYYY-MM")
 
     @property
     def best(self) -> int | None:

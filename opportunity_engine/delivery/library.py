@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from ..errors import InvalidInput, NotAllowed
 from ..scope import scope_filter
 from ..store import audit
 from ..store.audit import transaction
@@ -25,14 +26,14 @@ def ideas(con: duckdb.DuckDBPyConnection, search: str = "", metric: str | None =
 
 def set_ideas(con: duckdb.DuckDBPyConnection, user: User, metric: str, new_ideas: list[str]) -> None:
     if not user.can_manage_data:
-        raise PermissionError("Only an admin can edit scheme ideas.")
+        raise NotAllowed("Only an admin can edit scheme ideas.")
     cleaned = [i.strip() for i in new_ideas if i and i.strip()]
     if any(len(i) > 500 for i in cleaned):
-        raise ValueError("Keep each scheme idea under 500 characters.")
+        raise InvalidInput("Keep each scheme idea under 500 characters.")
     with transaction(con):
         row = con.execute("SELECT scheme_ideas FROM metrics WHERE metric_id = ?", [metric]).fetchone()
         if row is None:
-            raise ValueError(f"Unknown metric {metric}.")
+            raise InvalidInput(f"Unknown metric {metric}.")
         con.execute("UPDATE metrics SET scheme_ideas = ? WHERE metric_id = ?", [cleaned, metric])
         audit.record(con, user.username, "metric", metric, {"scheme_ideas": (list(row[0]), cleaned)})
 

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from ..config import settings
+from ..errors import InvalidInput, NotAllowed
 from ..formatting import MONTHS
 from ..scope import Scope, scope_filter
 from ..store import audit
@@ -43,7 +44,7 @@ def pipeline_weights() -> dict[str, float]:
     for status in PIPELINE:
         weight = float(cfg.get(status, 0.0))
         if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"config.toml [pipeline_weights] {status} must be between 0 and 1 (got {weight}).")
+            raise InvalidInput(f"config.toml [pipeline_weights] {status} must be between 0 and 1 (got {weight}).")
         out[status] = weight
     return out
 
@@ -95,9 +96,9 @@ def default_fye(scheme: schemes.Scheme) -> float:
 def phase(fye_gbp: float, start_month: int, profile: str, custom: list[float] | None = None) -> list[float]:
     """The twelve monthly amounts (M1 = April). Raises ValueError with a message a user can act on."""
     if not 1 <= int(start_month) <= 12:
-        raise ValueError("Start month must be between 1 (April) and 12 (March).")
+        raise InvalidInput("Start month must be between 1 (April) and 12 (March).")
     if fye_gbp is None or fye_gbp < 0:
-        raise ValueError("Full-year effect must be zero or more pounds.")
+        raise InvalidInput("Full-year effect must be zero or more pounds.")
     start = int(start_month)
     monthly_full = fye_gbp / 12
     if profile == "even":
@@ -107,18 +108,18 @@ def phase(fye_gbp: float, start_month: int, profile: str, custom: list[float] | 
     if profile == "custom":
         values = [float(v) for v in (custom or [])]
         if len(values) != 12:
-            raise ValueError("A custom phasing needs twelve monthly values (April to March).")
+            raise InvalidInput("A custom phasing needs twelve monthly values (April to March).")
         if any(v < 0 for v in values):
-            raise ValueError("Monthly phasing values cannot be negative.")
+            raise InvalidInput("Monthly phasing values cannot be negative.")
         early = [MONTH_NAMES[m] for m in range(start - 1) if values[m] != 0]
         if early:
-            raise ValueError(f"Months before the start month must be zero ({', '.join(early)} are not).")
+            raise InvalidInput(f"Months before the start month must be zero ({', '.join(early)} are not).")
         expected = fye_gbp * (13 - start) / 12
         if abs(sum(values) - expected) > TOLERANCE_GBP:
-            raise ValueError(f"The twelve custom values sum to £{sum(values):,.0f}; they must sum to the in-year "
+            raise InvalidInput(f"The twelve custom values sum to £{sum(values):,.0f}; they must sum to the in-year "
                              f"total £{expected:,.0f} (FYE × {13 - start} months remaining ÷ 12).")
         return values
-    raise ValueError(f"Phasing must be one of {', '.join(PROFILES)}.")
+    raise InvalidInput(f"Phasing must be one of {', '.join(PROFILES)}.")
 
 
 def get_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Plan | None:
@@ -143,12 +144,12 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
               custom_phasing: list[float] | None = None, milestones: str = "",
               metric_target_value: float | None = None) -> Plan:
     if not 2000 <= int(financial_year) <= 2100:
-        raise ValueError("Financial year looks wrong (expected e.g. 2026 for 2026/27).")
+        raise InvalidInput("Financial year looks wrong (expected e.g. 2026 for 2026/27).")
     phase(fye_gbp, start_month, phasing, custom_phasing)  # validate before writing anything
     custom = [float(v) for v in custom_phasing or []] if phasing == "custom" else None
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
         if edit.scheme.status in IN_DELIVERY:
-            raise ValueError("The plan of a scheme in delivery is fixed; record realised savings instead.")
+            raise InvalidInput("The plan of a scheme in delivery is fixed; record realised savings instead.")
         old = load_plan(con, scheme_id)
         new = {"financial_year": int(financial_year), "start_month": int(start_month), "fye_gbp": float(fye_gbp),
                "phasing": phasing, "custom_phasing": custom, "milestones": milestones,
@@ -182,12 +183,12 @@ def set_wrp_target(con: duckdb.DuckDBPyConnection, user: User, csu: str, financi
                    target_gbp: float, source: str = "") -> None:
     """Finance sets each CSU's WRP target per financial year (audited)."""
     if not user.has_finance_duties:
-        raise PermissionError("Only finance or an admin can set WRP targets.")
+        raise NotAllowed("Only finance or an admin can set WRP targets.")
     if target_gbp is None or target_gbp < 0:
-        raise ValueError("A WRP target is zero or more pounds.")
+        raise InvalidInput("A WRP target is zero or more pounds.")
     with transaction(con):
         if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [csu]).fetchone():
-            raise ValueError(f"Unknown CSU {csu}.")
+            raise InvalidInput(f"Unknown CSU {csu}.")
         old = con.execute("SELECT target_gbp FROM wrp_targets WHERE csu_code = ? AND financial_year = ?",
                           [csu, int(financial_year)]).fetchone()
         con.execute("INSERT OR REPLACE INTO wrp_targets VALUES (?, ?, ?, ?, ?)",

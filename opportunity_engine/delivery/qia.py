@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from ..config import settings
+from ..errors import InvalidInput
 from ..users import User
 from . import schemes
 
@@ -97,9 +98,9 @@ def _score(value, name: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number from 1 to 5.") from None
+        raise InvalidInput(f"{name} must be a whole number from 1 to 5.") from None
     if not 1 <= number <= 5 or number != float(value):
-        raise ValueError(f"{name} must be a whole number from 1 to 5.")
+        raise InvalidInput(f"{name} must be a whole number from 1 to 5.")
     return number
 
 
@@ -109,13 +110,13 @@ def save_scores(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expe
     clean = {}
     for domain, (consequence, likelihood, mitigations) in scores.items():
         if domain not in DOMAINS:
-            raise ValueError(f"Unknown QIA domain {domain}.")
+            raise InvalidInput(f"Unknown QIA domain {domain}.")
         label = DOMAIN_LABELS[domain]
         clean[domain] = (_score(consequence, f"{label} consequence"), _score(likelihood, f"{label} likelihood"),
                          str(mitigations or ""))
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
         if edit.scheme.status in schemes.COMMITTED:
-            raise ValueError("The QIA of an approved scheme is fixed; move it back to planning to re-assess.")
+            raise InvalidInput("The QIA of an approved scheme is fixed; move it back to planning to re-assess.")
         before = assess(con, scheme_id)
         for domain, (c, lh, m) in clean.items():
             old = before.scores.get(domain)
@@ -134,17 +135,17 @@ def sign_off(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expecte
              role: str, name: str, signed_on: dt.date) -> Assessment:
     """Record one sign-off (name and date) against the scored QIA."""
     if role not in TRI_TEAM + ESCALATION:
-        raise ValueError(f"Unknown sign-off role {role}.")
+        raise InvalidInput(f"Unknown sign-off role {role}.")
     if not str(name or "").strip():
-        raise ValueError(f"{SIGNOFF_LABELS[role]} sign-off needs the person's name.")
+        raise InvalidInput(f"{SIGNOFF_LABELS[role]} sign-off needs the person's name.")
     if isinstance(signed_on, str):
         signed_on = dt.date.fromisoformat(signed_on)
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
         current = assess(con, scheme_id)
         if len(current.scores) < len(DOMAINS):
-            raise ValueError("Score every QIA domain before signing it off.")
+            raise InvalidInput("Score every QIA domain before signing it off.")
         if role in ESCALATION and not current.escalated:
-            raise ValueError(f"This QIA is not escalated (highest risk {current.max_risk} ≤ {current.threshold}).")
+            raise InvalidInput(f"This QIA is not escalated (highest risk {current.max_risk} ≤ {current.threshold}).")
         con.execute("INSERT OR REPLACE INTO qia_signoffs VALUES (?, ?, ?, ?, ?)",
                     [int(scheme_id), role, name.strip(), signed_on, user.username])
         old = current.signoffs.get(role)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import usage
 from ..analysis.opportunities import Basis, opportunities
+from ..errors import InvalidInput, NotAllowed
 from ..scope import ScopeError, scope_filter
 from ..store import audit
 from ..store.audit import ConflictError, transaction
@@ -86,29 +87,29 @@ _COLUMNS = ", ".join(f.name for f in fields(Scheme))
 def require_editor(user: User, csu: str) -> None:
     user.scope.check(csu)
     if not user.can_edit_schemes:
-        raise PermissionError("Your role can view schemes but not change them.")
+        raise NotAllowed("Your role can view schemes but not change them.")
 
 
 def validate(changes: dict) -> None:
     """Field rules shared by the form, the table editor and imports; messages name the field."""
     if "title" in changes and not str(changes["title"] or "").strip():
-        raise ValueError("A scheme needs a title.")
+        raise InvalidInput("A scheme needs a title.")
     if "finance_category" in changes and changes["finance_category"] not in FINANCE_CATEGORIES:
-        raise ValueError(f"Finance category must be one of {', '.join(FINANCE_CATEGORIES)}.")
+        raise InvalidInput(f"Finance category must be one of {', '.join(FINANCE_CATEGORIES)}.")
     if "saving_type" in changes and changes["saving_type"] not in SAVING_TYPES:
-        raise ValueError("Saving type must be cash or productivity.")
+        raise InvalidInput("Saving type must be cash or productivity.")
     if "status" in changes and changes["status"] not in STATUSES:
-        raise ValueError(f"Status must be one of {', '.join(STATUSES)}.")
+        raise InvalidInput(f"Status must be one of {', '.join(STATUSES)}.")
     for key in ("title", "description", "lead"):
         if key in changes and len(str(changes[key] or "")) > 4000:
-            raise ValueError(f"{key.capitalize()} is longer than 4,000 characters.")
+            raise InvalidInput(f"{key.capitalize()} is longer than 4,000 characters.")
 
 
 def check_changes(changes: dict) -> None:
     """Refuse a field that cannot be edited or a value that breaks a field rule, before any write."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
-        raise ValueError(f"Cannot change {', '.join(sorted(unknown))}.")
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.")
     validate(changes)
 
 
@@ -121,14 +122,14 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
     metric's)."""
     require_editor(user, csu)
     if status not in ("idea", "shortlisted"):
-        raise ValueError("A new scheme starts as an idea or shortlisted.")
+        raise InvalidInput("A new scheme starts as an idea or shortlisted.")
     snapshot: dict = {}
     origin = "manual"
     if metric is not None:
         basis = basis or Basis()
         rows = opportunities(con, user.scope, basis, csu=csu, specialty=specialty, metric=metric)
         if rows.empty:
-            raise ValueError("There is no opportunity for that CSU, specialty and metric.")
+            raise InvalidInput("There is no opportunity for that CSU, specialty and metric.")
         r = rows.iloc[0]
         origin = "opportunity"
         saving_type = saving_type or r.saving_type
@@ -145,7 +146,7 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
     validate(values)
     with transaction(con):
         if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [csu]).fetchone():
-            raise ValueError(f"Unknown CSU {csu}.")
+            raise InvalidInput(f"Unknown CSU {csu}.")
         names = list(values)
         scheme_id = scalar(
             con, f"INSERT INTO schemes ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) RETURNING scheme_id",
@@ -251,7 +252,7 @@ def update(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_
     """Change the scheme's own fields (title, description, lead, finance category, recurrent,
     saving type). A status move goes through ``workflow.update``, which checks the transition."""
     if "status" in changes:
-        raise ValueError("Change a scheme's status through the workflow (it checks the allowed moves).")
+        raise InvalidInput("Change a scheme's status through the workflow (it checks the allowed moves).")
     check_changes(changes)
     with editing(con, user, scheme_id, expected_version) as edit:
         apply_changes(con, edit, changes)

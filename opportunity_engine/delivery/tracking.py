@@ -26,6 +26,7 @@ import pandas as pd
 from ..analysis.opportunities import Basis, opportunities, trend
 from ..analysis.stats import xmr
 from ..config import settings
+from ..errors import InvalidInput
 from ..formatting import month
 from ..scope import Scope, scope_filter
 from ..store.db import scalar
@@ -58,7 +59,7 @@ def rag(planned_to_date: float, realised_to_date: float) -> str:
     return "Red"
 
 
-class AlreadyRecorded(ValueError):
+class AlreadyRecorded(InvalidInput):
     """The month already has a figure and the caller did not say to replace it."""
 
 
@@ -69,19 +70,19 @@ def record_realised(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, 
     With ``replace=False`` a month that already has a figure is refused (AlreadyRecorded, naming
     the figure), so a form never overwrites £111,540 with £0 unless the person said to."""
     if not isinstance(period, str) or not PERIOD.fullmatch(period):
-        raise ValueError(f"Period must be YYYY-MM (got {period!r}).")
+        raise InvalidInput(f"Period must be YYYY-MM (got {period!r}).")
     first, last = period_window()
     if not first <= period <= last:
-        raise ValueError(f"Period {period} is outside the plausible window {first} to {last}.")
+        raise InvalidInput(f"Period {period} is outside the plausible window {first} to {last}.")
     try:
         value = float(realised_gbp)
     except (TypeError, ValueError):
-        raise ValueError(f"Realised £ must be a number (got {realised_gbp!r}).") from None
+        raise InvalidInput(f"Realised £ must be a number (got {realised_gbp!r}).") from None
     if not math.isfinite(value) or value < 0 or value > MAX_REALISED_GBP:
-        raise ValueError(f"Realised £ must be between 0 and {MAX_REALISED_GBP:,.0f} (got {realised_gbp}).")
+        raise InvalidInput(f"Realised £ must be between 0 and {MAX_REALISED_GBP:,.0f} (got {realised_gbp}).")
     with schemes.editing(con, user, scheme_id, None) as edit:  # monthly entries: no version claimed
         if edit.scheme.status not in schemes.COMMITTED:
-            raise ValueError(f"Scheme {scheme_id} is {edit.scheme.status}: realised savings are recorded once it is approved.")
+            raise InvalidInput(f"Scheme {scheme_id} is {edit.scheme.status}: realised savings are recorded once it is approved.")
         old = con.execute("SELECT realised_gbp FROM realised_savings WHERE scheme_id = ? AND period = ?",
                           [int(scheme_id), period]).fetchone()
         if old is not None and not replace:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from ..scope import ScopeError
-from ..store.audit import ConflictError
+from ..errors import InvalidInput, NotAllowed, Refusal
 from ..users import User
 from . import plans, qia, schemes
 from .schemes import Scheme
@@ -44,11 +43,11 @@ def approval_blockers(con: duckdb.DuckDBPyConnection, scheme_id: int) -> list[st
 def check_transition(con: duckdb.DuckDBPyConnection, scheme: Scheme, new_status: str) -> None:
     if new_status not in ALLOWED[scheme.status]:
         allowed = ", ".join(ALLOWED[scheme.status]) or "none (delivered is final)"
-        raise ValueError(f"A scheme cannot move from {scheme.status} to {new_status}. Allowed: {allowed}.")
+        raise InvalidInput(f"A scheme cannot move from {scheme.status} to {new_status}. Allowed: {allowed}.")
     if new_status == "approved":
         blockers = approval_blockers(con, scheme.scheme_id)
         if blockers:
-            raise ValueError("Cannot approve yet: " + "; ".join(blockers) + ".")
+            raise InvalidInput("Cannot approve yet: " + "; ".join(blockers) + ".")
 
 
 def update(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expected_version: int,
@@ -67,10 +66,10 @@ def set_case_study(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, e
     """Publish a delivered scheme to the library, where every CSU can learn from it. Only
     finance and admin publish: it deliberately shares one CSU's scheme with the others."""
     if not user.has_finance_duties:
-        raise PermissionError("Only finance or an admin can publish a case study.")
+        raise NotAllowed("Only finance or an admin can publish a case study.")
     with schemes.editing(con, user, scheme_id, expected_version) as edit:
         if published and edit.scheme.status != "delivered":
-            raise ValueError("Only a delivered scheme can become a case study.")
+            raise InvalidInput("Only a delivered scheme can become a case study.")
         con.execute("UPDATE schemes SET case_study = ? WHERE scheme_id = ?", [published, int(scheme_id)])
         edit.changes["case_study"] = (edit.scheme.case_study, published)
     return schemes.get(con, user, scheme_id)
@@ -96,6 +95,6 @@ def apply_table_edits(con: duckdb.DuckDBPyConnection, user: User, before: pd.Dat
         try:
             update(con, user, scheme_id, seen_versions.get(scheme_id, int(old_rows.at[scheme_id, "version"])), **changes)
             outcomes.append((scheme_id, None))
-        except (ValueError, ConflictError, PermissionError, ScopeError) as exc:
+        except Refusal as exc:
             outcomes.append((scheme_id, str(exc)))
     return outcomes

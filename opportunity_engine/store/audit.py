@@ -12,9 +12,12 @@ from contextlib import contextmanager
 import duckdb
 import pandas as pd
 
+from ..errors import Refusal
 
-class ConflictError(RuntimeError):
-    """Someone else changed the record since it was read. The message is safe to show."""
+
+class ConflictError(Refusal, RuntimeError):
+    """Someone else changed the record since it was read. The message is safe to show: a
+    refusal like the others (reload, then make the change again), caught with them."""
 
 
 @contextmanager

@@ -1,0 +1,71 @@
+"""One refusal type (issue 11): the engine's refusals are shown as advice; any other error is a fault,
+logged by app.py's handler and never shown to the user as if it were advice."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from opportunity_engine.errors import InvalidInput, NotAllowed, Refusal
+from opportunity_engine.scope import Scope, ScopeError
+from opportunity_engine.store.audit import ConflictError
+
+from .test_app_pages import app_db, signed_in  # noqa: F401 (app_db is a fixture)
+
+PANDAS_LIKE = "cannot reindex on an axis with duplicate labels"
+
+
+def test_every_user_facing_refusal_is_a_refusal_and_keeps_its_builtin_type():
+    assert issubclass(InvalidInput, Refusal) and issubclass(InvalidInput, ValueError)
+    assert issubclass(NotAllowed, Refusal) and issubclass(NotAllowed, PermissionError)
+    assert issubclass(ScopeError, NotAllowed) and issubclass(ConflictError, Refusal)
+    with pytest.raises(Refusal, match="CSU B is not available to you"):
+        Scope.of("A").check("B")
+    assert not issubclass(ValueError, Refusal)
+
+
+def test_engine_rules_refuse_with_a_refusal(tiny):
+    from opportunity_engine.delivery import plans, schemes
+    from opportunity_engine.users import User
+
+    finance, viewer = User("fin", "F", "", "finance", ()), User("v", "V", "", "viewer", ())
+    with pytest.raises(InvalidInput, match="needs a title"):
+        schemes.create(tiny, finance, " ", "A")
+    with pytest.raises(NotAllowed, match="view schemes but not change them"):
+        schemes.create(tiny, viewer, "X", "A")
+    with pytest.raises(InvalidInput, match="Start month"):
+        plans.phase(1200, 13, "even")
+
+
+def _save_details(at):
+    next(b for b in at.button if b.label == "Save details").click().run()
+    return at
+
+
+def test_a_refusal_in_a_page_action_is_shown_as_advice(app_db, monkeypatch):
+    from opportunity_engine.delivery import schemes
+
+    def refuse(*args, **kwargs):
+        raise InvalidInput("A scheme needs a title.")
+
+    at = signed_in("finance", "pages/shortlist.py")
+    monkeypatch.setattr(schemes, "update", refuse)
+    _save_details(at)
+    assert [e.value for e in at.error] == ["A scheme needs a title."]
+
+
+def test_an_unexpected_value_error_in_a_page_action_is_logged_not_shown_as_advice(app_db, monkeypatch, caplog):
+    from opportunity_engine.delivery import schemes
+
+    def crash(*args, **kwargs):
+        raise ValueError(PANDAS_LIKE)  # what a pandas or numpy fault raises: not advice
+
+    at = signed_in("finance", "pages/shortlist.py")
+    monkeypatch.setattr(schemes, "update", crash)
+    with caplog.at_level(logging.ERROR, logger="opportunity_explorer"):
+        _save_details(at)
+    shown = " ".join(e.value for e in at.error)
+    assert PANDAS_LIKE not in shown
+    assert "Something went wrong showing this page. It has been logged" in shown
+    assert any(r.getMessage() == "page_error" and r.exc_info and PANDAS_LIKE in str(r.exc_info[1])
+               for r in caplog.records)
