@@ -260,7 +260,7 @@ def linked_select(label: str, options: list, current, param: str, *, format_func
     index = options.index(current) if current in options else 0
     chosen = (container or st).selectbox(label, options, index=index, format_func=format_func, help=help, key=key)
     if chosen != current:
-        link(clear, **{param: None if chosen is None else to_param(chosen)})
+        link(clear, True, **{param: None if chosen is None else to_param(chosen)})
     return chosen
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
 import streamlit as st
 
@@ -29,7 +30,7 @@ HIGH_RISK_STYLE = "background-color:#F4B6B6;font-weight:bold"
 class Workspace:
     """What every tab needs: the connection, the user, the scheme as loaded, the version this
     browser last saw (saves are checked against it), the page's financial year, editing or not."""
-    cur: object
+    cur: duckdb.DuckDBPyConnection
     user: User
     scheme: Scheme
     seen: int
@@ -44,7 +45,7 @@ class Workspace:
         st.rerun()
 
 
-def show(cur, user: User, scheme_id: int, fy: int, edit: bool, metric_name: str | None) -> None:
+def show(cur: duckdb.DuckDBPyConnection, user: User, scheme_id: int, fy: int, edit: bool, metric_name: str | None) -> None:
     """The workspace of one scheme: a warning when someone else changed it, the header, the tabs."""
     scheme = schemes.get(cur, user, scheme_id)
     seen = ui.seen_version(scheme.scheme_id, scheme.version)

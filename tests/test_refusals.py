@@ -10,7 +10,6 @@ import pytest
 from opportunity_engine.errors import InvalidInput, NotAllowed, Refusal
 from opportunity_engine.scope import Scope, ScopeError
 from opportunity_engine.store.audit import ConflictError
-
 from tools.app_harness import signed_in
 
 PANDAS_LIKE = "cannot reindex on an axis with duplicate labels"
