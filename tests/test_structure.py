@@ -70,3 +70,18 @@ def test_every_script_in_pages_is_a_registered_page():
     registered = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', (root / "app.py").read_text(encoding="utf-8")))
     scripts = {p.stem for p in (root / "pages").glob("*.py")}
     assert scripts == registered
+
+
+def test_the_readme_module_map_matches_the_tree():
+    """Every engine module has its line in the README's module map, and every line names a real file."""
+    import re
+
+    root = ENGINE.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Module map", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^- `([\w/]+\.py)`", section, re.M))
+    modules = {p.relative_to(ENGINE).as_posix() for p in ENGINE.rglob("*.py") if p.name != "__init__.py"}
+    front = {"app.py", "ui.py", "ui_workspace.py"}
+    assert modules - listed == set(), "modules missing from the README's module map"
+    assert listed - modules - front == set(), "README module map names files that do not exist"
+    assert all((root / f).exists() for f in front & listed)
