@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     _basis_args(p)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
 
+    p = sub.add_parser("significance", help="per metric: share of units flagged significant, naive (sampling "
+                                            "error only) versus over-dispersed (Spiegelhalter), and the total's 80%% range")
+    _db_arg(p)
+    _basis_args(p)
+
     p = sub.add_parser("export", help="write the opportunities workbook (.xlsx)")
     _db_arg(p)
     _basis_args(p)
@@ -269,6 +274,27 @@ def cmd_opportunities(args, path: Path) -> int:
     return 0
 
 
+def cmd_significance(args, path: Path) -> int:
+    """The issue-12 measure: how many units a naive funnel flags against the over-dispersed one."""
+    from .analysis.opportunities import significance_shares, totals
+    from .reports.views import headline
+
+    with dbmod.connect(path, read_only=True) as con:
+        basis = Basis(args.target, args.benchmark, args.period_from, args.period_to)
+        df = opportunities(con, _scope_for(con, args.csu), basis, csu=args.csu)
+    shares = significance_shares(df)
+    print(f"{basis.label}: {headline(totals(df))}")
+    print(f"{'metric':<24}{'units':>6}{'naive':>8}{'over-dispersed':>16}{'phi':>9}{'tau2':>11}")
+    for r in shares.itertuples(index=False):
+        print(f"{r.metric_id:<24}{r.units:>6}{r.naive_share:>8.0%}{r.adjusted_share:>16.0%}{r.phi:>9.1f}{r.tau2:>11.3g}")
+    if len(shares):
+        units = shares["units"].sum()
+        naive = (shares["naive_share"] * shares["units"]).sum() / units
+        adjusted = (shares["adjusted_share"] * shares["units"]).sum() / units
+        print(f"{'all metrics':<24}{units:>6}{naive:>8.0%}{adjusted:>16.0%}")
+    return 0
+
+
 def cmd_export(args, path: Path) -> int:
     from .reports.export import opportunities_workbook
 
@@ -356,5 +382,6 @@ def cmd_users(args, path: Path) -> int:
 
 
 COMMANDS = {"init": cmd_init, "demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
+            "significance": cmd_significance,
             "export": cmd_export, "schema": cmd_schema, "users": cmd_users, "backup": cmd_backup,
             "export-plans": cmd_export_plans}

@@ -6,7 +6,12 @@ import streamlit as st
 
 import ui
 from opportunity_engine.analysis.catalogue import all_metrics
-from opportunity_engine.analysis.opportunities import distribution, opportunities, trend
+from opportunity_engine.analysis.opportunities import (
+    distribution,
+    funnel,
+    opportunities,
+    trend,
+)
 from opportunity_engine.delivery import schemes
 from opportunity_engine.formatting import gbp_short, metric_value, months, units
 from opportunity_engine.reports import views
@@ -43,7 +48,9 @@ c1, c2, c3, c4 = st.columns([1, 1, 1, 1.5])
 c1.metric("Actual", metric_value(r.actual, fmt))
 c2.metric("Target", metric_value(r.target_value, fmt), help=f"Benchmark level: {r.benchmark_level or 'none'}")
 ui.annual_metric(c3, "Opportunity", r.opportunity_gbp, help=f"{r.saving_type.capitalize()} saving, a full year "
-                 "at the chosen target.")
+                 "at the chosen target. The 80% range comes from the unit's own month-to-month variation: its rate "
+                 "± 1.28 standard errors of the mean monthly rate, priced the same way.",
+                 low=r.opportunity_low_gbp, high=r.opportunity_high_gbp)
 gap_unit = metric.unit.removeprefix("£").strip()  # the unit goes in the label: the tile's big type stays short
 c4.metric(f"Gap a year, {gap_unit}", units(r.gap_units, metric.unit).removesuffix(" " + gap_unit),
           help=f"Capacity: {units(r.capacity_units, metric.capacity_unit)} a year" if metric.capacity_unit else None)
@@ -51,7 +58,7 @@ flags = []
 if r.low_volume:
     flags.append(f"low volume ({r.denominator:,.0f} below the minimum of {metric.min_volume:,.0f})")
 if not r.significant and pd.notna(r.target_value):
-    flags.append("the gap is within the 95% funnel limit (may be noise)")
+    flags.append("the gap is within the 95% funnel limit, allowing for the usual spread between units (may be noise)")
 if flags:
     st.warning("Treat with care: " + "; ".join(flags) + ".")
 
@@ -86,6 +93,32 @@ with right:
         chart += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
     st.altair_chart(chart, width="stretch")
     st.caption("Orange: this unit. Other CSUs' units are anonymised. Green: target.")
+
+st.subheader("Is the gap real? Funnel plot")
+fp = funnel(cur, user.scope, basis, metric_id, csu, specialty)
+if fp is None:
+    st.info("This metric has no funnel plot (money shares are not tested), or the unit has no target.")
+else:
+    axis = alt.Axis(format=".0%") if fmt == "percent" else alt.Axis()
+    bands = alt.Chart(fp.limits).encode(x=alt.X("x:Q", title=f"Volume: {fp.x_label}", scale=alt.Scale(type="log")))
+    layers = (bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="lower_998:Q")
+              + bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="upper_998:Q")
+              + bands.mark_line(color="#425563").encode(y=alt.Y("lower_95:Q", title=metric.metric_name, axis=axis))
+              + bands.mark_line(color="#425563").encode(y="upper_95:Q")
+              + alt.Chart(pd.DataFrame({"target": [fp.target]})).mark_rule(color="#009639").encode(y="target:Q"))
+    layers += alt.Chart(fp.points).mark_circle(size=60, opacity=0.8).encode(
+        x="x:Q", y="value:Q",
+        color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#005EB8")),
+        size=alt.condition("datum.this", alt.value(200), alt.value(50)),
+        tooltip=["unit", alt.Tooltip("actual:Q", title="Actual", format=".1%" if fmt == "percent" else ".2f"),
+                 alt.Tooltip("flagged:N", title="Outside the 95% limit")])
+    st.altair_chart(layers, width="stretch")
+    naive, adjusted = int(fp.points["naive_flagged"].sum()), int(fp.points["flagged"].sum())
+    st.caption(f"Orange: this unit; blue: the trust's other units ({fp.units} in all). Solid grey: 95% limits, dashed: "
+               f"99.8%, around the target (green), widened for the spread between units that chance alone does not "
+               f"explain (over-dispersion φ = {fp.phi:.1f}, τ² = {fp.tau2:.3g}; Spiegelhalter 2005, as NHS-R FunnelPlotR). "
+               f"Outside the 95% limit: {adjusted} of {fp.units} units; with sampling error alone it would be {naive}. "
+               "Units judged against another specialty's benchmark are shown at the same distance from this target.")
 
 st.subheader("How this was calculated")
 calc = views.calculation_steps(r, basis.label, metric.numerator_label, metric.denominator_label)

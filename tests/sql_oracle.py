@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from opportunity_engine.analysis.opportunities import COLUMNS, Basis, _window_months
-from opportunity_engine.analysis.stats import Z95
+from opportunity_engine.analysis.stats import Z80, Z95
 from opportunity_engine.config import settings
 from opportunity_engine.scope import SCOPE_FILTER, Scope
 
@@ -43,7 +43,10 @@ WITH latest AS (
 ), grains AS (
     SELECT f.csu_code, f.specialty_code, f.metric_id, any_value(w.p_from) AS period_from,
            any_value(w.p_to) AS period_to, count(DISTINCT f.period) AS months,
-           sum(f.numerator) AS num, sum(f.denominator) AS den
+           sum(f.numerator) AS num, sum(f.denominator) AS den,
+           -- the month-to-month spread of the rate, for the 80 % range of the £
+           stddev_samp(CASE WHEN f.denominator > 0 THEN f.numerator / f.denominator END) AS rate_sd,
+           count(CASE WHEN f.denominator > 0 THEN 1 END) AS rate_months
     FROM metric_facts f JOIN win w ON f.metric_id = w.metric_id AND f.period BETWEEN w.p_from AND w.p_to
     GROUP BY f.csu_code, f.specialty_code, f.metric_id
     HAVING sum(f.denominator) > 0
@@ -68,11 +71,6 @@ WITH latest AS (
     WHERE $benchmark = 'peer' AND peer_group = $peer
     UNION ALL
     SELECT * FROM internal WHERE $benchmark = 'internal'
-), scoped AS (
-    SELECT * FROM grains WHERE {SCOPE_FILTER}
-      AND ($csu IS NULL OR csu_code = $csu)
-      AND ($specialty IS NULL OR specialty_code = $specialty)
-      AND ($metric IS NULL OR metric_id = $metric)
 ), joined AS (
     SELECT g.*, m.metric_name, m.domain, m.direction, m.unit, m.value_format, m.cost_driver, m.saving_type,
            m.overlap_group, m.min_volume, m.funnel, m.capacity_unit, m.capacity_divisor,
@@ -85,7 +83,7 @@ WITH latest AS (
            coalesce(us.source, ua.source) AS unit_cost_source,
            CASE WHEN us.unit_cost_gbp IS NOT NULL THEN 'specialty'
                 WHEN ua.unit_cost_gbp IS NOT NULL THEN 'all specialties' END AS unit_cost_level
-    FROM scoped g
+    FROM grains g  -- every unit of the trust: over-dispersion is estimated across all of them
     JOIN metrics m ON m.metric_id = g.metric_id
     LEFT JOIN bench bs ON bs.metric_id = g.metric_id AND bs.specialty_code = g.specialty_code AND g.specialty_code <> ''
     LEFT JOIN bench ba ON ba.metric_id = g.metric_id AND ba.specialty_code = ''
@@ -116,25 +114,57 @@ WITH latest AS (
            CASE WHEN r.capacity_unit <> '' THEN r.gap_units / r.capacity_divisor * 12.0
                 / (datediff('month', strptime(r.period_from, '%Y-%m'), strptime(r.period_to, '%Y-%m')) + 1) END
                 AS capacity_units,
-           -- Funnel limits: binomial for a proportion of counts, Poisson for a count per unit.
+           r.rate_sd / sqrt(r.rate_months) AS actual_se,
+           -- 80 % range: the rate ± 1.281552 standard errors, through the gap and unit cost
+           CASE WHEN r.target_value IS NULL THEN 0
+                WHEN r.direction = 'lower' THEN greatest(0, (r.actual - $z80 * coalesce(r.rate_sd / sqrt(r.rate_months), 0) - r.target_value) * r.den)
+                ELSE greatest(0, (r.target_value - r.actual - $z80 * coalesce(r.rate_sd / sqrt(r.rate_months), 0)) * r.den) END
+                * coalesce(r.unit_cost_gbp, 0) AS opportunity_low_gbp,
+           CASE WHEN r.target_value IS NULL THEN 0
+                WHEN r.direction = 'lower' THEN greatest(0, (r.actual + $z80 * coalesce(r.rate_sd / sqrt(r.rate_months), 0) - r.target_value) * r.den)
+                ELSE greatest(0, (r.target_value - r.actual + $z80 * coalesce(r.rate_sd / sqrt(r.rate_months), 0)) * r.den) END
+                * coalesce(r.unit_cost_gbp, 0) AS opportunity_high_gbp,
+           -- Funnel (FunnelPlotR's scales): a proportion as asin(sqrt(p)) with s = 1 / (2 sqrt(n));
+           -- a count per unit as ln(observed / expected), expected = target x den, s = 1 / sqrt(expected).
            CASE WHEN r.target_value IS NULL OR r.funnel = 'none' THEN NULL
-                WHEN r.funnel = 'binomial' THEN r.target_value * (1 - r.target_value) / r.den
-                ELSE r.target_value / r.den END AS funnel_variance
+                WHEN r.funnel = 'binomial' THEN (asin(sqrt(least(greatest(r.actual, 0), 1)))
+                                                 - asin(sqrt(least(greatest(r.target_value, 0), 1)))) * 2 * sqrt(r.den)
+                WHEN r.target_value * r.den > 0 THEN ln(CASE WHEN r.num > 0 THEN r.num ELSE 0.5 END / (r.target_value * r.den))
+                                                     * sqrt(r.target_value * r.den)
+                WHEN r.actual = r.target_value THEN 0
+                ELSE sign(r.actual - r.target_value) * 1e9 END AS z_score,
+           -- the weight 1 / s² of the unit in the over-dispersion estimate
+           CASE WHEN r.funnel = 'binomial' THEN 4 * r.den ELSE r.target_value * r.den END AS funnel_w
     FROM gapped r
     LEFT JOIN csus c ON c.csu_code = r.csu_code
     LEFT JOIN specialties s ON s.specialty_code = r.specialty_code
+), testable AS (
+    SELECT * FROM final WHERE z_score IS NOT NULL AND abs(z_score) < 1e9 AND funnel_w > 0
+), limits AS (  -- winsorising at the 10th and 90th percentiles of each metric's z
+    SELECT metric_id, quantile_cont(z_score, 0.10) AS lz, quantile_cont(z_score, 0.90) AS uz
+    FROM testable GROUP BY metric_id
+), spread AS (
+    SELECT t.metric_id, count(*) AS n, avg(power(least(greatest(t.z_score, l.lz), l.uz), 2)) AS phi,
+           sum(t.funnel_w) AS sw, sum(t.funnel_w * t.funnel_w) AS sw2
+    FROM testable t JOIN limits l USING (metric_id) GROUP BY t.metric_id
+), dispersion AS (  -- Spiegelhalter's additive random effects, as FunnelPlotR's tau_func
+    SELECT metric_id, phi,
+           CASE WHEN n < 2 OR n * phi < n - 1 OR sw - sw2 / sw <= 0 THEN 0
+                ELSE greatest(0, (n * phi - (n - 1)) / (sw - sw2 / sw)) END AS tau2
+    FROM spread
 ), tested AS (
-    SELECT *,
-        CASE WHEN funnel_variance IS NULL THEN NULL
-             WHEN funnel_variance > 0 THEN (actual - target_value) / sqrt(funnel_variance)
-             WHEN actual = target_value THEN 0
-             ELSE sign(actual - target_value) * 1e9 END AS z_score
-    FROM final
+    SELECT f.*, d.phi, coalesce(d.tau2, 0) AS tau2,
+           CASE WHEN f.z_score IS NULL OR abs(f.z_score) >= 1e9 THEN f.z_score
+                ELSE f.z_score / sqrt(1 + coalesce(d.tau2, 0) * f.funnel_w) END AS z_adjusted
+    FROM final f LEFT JOIN dispersion d USING (metric_id)
 ), flagged AS (
     SELECT *,
         CASE WHEN target_value IS NULL THEN false
              WHEN z_score IS NULL THEN true  -- not testable (money shares): treated as real
-             ELSE abs(z_score) > $z END AS significant,
+             ELSE abs(z_score) > $z END AS significant_naive,
+        CASE WHEN target_value IS NULL THEN false
+             WHEN z_adjusted IS NULL THEN true
+             ELSE abs(z_adjusted) > $z END AS significant,
         overlap_group = '' OR row_number() OVER (
             PARTITION BY csu_code, specialty_code, overlap_group ORDER BY opportunity_gbp DESC, metric_id) = 1
             AS counted_in_net
@@ -143,6 +173,10 @@ WITH latest AS (
 SELECT *, CASE WHEN NOT low_volume AND significant AND opportunity_gbp > 0 THEN 0 ELSE 1 END AS rank_group,
        CASE WHEN $benchmark = 'peer' THEN $peer END AS peer_group
 FROM flagged
+WHERE {SCOPE_FILTER}
+  AND ($csu IS NULL OR csu_code = $csu)
+  AND ($specialty IS NULL OR specialty_code = $specialty)
+  AND ($metric IS NULL OR metric_id = $metric)
 ORDER BY rank_group, opportunity_gbp DESC, csu_code, specialty_code, metric_id
 """
 
@@ -163,11 +197,12 @@ def oracle_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Ba
         "p_from": basis.period_from, "p_to": basis.period_to, "window": _window_months(),
         "internal_min": int(cfg["internal_min_units"]), "benchmark": basis.benchmark,
         "peer": basis.peer_group or _default_group(con, cfg["peer_group"]), "target": basis.target, "z": Z95,
+        "z80": Z80,
         "csu": csu, "specialty": specialty, "metric": metric, **scope.sql_params(),
     }
     df = con.execute(OPPORTUNITY_SQL, params).df()
     df = df.rename(columns={"num": "numerator", "den": "denominator"})
-    for col in ("low_volume", "significant", "counted_in_net"):
+    for col in ("low_volume", "significant", "counted_in_net", "significant_naive"):
         df[col] = df[col].astype(bool)
     return df[COLUMNS]
 

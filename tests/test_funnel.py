@@ -47,7 +47,7 @@ def test_standardised_ratios_match_funnelplotr():
 
 def test_proportions_match_funnelplotr():
     target = PR_NUM.sum() / PR_DEN.sum()
-    z, phi, tau2, n = _od("binomial", PR_NUM, PR_DEN, target)
+    z, phi, tau2, _ = _od("binomial", PR_NUM, PR_DEN, target)
     assert z == pytest.approx([-1.83846481707676, 1.01506171261284, -1.12069120047517, 1.02353644188356,
                                -2.6049690948657, 1.43551404062275, -1.95220020200723, 1.32724515460109], rel=1e-12)
     assert phi == pytest.approx(2.343679379054, rel=1e-12)
@@ -64,7 +64,7 @@ def test_over_dispersion_flags_fewer_units():
     """Hand-worked from the SR figures: naive |z| > 1.96 flags unit 2 only (z 3.09); with τ² =
     0.01212 unit 2's adjusted z is 3.0917 ÷ √(1 + 0.01212 × 112) = 2.02, still flagged, and no
     unit gains a flag."""
-    z, phi, tau2, n = _od("poisson", SR_NUM, SR_DEN, 1.0)
+    z, _, tau2, _ = _od("poisson", SR_NUM, SR_DEN, 1.0)
     adjusted = z / np.sqrt(1 + tau2 * SR_DEN)
     assert adjusted[1] == pytest.approx(3.09168129454357 / np.sqrt(1 + 0.0121184914591765 * 112), rel=1e-12)
     assert list(np.abs(z) > stats.Z95) == [False, True, False, False, False, False]

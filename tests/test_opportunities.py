@@ -6,16 +6,24 @@ A/100 alos_elective: 400 bed days / 100 spells = 4.0 days (2023-01 is outside th
     specialty benchmark p10 2.0, p25 2.5, p50 3.0; lower is better; bed day £400 (specialty).
     median: gap 400 - 3.0*100 = 100 bed days -> £40,000
     top quartile (p25): 400 - 250 = 150 -> £60,000;  top decile (p10): 400 - 200 = 200 -> £80,000
-    Poisson z = (4 - 3) / sqrt(3/100) = 5.77 -> significant
+    funnel (count per unit: observed ÷ expected on the log scale): O 400, E 3.0 x 100 = 300,
+    naive z = ln(400/300) x sqrt(300) = 4.9828 -> naive significant
 B/200 alos_elective: 300 / 100 = 3.0; no specialty benchmark -> all-specialty p50 3.2, p25 2.7, p10 2.2;
     bed day £300 (all-specialty fallback).
     median: beats 3.2 -> 0 (clamped; it never offsets A)
-    top quartile: 300 - 270 = 30 -> £9,000 but z = (3 - 2.7)/sqrt(2.7/100) = 1.83 -> not significant
+    top quartile: 300 - 270 = 30 -> £9,000 but z = ln(300/270) x sqrt(270) = 1.7313 -> not significant
     top decile: 300 - 220 = 80 -> £24,000
 A/300 alos_elective: 40 / 10 = 4.0, low volume (10 < 30); all-specialty p50 3.2: 40 - 32 = 8 -> £2,400
 A/100 daycase_rate_bads: 60 / 100 = 0.6; HIGHER is better; p50 0.8, p75 0.85, p90 0.9; £700 a conversion.
     median: 0.8*100 - 60 = 20 -> £14,000; top quartile (p75!): 25 -> £17,500; top decile (p90): 30 -> £21,000
-    binomial z = (0.6 - 0.8) / sqrt(0.8*0.2/100) = -5 -> significant
+    funnel (proportion, arcsine scale): z = (asin(sqrt 0.6) - asin(sqrt 0.8)) x 2 sqrt(100) = -4.4214 -> significant
+Over-dispersion of alos_elective at the median (three units; z winsorised at 10 % each tail):
+    z = 4.9828 (A/100), 1.2623 (A/300: ln(40/32) x sqrt 32), -1.1545 (B/200: ln(300/320) x sqrt 320);
+    sorted -1.1545, 1.2623, 4.9828: 10th percentile -1.1545 + 0.2 x 2.4168 = -0.6711, 90th 1.2623 +
+    0.8 x 3.7205 = 4.2387; phi = (0.6711² + 1.2623² + 4.2387²) / 3 = 6.6701; w = 1/s² = E = 300, 320, 32:
+    Σw 652, Σw² 193,424; tau² = (3 x 6.6701 - 2) / (652 - 193,424/652) = 18.010 / 355.34 = 0.050685;
+    A/100 adjusted z = 4.9828 / sqrt(1 + 0.050685 x 300) = 1.2378 -> NOT significant once the spread
+    between units is allowed for (day case has one unit: tau² 0, so its z stands).
 A/CSU-wide wf_agency_share: £50,000 / £1,000,000 = 5%; p50 3.5%: gap £15,000 x 0.4 premium = £6,000 cash.
 Net of overlap at the median: A/100 alos (40,000) and day case (14,000) share elective_beds -> 40,000 counts.
     net = 40,000 + 2,400 + 0 + 6,000 = 48,400; gross = 62,400; cash 6,000; productivity 42,400.
@@ -108,16 +116,61 @@ def test_low_volume_and_significance_flags_and_ranking(tiny):
     df = opportunities(tiny, Scope.trust())
     small = row(df, "A", "300", "alos_elective")
     assert bool(small.low_volume) and small.opportunity_gbp == pytest.approx(2_400)
-    assert row(df, "A", "100", "alos_elective").z_score == pytest.approx(1 / (3 / 100) ** 0.5)
-    assert row(df, "A", "100", "daycase_rate_bads").z_score == pytest.approx(-5.0)
+    a = row(df, "A", "100", "alos_elective")
+    assert a.z_score == pytest.approx(4.982800, rel=1e-6) and a.significant_naive
+    assert a.phi == pytest.approx(6.67012, rel=1e-5) and a.tau2 == pytest.approx(0.050685, rel=1e-4)
+    assert a.z_adjusted == pytest.approx(1.23777, rel=1e-5) and not a.significant and a.rank_group == 1
+    day = row(df, "A", "100", "daycase_rate_bads")
+    assert day.z_score == pytest.approx(-4.421432, rel=1e-6) and day.tau2 == 0 and day.significant
     tq = opportunities(tiny, Scope.trust(), Basis(target="top_quartile"))
     b = row(tq, "B", "200", "alos_elective")
     assert b.opportunity_gbp == pytest.approx(9_000)
-    assert not b.significant and b.z_score == pytest.approx(0.3 / (2.7 / 100) ** 0.5)
+    assert not b.significant and b.z_score == pytest.approx(1.731250, rel=1e-6)
     # real gaps first: the £9,000 not-significant row ranks after the smaller real ones
     real = tq[tq.rank_group == 0]
     assert b.name > real.index.max()
     assert list(real.opportunity_gbp) == sorted(real.opportunity_gbp, reverse=True)
+
+
+def test_a_csu_view_flags_what_the_trust_view_flags(tiny):
+    """phi and tau² come from every unit of the trust, whichever scope or filter asks."""
+    trust = row(opportunities(tiny, Scope.trust()), "A", "100", "alos_elective")
+    mine = row(opportunities(tiny, Scope.of("A"), metric="alos_elective"), "A", "100", "alos_elective")
+    assert mine.tau2 == trust.tau2 and mine.z_adjusted == trust.z_adjusted and not mine.significant
+
+
+def test_the_80_percent_range_of_the_pound(tiny):
+    """A/100 alos_elective with months 2025-02 200/50 (4.0 days) and 2025-03 250/50 (5.0): actual 4.5,
+    monthly sd 0.7071, se of the mean 0.7071/sqrt 2 = 0.5; 80 %: 4.5 ± 1.281552 x 0.5 = 3.8592 to 5.1408.
+    Against the median 3.0 over 100 spells at £400: £60,000 (80 % range £34,369 to £85,631). B/200 beats
+    the target: £0 to £0. Net total: the one row with a range widens it on each side by its own distance."""
+    tiny.execute("UPDATE metric_facts SET numerator = 250 WHERE csu_code = 'A' AND specialty_code = '100' "
+                 "AND metric_id = 'alos_elective' AND period = '2025-03'")
+    df = opportunities(tiny, Scope.trust())
+    a = row(df, "A", "100", "alos_elective")
+    assert a.actual == pytest.approx(4.5) and a.actual_se == pytest.approx(0.5)
+    assert a.opportunity_gbp == pytest.approx(60_000)
+    assert a.opportunity_low_gbp == pytest.approx((4.5 - 1.281552 * 0.5 - 3.0) * 100 * 400)
+    assert a.opportunity_high_gbp == pytest.approx((4.5 + 1.281552 * 0.5 - 3.0) * 100 * 400)
+    assert a.opportunity_low_gbp == pytest.approx(34_368.96, abs=0.01)
+    b = row(df, "B", "200", "alos_elective")
+    assert b.opportunity_low_gbp == 0 and b.opportunity_high_gbp == 0
+    t = totals(df)
+    assert t.net_gbp == pytest.approx(60_000 + 2_400 + 6_000)
+    assert t.net_low_gbp == pytest.approx(t.net_gbp - (60_000 - 34_368.96), abs=0.01)
+    assert t.net_high_gbp == pytest.approx(t.net_gbp + (85_631.04 - 60_000), abs=0.01)
+
+
+def test_ranges_of_totals_combine_as_independent_errors():
+    """Two rows of £100 (range £70 to £140) and £50 (£10 to £80): net £150, low 150 − √(30² + 40²) =
+    £100, high 150 + √(40² + 30²) = £200."""
+    import pandas as pd
+
+    df = pd.DataFrame({"opportunity_gbp": [100.0, 50.0], "opportunity_low_gbp": [70.0, 10.0],
+                       "opportunity_high_gbp": [140.0, 80.0], "counted_in_net": [True, True],
+                       "rank_group": [0, 0], "saving_type": ["cash", "productivity"]})
+    t = totals(df)
+    assert (t.net_gbp, t.net_low_gbp, t.net_high_gbp) == (150.0, 100.0, 200.0)
 
 
 def test_net_and_gross_totals_and_cash(tiny):

@@ -29,6 +29,8 @@ COLUMNS = [
     "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
     "unit_cost_level", "unit_cost_source", "cost_driver", "overlap_group", "counted_in_net",
     "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group", "peer_group",
+    # Over-dispersion (stats.py) and the 80 % range of the £ (h4, issue 12 points 3-4).
+    "significant_naive", "z_adjusted", "phi", "tau2", "actual_se", "opportunity_low_gbp", "opportunity_high_gbp",
 ]
 PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 _KNOTS = np.array([10.0, 25.0, 50.0, 75.0, 90.0])  # the percentiles a benchmark holds
@@ -36,14 +38,15 @@ _KNOTS = np.array([10.0, 25.0, 50.0, 75.0, 90.0])  # the percentiles a benchmark
 _FLOAT_COLUMNS = ["numerator", "denominator", "actual", "target_value", "gap_units", "unit_cost_gbp", "opportunity_gbp",
                   *PERCENTILE_COLUMNS, "target_median", "target_top_quartile", "target_top_decile",
                   "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
-                  "min_volume", "z_score", "capacity_units"]
+                  "min_volume", "z_score", "capacity_units",
+                  "z_adjusted", "phi", "tau2", "actual_se", "opportunity_low_gbp", "opportunity_high_gbp"]
 _GRAIN_TEXTS = ["csu_code", "specialty_code", "metric_id", "csu_name", "specialty_name", "benchmark_level",
                 "benchmark_source", "unit_cost_level", "unit_cost_source", "peer_group"]
 # Text columns copied from the catalogue entry of each row's metric.
 _CATALOGUE_TEXTS = ["saving_type", "metric_name", "domain", "direction", "unit", "value_format", "cost_driver",
                     "overlap_group", "funnel", "capacity_unit"]
 _TEXT_COLUMNS = _GRAIN_TEXTS + _CATALOGUE_TEXTS + ["period_from", "period_to"]
-_FLAG_COLUMNS = ["low_volume", "significant", "counted_in_net"]
+_FLAG_COLUMNS = ["low_volume", "significant", "counted_in_net", "significant_naive"]
 # Column labels as ready-made indexes: built per call from lists, pandas infers a string type for
 # the labels each time, which cost more than the maths.
 _LABELS = {name: pd.Index(cols, dtype=object) for name, cols in (
@@ -62,15 +65,18 @@ def empty() -> pd.DataFrame:
     """No opportunities, with every column and its type."""
     types = ({c: float for c in _FLOAT_COLUMNS} | {c: object for c in _GRAIN_TEXTS + _CATALOGUE_TEXTS}
              | {"period_from": object, "period_to": object, "low_volume": bool, "significant": bool,
-                "counted_in_net": bool, "months": "int64", "rank_group": "int32"})
+                "counted_in_net": bool, "significant_naive": bool, "months": "int64", "rank_group": "int32"})
     return pd.DataFrame({c: pd.Series(dtype=types[c]) for c in COLUMNS})
 
 
 def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[Window, ...],
-                  wanted: np.ndarray | None, internal_min: int, peer_group: str) -> pd.DataFrame:
+                  wanted: np.ndarray | None, internal_min: int, peer_group: str,
+                  dispersion: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """The opportunities frame from the grains ``g`` (columns csu_code, specialty_code, metric_id,
-    num, den, months as arrays). ``wanted`` marks the caller's rows when the query returned the
-    whole trust for an internal benchmark; the others are used for percentiles and then dropped."""
+    num, den, months, rate_sum, rate_sq, rate_months as arrays). ``wanted`` marks the caller's rows
+    when the query returned the whole trust for an internal benchmark; the others are used for
+    percentiles and then dropped. ``dispersion`` is (φ, τ²) by metric position, estimated across
+    the whole trust; None when ``g`` is the whole trust, which then estimates them itself."""
     mi, known = positions(g["metric_id"], lk.metric_pos)
     if not known:  # facts of a metric no longer in the catalogue are not opportunities
         keep = mi < len(lk.metric_ids)
@@ -114,14 +120,27 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
         # has data: a unit with 6 months of a 12-month window would otherwise count double).
         capacity = np.where(metric["capacity_unit"][mi] != "",
                             gap / metric["capacity_divisor"][mi] * 12.0 / _window_lengths(lk, windows)[mi], np.nan)
-        # Funnel limits: binomial for a proportion of counts, Poisson for a count per unit.
-        variance = np.where(funnel == "binomial", target * (1 - target), target) / den
-        variance[funnel == "none"] = np.nan
-        z = np.where(variance > 0, (actual - target) / np.sqrt(variance),
-                     np.where(actual == target, 0.0, np.sign(actual - target) * 1e9))
-        z[np.isnan(variance)] = np.nan
+    # Funnel plots (stats.py): naive z on the funnel's scale (arcsine for a proportion, log
+    # observed ÷ expected for a count per unit); φ and τ² per metric from every unit of the trust;
+    # significant only outside the over-dispersed 95 % limit.
+    y, t, s = stats.funnel_scale(funnel, num, den, target)
+    z = stats.funnel_z(y, t, s, actual, target)
+    if dispersion is None:
+        phi_m, tau2_m, _ = stats.overdispersion(mi, z, s, len(lk.metric_ids))
+    else:
+        phi_m, tau2_m = dispersion
+    phi, tau2 = phi_m[mi], tau2_m[mi]
+    z_adjusted = stats.funnel_z(y, t, s, actual, target, tau2)
     # No target is never significant; not testable (money shares: no funnel) counts as real.
-    significant = np.where(np.isnan(z), True, np.abs(z) > Z95) & ~np.isnan(target)
+    significant_naive = np.where(np.isnan(z), True, np.abs(z) > Z95) & ~np.isnan(target)
+    significant = np.where(np.isnan(z_adjusted), True, np.abs(z_adjusted) > Z95) & ~np.isnan(target)
+    # The 80 % range: the unit's own rate ± 1.2816 standard errors of its mean monthly rate,
+    # through the same gap and unit cost (a bound past the target is clipped at £0).
+    actual_se = stats.rate_se(g["rate_sum"], g["rate_sq"], g["rate_months"])
+    shift = np.where(lower, -1.0, 1.0) * stats.Z80 * np.nan_to_num(actual_se) * den
+    with np.errstate(invalid="ignore"):
+        opportunity_low = _gap(target, lower, num + shift, den) * cost
+        opportunity_high = _gap(target, lower, num - shift, den) * cost
     low_volume = den < min_volume
     rank_group = np.where(~low_volume & significant & (opportunity > 0), 0, 1).astype(np.int32)
 
@@ -139,14 +158,15 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
 
     floats = np.vstack([num, den, actual, target, gap, unit_cost, opportunity, *pct.T, targets["median"],
                         targets["top_quartile"], targets["top_decile"], gaps["median"] * cost,
-                        gaps["top_quartile"] * cost, gaps["top_decile"] * cost, min_volume, z, capacity])[:, r]
+                        gaps["top_quartile"] * cost, gaps["top_decile"] * cost, min_volume, z, capacity,
+                        z_adjusted, phi, tau2, actual_se, opportunity_low, opportunity_high])[:, r]
     grain_texts = np.vstack([g["csu_code"], g["specialty_code"], g["metric_id"], lk.csu_names[ci],
                              _specialty_names(lk, si, g["specialty_code"]), benchmark_level,
                              bench.sources[b_idx], costs.level[mi, si], costs.sources[c_idx],
                              # the group a peer target came from (None for internal benchmarks)
                              np.full(len(r), None if basis.benchmark == "internal" else peer_group, dtype=object)])[:, r]
     metric_texts = _metric_texts(lk, windows)[:, mr]
-    flags = np.vstack([low_volume, significant, counted])[:, r]
+    flags = np.vstack([low_volume, significant, counted, significant_naive])[:, r]
     # One frame per kind of column, side by side, in the promised order. Text stays object dtype as
     # in empty(): left to itself pandas infers its string type, whose missing value is a NaN (truthy),
     # and callers test `benchmark_level or "none"`. (A dict of columns costs several times more.)

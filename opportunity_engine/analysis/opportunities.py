@@ -29,7 +29,7 @@ from ..config import settings
 from ..errors import InvalidInput
 from ..scope import SCOPE_FILTER, Scope
 from ..store.db import scalar
-from . import lookups, maths
+from . import lookups, maths, stats
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
 
@@ -243,8 +243,25 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
     if g is None or len(g["num"]) == 0:
         return maths.empty()
     wanted = g.pop("wanted", None)
+    whole_trust = scope.is_trust and csu is None and specialty is None and metric is None
+    dispersion = None if whole_trust else _dispersion(con, basis, lk)
     group = basis.peer_group or default_peer_group(tuple(lk.peer))
-    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group)
+    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group, dispersion)
+
+
+def _dispersion(con: duckdb.DuckDBPyConnection, basis: Basis, lk: lookups.Lookups) -> tuple[np.ndarray, np.ndarray]:
+    """φ and τ² by metric position, from the whole trust's opportunities on this basis (cached).
+
+    Over-dispersion is a property of the comparator set, every unit of the trust on the metric,
+    so a CSU's view, a filtered view and the trust's agree on which units are significant."""
+    trust = opportunities(con, Scope.trust(), basis)
+    phi, tau2 = np.full(len(lk.metric_ids), np.nan), np.zeros(len(lk.metric_ids))
+    first = trust.drop_duplicates("metric_id")
+    for metric_id, p, t in zip(first["metric_id"], first["phi"], first["tau2"]):
+        at = lk.metric_pos.get(metric_id)
+        if at is not None:
+            phi[at], tau2[at] = p, t
+    return phi, tau2
 
 
 def _split_version(g: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
@@ -315,13 +332,17 @@ def _grains_query(windows: tuple[Window, ...], lk: lookups.Lookups, scope: Scope
         where, select_wanted = in_window, f", {wanted} AS wanted"
     else:
         where, select_wanted = f"{in_window} AND {wanted}", ""
+    # rate_*: Σ monthly rate, Σ its square and the months with one, for the 80 % range of the £.
     sql = f"""
         SELECT csu_code, specialty_code, metric_id, sum(numerator) AS num, sum(denominator) AS den,
-               count(*) AS months{select_wanted}
+               count(*) AS months,
+               coalesce(sum(CASE WHEN denominator > 0 THEN numerator / denominator END), 0) AS rate_sum,
+               coalesce(sum(CASE WHEN denominator > 0 THEN (numerator / denominator) ^ 2 END), 0) AS rate_sq,
+               count(CASE WHEN denominator > 0 THEN 1 END) AS rate_months{select_wanted}
         FROM metric_facts WHERE {where}
         GROUP BY csu_code, specialty_code, metric_id
         UNION ALL
-        SELECT value, '', '', 0, 0, 0{", false" if select_wanted else ""} FROM settings WHERE key = 'data_version'"""
+        SELECT value, '', '', 0, 0, 0, 0, 0, 0{", false" if select_wanted else ""} FROM settings WHERE key = 'data_version'"""
     return sql, params
 
 
@@ -333,21 +354,32 @@ class Totals:
     productivity_gbp: float
     flagged_gbp: float
     opportunities: int
+    net_low_gbp: float = 0.0   # the net total's 80 % range (see totals)
+    net_high_gbp: float = 0.0
 
 
 def totals(df: pd.DataFrame) -> Totals:
     """Headline figures of an opportunities frame. Net (overlap removed) is the one to quote;
     cash and productivity split the net total; flagged is the net £ from low-volume or
-    not-significant rows (included in net, shown so nobody mistakes noise for money)."""
+    not-significant rows (included in net, shown so nobody mistakes noise for money).
+
+    The net total's 80 % range treats the rows' errors as independent: each side's distance from
+    the figure is the square root of the sum of the rows' squared distances on that side (so a
+    range narrows relative to the total as rows add up, as independent errors do)."""
     net = df[df["counted_in_net"]]
     flagged = net[net["rank_group"] == 1]
+    net_gbp = float(net["opportunity_gbp"].sum())
+    below = float(np.sqrt(((net["opportunity_gbp"] - net["opportunity_low_gbp"]) ** 2).sum()))
+    above = float(np.sqrt(((net["opportunity_high_gbp"] - net["opportunity_gbp"]) ** 2).sum()))
     return Totals(
-        net_gbp=float(net["opportunity_gbp"].sum()),
+        net_gbp=net_gbp,
         gross_gbp=float(df["opportunity_gbp"].sum()),
         cash_gbp=float(net.loc[net["saving_type"] == "cash", "opportunity_gbp"].sum()),
         productivity_gbp=float(net.loc[net["saving_type"] == "productivity", "opportunity_gbp"].sum()),
         flagged_gbp=float(flagged["opportunity_gbp"].sum()),
         opportunities=int((df["opportunity_gbp"] > 0).sum()),
+        net_low_gbp=max(0.0, net_gbp - below),
+        net_high_gbp=net_gbp + above,
     )
 
 
@@ -405,6 +437,80 @@ def distribution(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, met
         "low_volume": everyone["low_volume"],
     })
     return out.sort_values("value", kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """A metric's funnel plot for one unit, ready to draw: every comparable unit of the trust
+    (``points``: x, value, unit, this, flagged, naive_flagged) and the over-dispersed limits around
+    this unit's target (``limits``: x, lower_95, upper_95, lower_998, upper_998)."""
+    points: pd.DataFrame
+    limits: pd.DataFrame
+    target: float
+    kind: str          # binomial | poisson
+    phi: float
+    tau2: float
+    units: int
+    x_label: str       # what x is: the denominator, or for a count per unit the equivalent one
+
+
+def funnel(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, metric: str, csu: str,
+           specialty: str) -> Funnel | None:
+    """The funnel plot of ``metric`` around the unit (csu, specialty): None when the metric has no
+    funnel (money shares) or the unit no target.
+
+    Units whose benchmark differs (another specialty's) are placed at the same distance from this
+    unit's target on the funnel's scale: for a proportion, sin²(asin √target + (asin √p − asin √own
+    target)); for a count per unit, target × (actual ÷ own target) at the denominator that gives
+    the same expected count. A point outside the 95 % limit is then exactly a unit flagged
+    significant. Units outside the caller's scope are anonymised, as in :func:`distribution`."""
+    scope.check(csu)
+    everyone = opportunities(con, Scope.trust(), basis, metric=metric)
+    here = everyone[(everyone["csu_code"] == csu) & (everyone["specialty_code"] == specialty)]
+    if here.empty or here.iloc[0]["funnel"] not in ("binomial", "poisson") or pd.isna(here.iloc[0]["target_value"]):
+        return None
+    me = here.iloc[0]
+    kind, target, tau2 = str(me["funnel"]), float(me["target_value"]), float(me["tau2"])
+    units = everyone[everyone["z_score"].notna() & (everyone["z_score"].abs() < stats.SENTINEL_Z)]
+    own = units["target_value"].to_numpy(float)
+    actual, den = units["actual"].to_numpy(float), units["denominator"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "binomial":
+            angle = (np.arcsin(np.sqrt(np.clip(target, 0, 1))) + np.arcsin(np.sqrt(np.clip(actual, 0, 1)))
+                     - np.arcsin(np.sqrt(np.clip(own, 0, 1))))
+            x, value = den, np.sin(np.clip(angle, 0, np.pi / 2)) ** 2
+        else:
+            x, value = den * own / target, target * actual / own
+    visible = units["csu_code"].map(scope.allows).to_numpy(bool)
+    this = ((units["csu_code"] == csu) & (units["specialty_code"] == specialty)).to_numpy(bool)
+    points = pd.DataFrame({
+        "x": x, "value": value, "actual": actual,
+        "unit": np.where(visible, units["csu_code"] + " · " + units["specialty_name"], "Other unit"),
+        "this": this, "flagged": units["significant"].to_numpy(bool),
+        "naive_flagged": units["significant_naive"].to_numpy(bool)})
+    points = points[np.isfinite(points["x"]) & np.isfinite(points["value"]) & (points["x"] > 0)].reset_index(drop=True)
+    if points.empty:
+        return None
+    grid = np.geomspace(max(points["x"].min() * 0.8, 1.0), points["x"].max() * 1.25, 200)
+    low95, high95 = stats.funnel_limits(kind, target, grid, tau2, stats.Z95)
+    low998, high998 = stats.funnel_limits(kind, target, grid, tau2, stats.Z998)
+    limits = pd.DataFrame({"x": grid, "lower_95": low95, "upper_95": high95, "lower_998": low998, "upper_998": high998})
+    x_label = "denominator" if kind == "binomial" else "denominator (at this unit's target: same expected count)"
+    return Funnel(points, limits, target, kind, float(me["phi"]), tau2, len(points), x_label)
+
+
+def significance_shares(df: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: units tested, share flagged significant naive (sampling error only) and
+    over-dispersed (Spiegelhalter's additive random effects), with φ and τ². Units with no
+    funnel (money shares) or no target are not tested and not counted."""
+    tested = df[df["z_score"].notna() & df["target_value"].notna()]
+    if tested.empty:
+        return pd.DataFrame(columns=["metric_id", "units", "naive_share", "adjusted_share", "phi", "tau2"])
+    out = (tested.groupby("metric_id", sort=True)
+           .agg(units=("z_score", "size"), naive_share=("significant_naive", "mean"),
+                adjusted_share=("significant", "mean"), phi=("phi", "first"), tau2=("tau2", "first"))
+           .reset_index())
+    return out
 
 
 def latest_period(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -80,7 +80,9 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
         for fy in (fy_now - 1, fy_now):
             plans.set_wrp_target(con, finance, csu, fy, round(gbp * 0.25, -4), "Demo: 25% of net median opportunity")
 
-    ema = all_opps[(all_opps.csu_code == DEMO_CSU) & (all_opps.rank_group == 0)]
+    # Real (significant) gaps first, as the frame is ranked; the demo needs three even where the
+    # over-dispersed funnel leaves fewer.
+    ema = all_opps[(all_opps.csu_code == DEMO_CSU) & (all_opps.opportunity_gbp > 0)]
     basis = Basis()
     in_specialties = ema[ema.specialty_code != ""]
     first, third = in_specialties.iloc[0], in_specialties.iloc[1]
@@ -129,7 +131,7 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     made["case_study"] = s.scheme_id
 
     # An approved scheme whose QIA was escalated (risk 16) and signed by the MD and chief nurse.
-    other = all_opps[(all_opps.csu_code != DEMO_CSU) & (all_opps.csu_code != csu) & (all_opps.rank_group == 0)
+    other = all_opps[(all_opps.csu_code != DEMO_CSU) & (all_opps.csu_code != csu) & (all_opps.opportunity_gbp > 0)
                      & (all_opps.specialty_code != "")].iloc[0]
     s = schemes.create(con, finance, f"Redesign {other.metric_name.lower()} in {other.specialty_name}",
                        other.csu_code, specialty=other.specialty_code, metric=other.metric_id, basis=basis)

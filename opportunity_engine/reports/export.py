@@ -59,10 +59,12 @@ OPP_COLUMNS = [
     ("Actual", "actual", "value"), ("Target", "target_value", "value"),
     ("Gap (units)", "gap_units", "#,##0.0"), ("Gap unit", "unit", None),
     ("Unit cost £", "unit_cost_gbp", GBP_EXACT), ("Opportunity £", None, GBP),
+    ("80% range low £", "opportunity_low_gbp", GBP), ("80% range high £", "opportunity_high_gbp", GBP),
     ("At median £", "opportunity_median_gbp", GBP), ("At top quartile £", "opportunity_top_quartile_gbp", GBP),
     ("At top decile £", "opportunity_top_decile_gbp", GBP), ("Saving type", "saving_type", None),
     ("Counted in net", "counted_in_net", None), ("Low volume", "low_volume", None),
-    ("Significant", "significant", None), ("Benchmark level", "benchmark_level", None),
+    ("Significant", "significant", None), ("Significant on sampling error alone", "significant_naive", None),
+    ("z (allowing for spread between units)", "z_adjusted", "0.00"), ("Benchmark level", "benchmark_level", None),
     ("Benchmark source", "benchmark_source", None), ("Peer group", "peer_group", None),
     ("Unit cost source", "unit_cost_source", None),
     ("From", "period_from", None), ("To", "period_to", None),
@@ -97,7 +99,7 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
                 cell.number_format = GBP
                 continue
             value = values[source]
-            if isinstance(value, bool) or source in ("counted_in_net", "low_volume", "significant"):
+            if isinstance(value, bool) or source in ("counted_in_net", "low_volume", "significant", "significant_naive"):
                 value = "Yes" if bool(value) else "No"
             value = WORDS.get(source, {}).get(value, value) if isinstance(value, str) else value
             if fmt == "value":
@@ -169,6 +171,16 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
         ("Cash-releasing (net)", f'=SUMIFS({opp},{net},{cash},"Cash-releasing")'),
         ("Productivity (net)", f'=SUMIFS({opp},{net},{cash},"Productivity")'),
     ]
+    # The net total's 80 % range: each side's distance combined as independent errors (√Σd²).
+    low_col, high_col = letter["80% range low £"], letter["80% range high £"]
+    in_net = f'(Opportunities!{net_col}2:{net_col}{end}="Yes")'
+    net_cell = f"B{base + 1}"
+    figures += [
+        ("Net total, 80% range low", (f"=MAX(0,{net_cell}-SQRT(SUMPRODUCT((Opportunities!{opp_col}2:{opp_col}{end}"
+                                      f"-Opportunities!{low_col}2:{low_col}{end})^2*{in_net})))"), t.net_low_gbp),
+        ("Net total, 80% range high", (f"={net_cell}+SQRT(SUMPRODUCT((Opportunities!{high_col}2:{high_col}{end}"
+                                       f"-Opportunities!{opp_col}2:{opp_col}{end})^2*{in_net}))"), t.net_high_gbp),
+    ]
     _put(cover, base, 1, "Totals").font = Font(bold=True, size=13)
     _put(cover, base + 1, 1, "Figure")
     _put(cover, base + 1, 2, "£ a year (live, from the Opportunities sheet)")
@@ -180,7 +192,8 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     note_row = base + len(figures) + 3
     _put(cover, note_row, 1, "Net counts, for each CSU and specialty, only the largest opportunity among metrics "
                              "that free the same resource. Low-volume and not-significant gaps are flagged in the "
-                             "Opportunities sheet.").alignment = Alignment(wrap_text=True)
+                             "Opportunities sheet. The 80% range of each opportunity comes from its unit's month-to-month "
+                             "variation; the total's range treats the units' errors as independent.").alignment = Alignment(wrap_text=True)
     cover.merge_cells(start_row=note_row, start_column=1, end_row=note_row, end_column=4)
     cover.row_dimensions[note_row].height = 45
     return to_bytes(book)

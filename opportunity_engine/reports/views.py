@@ -259,3 +259,13 @@ def export_name(view: str, *parts: str | None, today: dt.date | None = None) -> 
     today = today or dt.date.today()
     words = [_slug(view)] + [_slug(p) for p in parts if p]
     return f"{'-'.join(words)}-{today.isoformat()}.xlsx"
+
+
+def range_words(t) -> str:
+    """'80% range £61m–£76m' for a Totals."""
+    return f"80% range {gbp_short(t.net_low_gbp)}–{gbp_short(t.net_high_gbp)}"
+
+
+def headline(t) -> str:
+    """The Overview headline: '£68.6m a year (80% range £61m–£76m)'."""
+    return f"{gbp_short(t.net_gbp)} a year ({range_words(t)})"
