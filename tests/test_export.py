@@ -25,21 +25,33 @@ def workbook(con, scope=Scope.trust(), csu=None, user="Test User"):
     return load_workbook(io.BytesIO(data))
 
 
+def cover_formula(book, label):
+    cover = book["Cover"]
+    return next(cover.cell(r, 2).value for r in range(1, 30) if cover.cell(r, 1).value == label)
+
+
 def test_sheets_table_formats_and_live_formulas(con):
     book = workbook(con)
     assert book.sheetnames == ["Cover", "Opportunities", "Summary", "Metric definitions"]
     opp = book["Opportunities"]
     assert opp.freeze_panes == "A2"
-    assert list(opp.tables) == ["Opportunities"] and opp.tables["Opportunities"].ref == "A1:AC6"
+    assert list(opp.tables) == ["Opportunities"] and opp.tables["Opportunities"].ref == "A1:AG6"
     headers = [c.value for c in opp[1]]
     gbp = headers.index("Opportunity £") + 1
     gap, cost = headers.index("Gap (units)") + 1, headers.index("Unit cost £") + 1
     first = opp.cell(2, gbp)
     assert first.value == f"={opp.cell(2, gap).column_letter}2*{opp.cell(2, cost).column_letter}2"
     assert first.number_format == GBP
-    # the first row is the largest: A/100 elective LOS, 100 bed days x £400 = £40,000
-    assert opp.cell(2, gap).value * opp.cell(2, cost).value == pytest.approx(40_000)
+    # A/100 elective LOS, 100 bed days x £400 = £40,000, ranked after the real gaps: the spread
+    # between the three units' stays makes it not significant (test_opportunities' hand-worked tau²)
     actual = headers.index("Actual") + 1
+    rows = {(opp.cell(r, 1).value, opp.cell(r, 3).value, opp.cell(r, 5).value): r for r in range(2, 7)}
+    los = rows[("A", "100", "alos_elective")]
+    assert opp.cell(los, gap).value * opp.cell(los, cost).value == pytest.approx(40_000)
+    assert opp.cell(los, headers.index("Significant") + 1).value == "No"
+    assert opp.cell(los, headers.index("Significant on sampling error alone") + 1).value == "Yes"
+    assert opp.cell(los, headers.index("80% range low £") + 1).value == pytest.approx(40_000)  # one level month
+    assert str(cover_formula(book, "Net total, 80% range low")).startswith("=MAX(0,B")
     rows = {opp.cell(r, 5).value: r for r in range(2, 7)}
     assert opp.cell(rows["daycase_rate_bads"], actual).number_format == "0.0%"
     cover = book["Cover"]
@@ -190,7 +202,8 @@ def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
         (tmp_path / "in").mkdir()
         (tmp_path / "in" / "opps.xlsx").write_bytes(opportunities_workbook(c, Scope.trust(), Basis(), "Test"))
         (tmp_path / "in" / "plans.xlsx").write_bytes(plans_workbook(c, finance, fy))
-        net = totals(opportunities(c, Scope.trust(), Basis())).net_gbp
+        net_range = totals(opportunities(c, Scope.trust(), Basis()))
+        net = net_range.net_gbp
         trust = plans.trust_total(plans.totals_by_csu(c, finance.scope, fy))
         committed = trust["in_year_gbp"]
     run = subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/profile", "--convert-to",
@@ -200,6 +213,9 @@ def test_workbooks_open_and_recalculate_in_libreoffice(small_demo, tmp_path):
     opps = load_workbook(tmp_path / "out" / "opps.xlsx", data_only=True)["Cover"]
     figures = {r[0]: r[1] for r in opps.iter_rows(values_only=True) if r and r[0]}
     assert figures["Total opportunity, net of overlap"] == pytest.approx(net, rel=1e-9)
+    assert figures["Net total, 80% range low"] == pytest.approx(net_range.net_low_gbp, rel=1e-9)
+    assert figures["Net total, 80% range high"] == pytest.approx(net_range.net_high_gbp, rel=1e-9)
+    assert figures["Net total, 80% range low"] < net < figures["Net total, 80% range high"]
     cover = load_workbook(tmp_path / "out" / "plans.xlsx", data_only=True)["Cover"]
     figures = {r[0]: r[1] for r in cover.iter_rows(values_only=True) if r and r[0]}
     assert figures["In-year £, committed schemes"] == pytest.approx(committed, rel=1e-9)

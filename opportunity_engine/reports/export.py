@@ -174,12 +174,12 @@ def opportunities_workbook(con: duckdb.DuckDBPyConnection, scope: Scope, basis: 
     # The net total's 80 % range: each side's distance combined as independent errors (√Σd²).
     low_col, high_col = letter["80% range low £"], letter["80% range high £"]
     in_net = f'(Opportunities!{net_col}2:{net_col}{end}="Yes")'
-    net_cell = f"B{base + 1}"
+    net_cell = f"B{base + 2}"  # the first figure's row
     figures += [
         ("Net total, 80% range low", (f"=MAX(0,{net_cell}-SQRT(SUMPRODUCT((Opportunities!{opp_col}2:{opp_col}{end}"
-                                      f"-Opportunities!{low_col}2:{low_col}{end})^2*{in_net})))"), t.net_low_gbp),
+                                      f"-Opportunities!{low_col}2:{low_col}{end})^2*{in_net})))")),
         ("Net total, 80% range high", (f"={net_cell}+SQRT(SUMPRODUCT((Opportunities!{high_col}2:{high_col}{end}"
-                                       f"-Opportunities!{opp_col}2:{opp_col}{end})^2*{in_net}))"), t.net_high_gbp),
+                                       f"-Opportunities!{opp_col}2:{opp_col}{end})^2*{in_net}))")),
     ]
     _put(cover, base, 1, "Totals").font = Font(bold=True, size=13)
     _put(cover, base + 1, 1, "Figure")
