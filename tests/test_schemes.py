@@ -377,11 +377,12 @@ def test_guide_worked_example_is_the_engines_arithmetic(tiny):
 
     sections = dict(guide.sections(tiny, Scope.trust()))
     example = sections["Worked example: an opportunity"]
-    # the hand-worked tiny trust: General Surgery elective stays, 400 bed days over 100 spells vs target 3.0
-    assert "| numerator | 400.0 |" in example and "| denominator | 100.0 |" in example
-    gap = re.search(r"= ([\d,.]+) bed days", example).group(1)
-    assert float(gap.replace(",", "")) == pytest.approx(100.0)
-    assert "£40,000" in example and "£400.00" in example
+    # the hand-worked tiny trust's largest real gap: General Surgery day cases, 60 of 100 vs target 0.8
+    # (its elective stays' £40,000 is not significant once the spread between units is allowed for)
+    assert "| numerator | 60.0 |" in example and "| denominator | 100.0 |" in example
+    gap = re.search(r"0\.8 × 100\.0 − 60\.0 = ([\d,.]+) ", example).group(1)
+    assert float(gap.replace(",", "")) == pytest.approx(20.0)
+    assert "£14,000" in example and "£700.00" in example
     html = guide.to_html(list(sections.items()))
     assert html.startswith("<!doctype html>") and "<table>" in html and "<script" not in html
     assert {"Glossary", "FAQ", "How to read SPC charts", "How to complete a QIA"} <= set(sections)
