@@ -4,9 +4,8 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.delivery import plans, schemes, tracking
-from opportunity_engine.formatting import gbp_short, gbp_whole, month
+from opportunity_engine.formatting import gbp_short, gbp_whole, metric_value, month
 
 user = ui.require_user()
 cur = ui.cursor()
@@ -111,12 +110,16 @@ e2.metric("Evidenced by the metric since the start", gbp_short(ev.evidenced_gbp)
 e3.metric("Evidenced, full-year effect", gbp_short(ev.evidenced_fye_gbp) if ev.evidenced_fye_gbp is not None else "–",
           delta=f"plan FYE {gbp_short(ev.fye_claimed_gbp)}" if ev.fye_claimed_gbp else None, delta_color="off",
           delta_arrow="off")
-verdict = {"signal of improvement": st.success, "signal of deterioration": st.error}.get(ev.status, st.info)
+verdict = {"signal of improvement": st.success, "signal of deterioration": st.error,
+           "change before the start": st.warning}.get(ev.status, st.info)
 verdict(f"**{ev.status.capitalize()}.** {ev.message}")
 if not ev.series.empty and "mean" in ev.series:
-    driving = all_metrics(cur).get(schemes.get(cur, user, picked).metric_id or "")
-    st.altair_chart(ui.spc_chart(ev.series, driving.metric_name if driving else "Driving metric", start=ev.start_period,
-                                 percent=bool(driving and driving.value_format == "percent")), width="stretch")
-    st.caption(f"Red line: the scheme's start ({ev.start_period}). Mean (solid grey) and limits (dashed) come from the "
-               f"months before it; orange points are special causes. Before: {ev.before_value:.4g}; since: "
-               f"{ev.after_value:.4g}.")
+    percent = ev.value_format == "percent"
+    st.markdown(f"**{ev.metric_name}: {ev.unit_label}**, month by month")
+    st.altair_chart(ui.spc_chart(ev.series, ev.metric_name or "Driving metric", start=ev.start_period, percent=percent),
+                    width="stretch")
+    began = f" The change began in {month(ev.change_began)}, before the start." if ev.change_began else ""
+    st.caption(f"Red line: the scheme's start ({month(ev.start_period)}). Mean (solid grey) and limits (dashed) come from "
+               f"the months before it; orange points are special causes. Before: "
+               f"{metric_value(ev.before_value, ev.value_format)}; since: {metric_value(ev.after_value, ev.value_format)}."
+               + began)

@@ -305,6 +305,66 @@ def test_evidence_sees_a_real_shift_and_prices_it():
     assert e.evidenced_fye_gbp == pytest.approx(54_000)
 
 
+NOISE = [0.10, 0.11, 0.09, 0.10, 0.105, 0.095, 0.10, 0.11, 0.09, 0.10, 0.10, 0.10]  # Apr 2024 to Mar 2025
+
+
+def test_a_change_that_began_before_the_start_is_not_credited():
+    """Twelve months around 10 % (Apr 2024 to Mar 2025), then 7 % from Apr 2025; the scheme starts
+    in Nov 2025, seven months into the drop. The months before the start on a chart of their own
+    (19 months, mean 0.0889) end in seven below the mean: a shift, so the change began in Apr 2025."""
+    e = tracking.assess_series(_series(NOISE + [0.07] * 7 + [0.07] * 5), "2025-11", "lower", unit_cost=150)
+    assert e.status == "change before the start" and e.change_began == "2025-04"
+    assert e.message.startswith("Change began in Apr 2025, before the scheme started in Nov 2025: not credited.")
+    assert e.evidenced_gbp == 0 and e.evidenced_fye_gbp == 0
+
+
+def test_a_change_under_way_before_the_start_is_not_credited():
+    """The drop to 7 % begins five months before a Sep 2025 start: too few months for a shift of the
+    pre-start months alone, and 0.07 stays above their lower limit 0.0912 − 2.66 × 0.0081 = 0.0696;
+    but against the limits of the twelve months before the drop (mean 0.10, mean moving range
+    0.1/11 = 0.00909, lower limit 0.10 − 2.66 × 0.00909 = 0.0758) the five months at 0.07 are beyond."""
+    e = tracking.assess_series(_series(NOISE + [0.07] * 5 + [0.07] * 6), "2025-09", "lower", unit_cost=150)
+    assert e.status == "change before the start" and e.change_began == "2025-04"
+
+
+def test_a_change_one_month_early_is_still_credited():
+    """Plans round start dates: a drop one month before the start (config start_grace_months = 1)
+    is the scheme's. Baseline 13 months (mean 0.0977), eight months of 0.07 since: £ as usual."""
+    e = tracking.assess_series(_series(NOISE + [0.07] + [0.07] * 7), "2025-05", "lower", unit_cost=150)
+    assert e.status == "signal of improvement" and e.change_began is None
+    assert e.evidenced_gbp == pytest.approx((1.27 / 13 - 0.07) * 7_000 * 150)
+
+
+def test_an_old_blip_in_the_baseline_does_not_block_credit():
+    """One month far better than usual early in the baseline, then normal: the pre-start months do
+    not end on the better side, so a drop after the start is credited."""
+    e = tracking.assess_series(_series([0.10, 0.03] + NOISE[2:] + [0.07] * 8), "2025-04", "lower", unit_cost=150)
+    assert e.status == "signal of improvement" and e.change_began is None and e.evidenced_gbp > 0
+
+
+def test_a_few_better_months_by_chance_before_the_start_do_not_block_credit():
+    """The last three months before the start happen to sit just below the mean (as in the trust
+    demo's credited scheme): within the limits of the months before them, so no change was under way."""
+    base = [0.10, 0.11, 0.09, 0.10, 0.105, 0.095, 0.10, 0.11, 0.09, 0.10, 0.10, 0.102]
+    e = tracking.assess_series(_series(base + [0.098, 0.097, 0.099] + [0.07] * 7), "2025-07", "lower", 150)
+    assert e.change_began is None and e.status == "signal of improvement"
+
+
+def test_the_demo_scheme_that_changed_its_metric_at_its_start_is_credited(small_demo):
+    """The demo plants a one-third cut in one steady clinic's DNAs from October 2025, the start of
+    its text-reminder scheme: the evidence sees a special cause since the start and credits it."""
+    from opportunity_engine.users import get_user
+
+    with db.connect(small_demo, read_only=True) as con:
+        finance = get_user(con, "finance")
+        sid = con.execute("SELECT scheme_id FROM schemes WHERE title = 'Two-way text reminders with same-week rebooking'"
+                          ).fetchone()[0]
+        e = tracking.evidence(con, finance, sid)
+    assert e.start_period == "2025-10" and e.status == "signal of improvement" and e.change_began is None
+    assert e.after_value < e.before_value and e.evidenced_fye_gbp > 0
+    assert e.metric_name == "Outpatient DNA rate" and e.value_format == "percent" and ", " in e.unit_label
+
+
 def test_evidence_without_a_shift_says_so():
     noise = [0.10, 0.11, 0.09, 0.10, 0.105, 0.095, 0.10, 0.11, 0.09, 0.10, 0.10, 0.10]
     e = tracking.assess_series(_series(noise + [0.10, 0.09, 0.11, 0.10, 0.095, 0.105]), "2025-04", "lower", 150)

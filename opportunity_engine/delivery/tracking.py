@@ -12,6 +12,13 @@ start month. XmR limits are set on the months before the start (at least
 rules (a point beyond a limit, a shift of 7 on one side of the mean, a trend of 7). The observed
 change is priced with the opportunity maths: change in the rate × the denominator since the start
 × the same unit cost the opportunity used, annualised to a full-year effect.
+
+Evidence from the start: a change that began before the scheme started is not the scheme's doing.
+It is found in the run of months on the better side of the baseline mean that leads up to the
+start: the run holds a special cause on an XmR chart of the months before the start, or one of its
+months lies beyond the limits of the months before the run (the improvement was under way). A change that began more than ``start_grace_months`` (config, default 1) before the
+start is reported ("change began in Sep 2025, before the scheme started in Apr 2026") and is not
+credited: evidenced £ is 0.
 """
 from __future__ import annotations
 
@@ -194,7 +201,9 @@ def monthly_totals(months: pd.DataFrame, by: list[str] | None = None) -> pd.Data
 @dataclass
 class Evidence:
     scheme_id: int
-    status: str  # "signal of improvement", "signal of deterioration", "no signal", "not enough data", "no driving metric"
+    # "signal of improvement", "change before the start", "signal of deterioration", "mixed signals",
+    # "no signal", "not enough data", "no driving metric", "no plan"
+    status: str
     message: str
     series: pd.DataFrame = field(default_factory=pd.DataFrame)
     start_period: str | None = None
@@ -207,6 +216,10 @@ class Evidence:
     unit_cost_gbp: float | None = None
     realised_gbp: float = 0.0
     fye_claimed_gbp: float | None = None
+    change_began: str | None = None  # first month of a change that began before the start (not credited)
+    metric_name: str = ""            # what the chart shows: the driving metric of one unit
+    unit_label: str = ""
+    value_format: str = ""
 
 
 def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evidence:
@@ -222,12 +235,66 @@ def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evid
                         realised_gbp=realised_total, fye_claimed_gbp=plan.fye_gbp if plan else None)
     start = plans.period_of(plan.financial_year, plan.start_month)
     series = trend(con, user.scope, scheme.metric_id, scheme.csu_code, scheme.specialty_code)
-    return assess_series(series, start, _direction(con, scheme.metric_id), _unit_cost(con, user, scheme),
-                         scheme_id=scheme.scheme_id, realised_gbp=realised_total, fye_claimed_gbp=plan.fye_gbp)
+    direction, metric_name, value_format = _metric(con, scheme.metric_id)
+    out = assess_series(series, start, direction, _unit_cost(con, user, scheme),
+                        scheme_id=scheme.scheme_id, realised_gbp=realised_total, fye_claimed_gbp=plan.fye_gbp)
+    out.metric_name, out.value_format = metric_name, value_format
+    out.unit_label = _unit_label(con, scheme)
+    return out
 
 
-def _direction(con: duckdb.DuckDBPyConnection, metric_id: str) -> str:
-    return str(scalar(con, "SELECT direction FROM metrics WHERE metric_id = ?", [metric_id]))
+def _metric(con: duckdb.DuckDBPyConnection, metric_id: str) -> tuple[str, str, str]:
+    """(direction, name, value format) of a metric."""
+    return tuple(con.execute("SELECT direction, metric_name, value_format FROM metrics WHERE metric_id = ?",
+                             [metric_id]).fetchone())
+
+
+def _unit_label(con: duckdb.DuckDBPyConnection, scheme: schemes.Scheme) -> str:
+    """'General Surgery, Emergency and Acute Medicine': the unit the evidence chart is about."""
+    csu = con.execute("SELECT csu_name FROM csus WHERE csu_code = ?", [scheme.csu_code]).fetchone()
+    csu_name = csu[0] if csu else scheme.csu_code
+    if not scheme.specialty_code:
+        return f"{csu_name} (CSU-wide)"
+    spec = con.execute("SELECT specialty_name FROM specialties WHERE specialty_code = ?",
+                       [scheme.specialty_code]).fetchone()
+    return f"{spec[0] if spec else scheme.specialty_code}, {csu_name}"
+
+
+def change_began(periods: list[str], values: list[float], start: str, direction: str) -> str | None:
+    """The first month of an improvement that was under way before ``start``, else None.
+
+    Both signs look at the run of months on the better side that leads up to the start (module
+    docstring): on an XmR chart of the months before the start, the run holds a special cause; or,
+    judged against limits from the months before the run itself (at least ``min_baseline_months``),
+    one of its months is beyond them. Three months below the mean by chance are not a change;
+    months beyond the limits of the months before them are.
+    """
+    n_before = sum(p < start for p in periods)
+    pre = xmr(values[:n_before])
+    if pre is None:
+        return None
+
+    def better(v: float, mean: float) -> bool:
+        return v < mean if direction == "lower" else v > mean
+
+    j = n_before
+    while j > 0 and better(values[j - 1], pre.mean):
+        j -= 1
+    if j == n_before:
+        return None  # the last month before the start is not on the better side: nothing under way
+    began = any(pre.special_cause[j:n_before])
+    if not began and j >= int(_cfg().get("min_baseline_months", 6)):
+        earlier = xmr(values[:n_before], baseline=j)
+        began = earlier is not None and any(
+            (v < earlier.lcl if direction == "lower" else v > earlier.ucl) for v in values[j:n_before])
+    if not began:
+        return None
+    grace = int(_cfg().get("start_grace_months", 1))
+    return periods[j] if _months_between(periods[j], start) > grace else None
+
+
+def _months_between(a: str, b: str) -> int:
+    return (int(b[:4]) - int(a[:4])) * 12 + int(b[5:7]) - int(a[5:7])
 
 
 def _unit_cost(con: duckdb.DuckDBPyConnection, user: User, scheme: schemes.Scheme) -> float | None:
@@ -272,6 +339,15 @@ def assess_series(series: pd.DataFrame, start: str, direction: str, unit_cost: f
         base.evidenced_gbp = base.change_units * unit_cost
         base.evidenced_fye_gbp = base.evidenced_gbp * 12 / len(after)
     base.series = series
+    began = change_began(list(series["period"]), list(series["value"]), start, direction)
+    if began is not None and not worsening:
+        base.status, base.change_began = "change before the start", began
+        base.message = (f"Change began in {month(began)}, before the scheme started in {month(start)}: not credited. "
+                        "The data show an improvement that was already under way, so they cannot say how much of it "
+                        "the scheme made.")
+        if base.evidenced_gbp is not None:
+            base.evidenced_gbp, base.evidenced_fye_gbp = 0.0, 0.0
+        return base
     if improving and not worsening:
         base.status, base.message = "signal of improvement", (
             "The metric has moved the right way beyond what normal variation explains (special cause since the start).")

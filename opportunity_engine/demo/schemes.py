@@ -15,6 +15,8 @@ from .. import feedback
 from ..analysis.opportunities import Basis, opportunities
 from ..delivery import plans, qia, schemes, tracking, workflow
 from ..scope import Scope
+from ..store import facts
+from ..store.db import bump_data_version
 from ..users import DEMO_CSU, User, get_user
 
 LOW_RISK = {d: (2, 2, "Monitored monthly at the CSU quality meeting.") for d in qia.DOMAINS}
@@ -65,6 +67,38 @@ def _improving_grain(con) -> tuple[str, str]:
         ORDER BY (first - last) / first DESC, csu_code, specialty_code LIMIT 1""").fetchone()
 
 
+# A scheme that really worked, planted in the synthetic data: from its start the clinic's DNAs fall
+# by a third (every third DNA by a hash of the appointment becomes an attendance).
+PLANTED_START = (2025, 7)  # financial year 2025/26, M7 = October 2025
+
+
+def _plant_working_scheme(con: duckdb.DuckDBPyConnection, avoid: tuple[str, str]) -> tuple[str, str]:
+    """The steadiest busy specialty's DNA rate (smallest change between the first and last year of
+    data, other than ``avoid``) drops by a third from the planted start; its facts are rebuilt.
+    So the demo shows evidence both ways: the text-reminder case study, whose metric was already
+    falling before it started (not credited), and this one, which changed at its start (credited)."""
+    csu, specialty = con.execute("""
+        WITH y AS (SELECT csu_code, specialty_code,
+                          sum(numerator) FILTER (WHERE period < '2024-04') / sum(denominator) FILTER (WHERE period < '2024-04') AS first,
+                          sum(numerator) FILTER (WHERE period >= '2025-04') / sum(denominator) FILTER (WHERE period >= '2025-04') AS last,
+                          sum(denominator) AS volume
+                   FROM metric_facts WHERE metric_id = 'op_dna_rate' AND specialty_code <> '' GROUP BY ALL)
+        SELECT csu_code, specialty_code FROM y
+        WHERE volume > 1000 AND first > 0 AND (csu_code, specialty_code) <> ($csu, $specialty)
+        ORDER BY abs(first - last) / first, csu_code, specialty_code LIMIT 1""",
+                                 {"csu": avoid[0], "specialty": avoid[1]}).fetchone()
+    start = plans.period_of(*PLANTED_START)
+    con.begin()
+    con.execute("""UPDATE outpatients SET outcome = 'attended'
+                   WHERE csu_code = ? AND specialty_code = ? AND period >= ? AND outcome = 'dna'
+                     AND hash(appointment_id) % 3 = 0""", [csu, specialty, start])
+    periods = [r[0] for r in con.execute("SELECT DISTINCT period FROM outpatients WHERE period >= ?", [start]).fetchall()]
+    facts.rebuild(con, "outpatients", periods)
+    bump_data_version(con)
+    con.commit()
+    return csu, specialty
+
+
 def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     today = today or dt.date.today()
     finance = _demo_user(con, "finance")
@@ -72,6 +106,8 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     fy_now = plans.current_fy(today)
     as_of = tracking.last_complete_period(today)
     made: dict[str, int] = {}
+    improving = _improving_grain(con)
+    planted = _plant_working_scheme(con, improving)
 
     # WRP targets: a quarter of each CSU's net opportunity at median, to the nearest £10k.
     all_opps = opportunities(con, Scope.trust(), Basis())
@@ -112,10 +148,13 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
 
     s = schemes.create(con, finance, f"Explore {third.metric_name.lower()} in {third.specialty_name}", DEMO_CSU,
                        specialty=third.specialty_code, metric=third.metric_id, basis=basis)
+    # An idea with a rough plan this year: the pipeline finance weights by status (idea 10 %).
+    plans.save_plan(con, finance, s.scheme_id, s.version, fy_now, 7, round(third.opportunity_gbp * 0.2, -3))
     made["idea"] = s.scheme_id
 
-    # A delivered scheme on a specialty whose DNA rate really fell: the evidence shows a signal.
-    csu, specialty = _improving_grain(con)
+    # A delivered scheme on a specialty whose DNA rate was already falling before it started: the
+    # evidence says so and does not credit it (issue 12).
+    csu, specialty = improving
     s = schemes.create(con, finance, "Text reminders and easy rebooking to cut DNAs", csu, specialty=specialty,
                        metric="op_dna_rate", basis=Basis(period_to="2025-06"), lead="Outpatient manager",
                        finance_category="non_pay",
@@ -129,6 +168,20 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     s = _advance(con, finance, s, "delivered")
     workflow.set_case_study(con, finance, s.scheme_id, s.version, True)
     made["case_study"] = s.scheme_id
+
+    # A scheme that changed its metric at its start (planted above): the evidence credits it.
+    p_csu, p_specialty = planted
+    s = schemes.create(con, finance, "Two-way text reminders with same-week rebooking", p_csu, specialty=p_specialty,
+                       metric="op_dna_rate", basis=Basis(period_to="2025-09"), lead="Outpatient manager",
+                       finance_category="non_pay",
+                       description="Reminders 5 and 1 days before; a reply of 'cancel' offers the slot to the "
+                                   "waiting list the same day.")
+    s = _advance(con, finance, s, "shortlisted", "planning")
+    s = _plan_and_qia(con, finance, s, PLANTED_START[0], PLANTED_START[1], 30_000)
+    s = _advance(con, finance, s, "approved", "delivering")
+    for month in range(PLANTED_START[1], 13):
+        tracking.record_realised(con, finance, s.scheme_id, plans.period_of(PLANTED_START[0], month), 2_500)
+    made["credited"] = s.scheme_id
 
     # An approved scheme whose QIA was escalated (risk 16) and signed by the MD and chief nurse.
     other = all_opps[(all_opps.csu_code != DEMO_CSU) & (all_opps.csu_code != csu) & (all_opps.opportunity_gbp > 0)
