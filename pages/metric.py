@@ -49,11 +49,14 @@ c1.metric("Actual", metric_value(r.actual, fmt))
 c2.metric("Target", metric_value(r.target_value, fmt), help=f"Benchmark level: {r.benchmark_level or 'none'}")
 ui.annual_metric(c3, "Opportunity", r.opportunity_gbp, help=f"{r.saving_type.capitalize()} saving, a full year "
                  "at the chosen target. The 80% range comes from the unit's own month-to-month variation: its rate "
-                 "± 1.28 standard errors of the mean monthly rate, priced the same way.",
-                 low=r.opportunity_low_gbp, high=r.opportunity_high_gbp)
+                 "± 1.28 standard errors of the mean monthly rate, priced the same way.")
 gap_unit = metric.unit.removeprefix("£").strip()  # the unit goes in the label: the tile's big type stays short
 c4.metric(f"Gap a year, {gap_unit}", units(r.gap_units, metric.unit).removesuffix(" " + gap_unit),
           help=f"Capacity: {units(r.capacity_units, metric.capacity_unit)} a year" if metric.capacity_unit else None)
+st.caption(f"Opportunity {gbp_short(r.opportunity_gbp)} a year, **80% range {gbp_short(r.opportunity_low_gbp)}–"
+           f"{gbp_short(r.opportunity_high_gbp)}**: this unit's rate ± 1.28 standard errors of its mean monthly rate "
+           f"(standard error {metric_value(r.actual_se, fmt)}), priced the same way." if pd.notna(r.actual_se) else
+           "No 80% range: fewer than two months of data, so no month-to-month variation to measure.")
 flags = []
 if r.low_volume:
     flags.append(f"low volume ({r.denominator:,.0f} below the minimum of {metric.min_volume:,.0f})")

@@ -25,8 +25,7 @@ t = totals(df)
 c1, c2, c3, c4 = st.columns(4)
 ui.annual_metric(c1, "Total opportunity (net)", t.net_gbp, help="Net of overlap: for each CSU and specialty only "
                  "the largest of the metrics that free the same resource counts. A full year at the chosen target. "
-                 "The 80% range comes from each unit's month-to-month variation (see the Guide).",
-                 low=t.net_low_gbp, high=t.net_high_gbp)
+                 "The 80% range below comes from each unit's month-to-month variation (see the Guide).")
 ui.annual_metric(c2, "Gross (all metrics summed)", t.gross_gbp, help="Every metric's opportunity, overlaps included.")
 ui.annual_metric(c3, "Cash-releasing", t.cash_gbp, help="Money leaves the ledger (e.g. agency premium).")
 ui.annual_metric(c4, "Productivity", t.productivity_gbp, help="Capacity released (bed days, theatre time, clinic "

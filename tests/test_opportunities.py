@@ -238,3 +238,30 @@ def test_heatmap_rows_are_csus_or_a_single_csus_specialties(tiny):
     assert rows == "Specialty" and set(own["row"]) == {"General Surgery", "Small Specialty", "CSU-wide"}
     beds = own[(own["row"] == "General Surgery") & (own["domain"] == "Beds")]["net_gbp"].iloc[0]
     assert beds > 0
+
+
+def test_the_funnel_frame_places_every_unit_against_this_units_target(tiny):
+    """alos_elective around A/100 (target 3.0, tau² 0.050685 from the docstring's working):
+    B/200 (own target 3.2, 300 bed days / 100 spells) sits at x = 100 × 3.2/3.0 = 106.67 (the same
+    expected count, 320) and value 3.0 × 3.0/3.2 = 2.8125; A/300 at x = 10.667, value 3.75. The 95 %
+    upper limit at 100 spells: 3.0 × exp(1.96 √(1/300 + 0.050685)) = 4.7308, above A/100's 4.0:
+    inside, as its over-dispersed z of 1.24 says."""
+    from opportunity_engine.analysis.opportunities import funnel
+    from opportunity_engine.analysis.stats import Z95
+
+    fp = funnel(tiny, Scope.trust(), Basis(), "alos_elective", "A", "100")
+    assert fp is not None and fp.kind == "poisson" and fp.target == pytest.approx(3.0) and fp.units == 3
+    import numpy as np
+
+    b = fp.points[np.isclose(fp.points["actual"], 3.0)].iloc[0]
+    assert b.x == pytest.approx(100 * 3.2 / 3.0) and b.value == pytest.approx(3.0 * 3.0 / 3.2)
+    small = fp.points[np.isclose(fp.points["actual"], 4.0) & ~fp.points["this"]].iloc[0]
+    assert small.x == pytest.approx(10 * 3.2 / 3.0) and small.value == pytest.approx(3.75)
+    me = fp.points[fp.points["this"]].iloc[0]
+    assert me.x == 100 and me.value == pytest.approx(4.0) and not me.flagged and me.naive_flagged
+    upper = 3.0 * np.exp(Z95 * np.sqrt(1 / 300 + fp.tau2))
+    assert upper == pytest.approx(4.7308, rel=1e-4)
+    at = np.interp(100, fp.limits["x"], fp.limits["upper_95"])
+    assert at == pytest.approx(upper, rel=1e-3)
+    assert (fp.limits["upper_998"] > fp.limits["upper_95"]).all() and (fp.limits["lower_998"] < fp.limits["lower_95"]).all()
+    assert funnel(tiny, Scope.trust(), Basis(), "wf_agency_share", "A", "") is None  # money shares: no funnel

@@ -12,11 +12,12 @@ import html
 import re
 
 import duckdb
+import pandas as pd
 
 from ..analysis.opportunities import Basis, opportunities, totals
 from ..analysis.stats import xmr
 from ..config import settings
-from ..delivery import plans, qia
+from ..delivery import plans, qia, tracking
 from ..formatting import gbp_short, months
 from ..scope import Scope
 from .views import calculation_steps
@@ -35,6 +36,90 @@ def _pipeline_example(con: duckdb.DuckDBPyConnection, scope: Scope) -> str:
     return (f"In {plans.fy_label(fy)} across your scope: committed {gbp_short(t['in_year_gbp'])}, pipeline "
             f"{gbp_short(t['pipeline_gbp'])}, weighted {gbp_short(t['pipeline_weighted_gbp'])}; still to find after "
             f"both {gbp_short(t['gap_after_pipeline_gbp'])}.")
+
+
+def _significance_text(con: duckdb.DuckDBPyConnection, example) -> str:
+    """The funnel plot and over-dispersion, with the example row's metric across the trust."""
+    text = """
+A gap measured on few cases can be chance. **Low volume**: the denominator is below the metric's
+minimum volume. **Not significant**: the unit sits inside the 95% limit of the metric's **funnel
+plot** (Metric detail draws it: every unit of the trust, its value against its volume).
+
+Sampling error alone is not enough: with a trust's volumes nearly every unit would fall outside
+limits built from it, because units differ for many reasons chance does not cover (case mix,
+coding, how services are organised). So the limits allow for that spread, as the Healthcare
+Commission and NHS-R's FunnelPlotR do (Spiegelhalter, *Stat Med* 2005 and *Qual Saf Health Care*
+2005, the additive random-effects model):
+
+1. Each unit's value on a scale where chance spreads evenly: a proportion as asin √p with standard
+   error s = 1 ÷ (2 √n); a count per unit (bed days per spell, follow-ups per first) as
+   ln(observed ÷ expected), expected = target × denominator, s = 1 ÷ √expected. A stay varies
+   more than a count of bed days would: step 3 takes that up too.
+2. Naive z = (value − target) ÷ s, for every unit of the trust on that metric and basis.
+3. z is winsorised at 10 % each tail (the most extreme tenth pulled in to the 10th/90th
+   percentile); φ = mean of the winsorised z²; with w = 1/s², τ² = (nφ − (n − 1)) ÷ (Σw − Σw² ÷ Σw),
+   or 0 when nφ < n − 1 (no more spread than chance).
+4. Limits: target ± 1.96 √(s² + τ²) (95 %) and ± 3.09 √(s² + τ²) (99.8 %). A unit is flagged
+   significant only outside the 95 % limit.
+
+Flagged opportunities keep their £ but rank after the real ones."""
+    if example.empty:
+        return text
+    r = example.iloc[0]
+    everyone = opportunities(con, Scope.trust(), Basis(), metric=r.metric_id)
+    tested = everyone[everyone["z_score"].notna()]
+    if tested.empty or pd.isna(r.z_score):
+        return text
+    return text + f"""
+
+For **{r.metric_name}** at the peer median, {len(tested)} units of the trust are tested: φ =
+{r.phi:.2f}, τ² = {r.tau2:.4g}. On sampling error alone {int(tested["significant_naive"].sum())} of them would
+be flagged; allowing for the spread between units, {int(tested["significant"].sum())}. This unit's naive z is
+{r.z_score:.2f}; allowing for the spread it is {r.z_adjusted:.2f}, so it is
+**{"significant" if r.significant else "not significant"}**. `python -m opportunity_engine significance`
+prints the same for every metric."""
+
+
+def _range_text(r, t) -> str:
+    """The 80 % range of the example opportunity and of the total."""
+    lower = r.direction == "lower"
+    se = "no range (fewer than two months of data)" if pd.isna(r.actual_se) else f"{r.actual_se:.4g}"
+    total = (f"Across your scope the net total is **{gbp_short(t.net_gbp)} a year (80 % range "
+             f"{gbp_short(t.net_low_gbp)}–{gbp_short(t.net_high_gbp)})**." if t is not None else "")
+    return f"""
+A figure like £1,234,567 suggests a precision the data do not have, so every opportunity carries
+an **80 % range** (one chance in ten below it, one in ten above) from the uncertainty of the unit's
+own rate: its month-to-month variation.
+
+1. The standard error of the window's mean monthly rate: the standard deviation of the monthly
+   rates ÷ √(months with a rate).
+2. The rate's 80 % range: actual ± 1.2816 standard errors (the normal distribution).
+3. Each end priced exactly as the opportunity is: the gap at that rate × the unit cost; an end
+   beyond the target is £0 (no gap).
+
+**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}): actual {r.actual:.4g}, standard error
+{se}, so the rate lies between {r.actual - 1.2816 * (0 if pd.isna(r.actual_se) else r.actual_se):.4g} and
+{r.actual + 1.2816 * (0 if pd.isna(r.actual_se) else r.actual_se):.4g}; against the target {r.target_value:.4g}
+({"lower" if lower else "higher"} is better) that is £{r.opportunity_low_gbp:,.0f} to £{r.opportunity_high_gbp:,.0f}
+around £{r.opportunity_gbp:,.0f}.
+
+Totals combine the rows **as independent errors**: each side's distance from the total is the
+square root of the sum of the rows' squared distances on that side. {total} Independent errors
+partly cancel, so a total's range is narrower, relative to it, than its rows' ranges; where units
+share a cause (one coding practice, one pathway) the true range is wider."""
+
+
+def _evidence_example() -> str:
+    """The rule worked on a fixed series through the engine's own evidence code."""
+    values = [0.10, 0.11, 0.09, 0.10, 0.105, 0.095, 0.10, 0.11, 0.09, 0.10, 0.10, 0.10] + [0.07] * 12
+    periods = pd.period_range("2024-04", periods=len(values), freq="M").strftime("%Y-%m")
+    series = pd.DataFrame({"period": periods, "numerator": [v * 1000 for v in values], "denominator": 1000})
+    early = tracking.assess_series(series, "2025-11", "lower", unit_cost=150)
+    on_time = tracking.assess_series(series, "2025-04", "lower", unit_cost=150)
+    return (f"For example, a DNA rate around 10 % for a year, then 7 % from April 2025: a scheme that started in "
+            f"April 2025 shows a {on_time.status} worth {gbp_short(on_time.evidenced_fye_gbp)} a year (at £150 a DNA "
+            f"over 1,000 appointments a month); one that started in November 2025 reads \"{early.message.split(':')[0]}: "
+            f"not credited\".")
 
 
 def sections(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
@@ -92,12 +177,9 @@ counts towards the net total. Across your scope today: gross {gbp_short(t.gross_
 **{gbp_short(t.net_gbp)}**. Cash-releasing {gbp_short(t.cash_gbp)}; productivity (capacity
 released, cash only if the capacity is removed or refilled with income) {gbp_short(t.productivity_gbp)}.
 """))
-    out.append(("Worked example: is a gap real?", """
-A gap measured on few cases can be chance. **Low volume**: the denominator is below the metric's
-minimum volume. **Not significant**: the actual value sits inside the 95% funnel limit around the
-target (binomial limits for a proportion, Poisson for a rate: z = (actual − target) ÷ √variance,
-significant when |z| > 1.96). Flagged opportunities keep their £ but rank after the real ones.
-"""))
+    out.append(("Worked example: is a gap real?", _significance_text(con, example)))
+    if not example.empty:
+        out.append(("Worked example: the £ as a range", _range_text(example.iloc[0], t)))
     chart = xmr([10, 12, 11, 13, 12, 11, 10, 12])
     assert chart is not None  # eight points: always enough for limits
     out.append(("How to read SPC charts", f"""
@@ -145,6 +227,13 @@ with planned to date, up to the last complete month: green ≥ {float(track.get(
 amber ≥ {float(track.get('amber_at', 0.80)):.0%}, red below. **Evidence** sets SPC limits on the driving
 metric's months before the start and asks whether the months since show special cause the right
 way; the observed change × volume × the opportunity's unit cost is what the data say the scheme is worth.
+
+**Evidence from the start.** A change that began before the scheme started is not the scheme's
+doing, and is not credited. It shows either as the months before the start ending in a run on the
+better side of their own mean that holds a special cause, or as a shift (7 months or more) on the
+better side that began before the start and runs into it. A change that began up to
+{int(track.get('start_grace_months', 1))} month before the start still counts (plans round their start dates).
+{_evidence_example()}
 """))
     out.append(("Glossary", """
 | term | meaning |
