@@ -108,6 +108,8 @@ else:
               + bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="upper_998:Q")
               + bands.mark_line(color="#425563").encode(y=alt.Y("lower_95:Q", title=metric.metric_name, axis=axis))
               + bands.mark_line(color="#425563").encode(y="upper_95:Q")
+              + bands.mark_line(color="#DA291C", strokeDash=[1, 3], opacity=0.6).encode(y="naive_lower_95:Q")
+              + bands.mark_line(color="#DA291C", strokeDash=[1, 3], opacity=0.6).encode(y="naive_upper_95:Q")
               + alt.Chart(pd.DataFrame({"target": [fp.target]})).mark_rule(color="#009639").encode(y="target:Q"))
     layers += alt.Chart(fp.points).mark_circle(size=60, opacity=0.8).encode(
         x="x:Q", y="value:Q",
@@ -120,7 +122,7 @@ else:
     st.caption(f"Orange: this unit; blue: the trust's other units ({fp.units} in all). Solid grey: 95% limits, dashed: "
                f"99.8%, around the target (green), widened for the spread between units that chance alone does not "
                f"explain (over-dispersion φ = {fp.phi:.1f}, τ² = {fp.tau2:.3g}; Spiegelhalter 2005, as NHS-R FunnelPlotR). "
-               f"Outside the 95% limit: {adjusted} of {fp.units} units; with sampling error alone it would be {naive}. "
+               f"Outside the 95% limit: {adjusted} of {fp.units} units; with sampling error alone (red dotted) it would be {naive}. "
                "Units judged against another specialty's benchmark are shown at the same distance from this target.")
 
 st.subheader("How this was calculated")

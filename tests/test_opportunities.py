@@ -264,4 +264,6 @@ def test_the_funnel_frame_places_every_unit_against_this_units_target(tiny):
     at = np.interp(100, fp.limits["x"], fp.limits["upper_95"])
     assert at == pytest.approx(upper, rel=1e-3)
     assert (fp.limits["upper_998"] > fp.limits["upper_95"]).all() and (fp.limits["lower_998"] < fp.limits["lower_95"]).all()
+    # sampling error alone: 3.0 × exp(1.96 / √300) = 3.2369 at 100 spells, which A/100's 4.0 is outside
+    assert np.interp(100, fp.limits["x"], fp.limits["naive_upper_95"]) == pytest.approx(3.0 * np.exp(Z95 / 300 ** 0.5), rel=1e-3)
     assert funnel(tiny, Scope.trust(), Basis(), "wf_agency_share", "A", "") is None  # money shares: no funnel

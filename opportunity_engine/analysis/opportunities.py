@@ -443,7 +443,8 @@ def distribution(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, met
 class Funnel:
     """A metric's funnel plot for one unit, ready to draw: every comparable unit of the trust
     (``points``: x, value, unit, this, flagged, naive_flagged) and the over-dispersed limits around
-    this unit's target (``limits``: x, lower_95, upper_95, lower_998, upper_998)."""
+    this unit's target (``limits``: x, lower_95, upper_95, lower_998, upper_998, and the naive
+    95 % limits from sampling error alone, naive_lower_95 and naive_upper_95, for comparison)."""
     points: pd.DataFrame
     limits: pd.DataFrame
     target: float
@@ -494,7 +495,9 @@ def funnel(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, metric: s
     grid = np.geomspace(max(points["x"].min() * 0.8, 1.0), points["x"].max() * 1.25, 200)
     low95, high95 = stats.funnel_limits(kind, target, grid, tau2, stats.Z95)
     low998, high998 = stats.funnel_limits(kind, target, grid, tau2, stats.Z998)
-    limits = pd.DataFrame({"x": grid, "lower_95": low95, "upper_95": high95, "lower_998": low998, "upper_998": high998})
+    naive_low, naive_high = stats.funnel_limits(kind, target, grid, 0.0, stats.Z95)  # sampling error alone
+    limits = pd.DataFrame({"x": grid, "lower_95": low95, "upper_95": high95, "lower_998": low998, "upper_998": high998,
+                           "naive_lower_95": naive_low, "naive_upper_95": naive_high})
     x_label = "denominator" if kind == "binomial" else "denominator (at this unit's target: same expected count)"
     return Funnel(points, limits, target, kind, float(me["phi"]), tau2, len(points), x_label)
 

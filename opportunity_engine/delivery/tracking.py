@@ -245,8 +245,11 @@ def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evid
 
 def _metric(con: duckdb.DuckDBPyConnection, metric_id: str) -> tuple[str, str, str]:
     """(direction, name, value format) of a metric."""
-    return tuple(con.execute("SELECT direction, metric_name, value_format FROM metrics WHERE metric_id = ?",
-                             [metric_id]).fetchone())
+    row = con.execute("SELECT direction, metric_name, value_format FROM metrics WHERE metric_id = ?",
+                      [metric_id]).fetchone()
+    if row is None:
+        raise ValueError(f"The scheme's metric {metric_id!r} is no longer in the catalogue.")
+    return str(row[0]), str(row[1]), str(row[2])
 
 
 def _unit_label(con: duckdb.DuckDBPyConnection, scheme: schemes.Scheme) -> str:

@@ -77,7 +77,7 @@ def _plant_working_scheme(con: duckdb.DuckDBPyConnection, avoid: tuple[str, str]
     data, other than ``avoid``) drops by a third from the planted start; its facts are rebuilt.
     So the demo shows evidence both ways: the text-reminder case study, whose metric was already
     falling before it started (not credited), and this one, which changed at its start (credited)."""
-    csu, specialty = con.execute("""
+    row = con.execute("""
         WITH y AS (SELECT csu_code, specialty_code,
                           sum(numerator) FILTER (WHERE period < '2024-04') / sum(denominator) FILTER (WHERE period < '2024-04') AS first,
                           sum(numerator) FILTER (WHERE period >= '2025-04') / sum(denominator) FILTER (WHERE period >= '2025-04') AS last,
@@ -86,7 +86,10 @@ def _plant_working_scheme(con: duckdb.DuckDBPyConnection, avoid: tuple[str, str]
         SELECT csu_code, specialty_code FROM y
         WHERE volume > 1000 AND first > 0 AND (csu_code, specialty_code) <> ($csu, $specialty)
         ORDER BY abs(first - last) / first, csu_code, specialty_code LIMIT 1""",
-                                 {"csu": avoid[0], "specialty": avoid[1]}).fetchone()
+                      {"csu": avoid[0], "specialty": avoid[1]}).fetchone()
+    if row is None:
+        raise RuntimeError("The demo has no busy outpatient specialty to plant a working scheme in.")
+    csu, specialty = str(row[0]), str(row[1])
     start = plans.period_of(*PLANTED_START)
     con.begin()
     con.execute("""UPDATE outpatients SET outcome = 'attended'
