@@ -29,7 +29,7 @@ from ..config import settings
 from ..errors import InvalidInput
 from ..scope import SCOPE_FILTER, Scope
 from ..store.db import scalar
-from . import lookups, maths
+from . import casemix, lookups, maths
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
 
@@ -234,7 +234,12 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
             sql, params = _grains_query(windows, lk, scope, csu, specialty, metric, everyone=internal)
             g, seen = _split_version(con.execute(sql, params).fetchnumpy())
         if seen == lk.version:
-            break
+            refs = casemix.references(con, lk, windows, basis.benchmark,
+                                      basis.peer_group or default_peer_group(tuple(lk.peer)),
+                                      int(cfg["internal_min_units"]), int(cfg["hrg_min_spells"]))
+            if refs.version == lk.version:
+                break
+            seen = refs.version  # an import between the two queries: start again at its version
         # The facts are of another data version than the look-ups guessed (an import since, or
         # another database): take that version's look-ups and run again with its windows.
         lk = lookups.get(con, seen)
@@ -243,8 +248,7 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
     if g is None or len(g["num"]) == 0:
         return maths.empty()
     wanted = g.pop("wanted", None)
-    group = basis.peer_group or default_peer_group(tuple(lk.peer))
-    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group)
+    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group, refs)
 
 
 def _split_version(g: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
