@@ -80,7 +80,10 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
         for fy in (fy_now - 1, fy_now):
             plans.set_wrp_target(con, finance, csu, fy, round(gbp * 0.25, -4), "Demo: 25% of net median opportunity")
 
-    ema = all_opps[(all_opps.csu_code == DEMO_CSU) & (all_opps.rank_group == 0)]
+    ema = all_opps[all_opps.csu_code == DEMO_CSU]  # ranked: real gaps first
+    real = ema[ema.rank_group == 0]
+    if (real.specialty_code != "").sum() >= 3:  # a small demo may have fewer: then take the next ranked
+        ema = real
     basis = Basis()
     in_specialties = ema[ema.specialty_code != ""]
     first, third = in_specialties.iloc[0], in_specialties.iloc[1]
