@@ -41,7 +41,11 @@ from __future__ import annotations
 import pytest
 
 from opportunity_engine.analysis import catalogue
-from opportunity_engine.analysis.opportunities import Basis, compute_opportunities, opportunities
+from opportunity_engine.analysis.opportunities import (
+    Basis,
+    compute_opportunities,
+    opportunities,
+)
 from opportunity_engine.config import settings
 from opportunity_engine.scope import Scope
 from opportunity_engine.store import db, facts
@@ -179,11 +183,18 @@ def test_spells_files_with_and_without_case_mix_load(tmp_path):
     assert con.execute("SELECT hrg_code, spells, bed_days FROM hrg_facts").fetchall() == [("FF10B", 1, 2)]
     bad = tmp_path / "spells_bad.csv"
     bad.write_text(head + ",hrg_code,age\nS3,A,100,2025-05-01,2025-05-03,non_elective,0,,0,FF10B,130\n")
-    unordered = tmp_path / "hrg_benchmarks_bad.csv"
-    unordered.write_text("hrg_code,admission_type,peer_group,p10,p25,p50,p75,p90,source\n"
-                         "FF10C,day_case,peer,3,1.5,2,2.5,3,HES\n")
-    refused = import_files(con, [bad, unordered], loaded_by="test")
+    day_case = tmp_path / "hrg_benchmarks_day_case.csv"
+    day_case.write_text("hrg_code,admission_type,peer_group,p10,p25,p50,p75,p90,source\n"
+                        "FF10C,day_case,peer,1,1.5,2,2.5,3,HES\n")
+    refused = import_files(con, [bad, day_case], loaded_by="test")
     assert not refused.ok
     text = refused.report()
-    assert "age" in text and "at most 120" in text and "admission_type" in text and "p10" in text
+    assert "row 2, column age, value '130': must be at most 120" in text
+    assert "column admission_type, value 'day_case'" in text
+    unordered = tmp_path / "hrg_benchmarks_unordered.csv"
+    unordered.write_text("hrg_code,admission_type,peer_group,p10,p25,p50,p75,p90,source\n"
+                         "FF10C,elective,peer,3,1.5,2,2.5,3,HES\n")
+    refused = import_files(con, [unordered], loaded_by="test")
+    assert not refused.ok and "percentiles must be in order" in refused.report()
     assert con.execute("SELECT count(*) FROM spells").fetchone()[0] == 2  # nothing changed
+    assert con.execute("SELECT count(*) FROM hrg_benchmarks").fetchone()[0] == 1

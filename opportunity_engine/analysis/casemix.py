@@ -73,7 +73,7 @@ class References:
     history: History | None  # internal benchmarks only
 
 
-_CACHE: "OrderedDict[tuple, References]" = OrderedDict()
+_CACHE: OrderedDict[tuple, References] = OrderedDict()
 _CACHE_SIZE = 32
 _LOCK = threading.Lock()
 
