@@ -248,6 +248,7 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
     if g is None or len(g["num"]) == 0:
         return maths.empty()
     wanted = g.pop("wanted", None)
+    group = basis.peer_group or default_peer_group(tuple(lk.peer))
     return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group, refs)
 
 
