@@ -89,7 +89,7 @@ WITH latest AS (
     FROM (SELECT q.csu_code, q.specialty_code, q.metric_id, count(*) AS n,
                  CASE WHEN any_value(m.direction) = 'lower' THEN min(qn / qd) ELSE max(qn / qd) END AS best
           FROM quarters q JOIN metrics m USING (metric_id)
-          WHERE qm = 3 AND qd > 0 AND qd >= m.min_volume / 4
+          WHERE qm = 3 AND qd > 0 AND qd >= m.min_volume
           GROUP BY q.csu_code, q.specialty_code, q.metric_id) q
 ), peer AS (
     SELECT metric_id, specialty_code, p10, p25, p50, p75, p90, source FROM benchmarks WHERE peer_group = $peer
