@@ -96,7 +96,8 @@ with right:
         chart = alt.Chart(dist).mark_bar().encode(
             x=alt.X("order:O", title=None, axis=None),
             y=alt.Y("value:Q", title=metric.metric_name, axis=alt.Axis(format=".0%") if fmt == "percent" else alt.Axis(),
-                    scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1 else alt.Scale()),
+                    scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1
+                    and comparators.whole_scale else alt.Scale(zero=comparators.whole_scale)),
             color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
             tooltip=["label", alt.Tooltip("value:Q", format=".1%" if fmt == "percent" else ".3f")])
         if pd.notna(r.target_value):

@@ -285,6 +285,7 @@ class ComparatorChart:
     title: str
     caption: str
     frame: pd.DataFrame
+    whole_scale: bool = True  # rates drawn on 0-100 %; False for one unit's own quarters (they vary little)
 
 
 def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row) -> ComparatorChart:
@@ -308,7 +309,7 @@ def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row) -> Compa
                               "value": [q["value"] for q in quarters], "this": True})
         return ComparatorChart("units", "This unit's rolling quarters (last 36 months)",
                                "Too few units of this specialty in the trust to compare: the target (green) is "
-                               "the unit's own best quarter.", frame)
+                               "the unit's own best quarter.", frame, whole_scale=False)
     if basis.benchmark == "internal" and basis_kind in ("specialty", "CSU-wide"):
         everyone = opportunities(con, Scope.trust(), basis, metric=row.metric_id)
         same = everyone[(everyone["specialty_code"] == row.specialty_code) & ~everyone["low_volume"]]
