@@ -139,7 +139,7 @@ def calculation_steps(row, basis_label: str, numerator_label: str = "", denomina
         ("numerator" + (f": {numerator_label}" if numerator_label else ""), f"{row.numerator:,.1f}"),
         ("denominator" + (f": {denominator_label}" if denominator_label else ""), f"{row.denominator:,.1f}"),
         ("actual = numerator ÷ denominator", metric_value(row.actual, fmt)),
-        (f"target ({basis_label}, {TARGET_BASIS_WORDS.get(getattr(row, 'target_basis', None), 'no benchmark')})",
+        (f"target ({basis_label}, {TARGET_BASIS_WORDS.get(str(getattr(row, 'target_basis', '')), 'no benchmark')})",
          metric_value(row.target_value, fmt)),
         ("gap = " + ("numerator − target × denominator" if lower else "target × denominator − numerator")
          + " (never below 0)", gap),
