@@ -5,11 +5,11 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from opportunity_engine.analysis import casemix
 from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.analysis.opportunities import opportunities, trend
 from opportunity_engine.delivery import schemes
 from opportunity_engine.formatting import gbp_short, metric_value, months, units
+from opportunity_engine.reports import comparators as likeforlike
 from opportunity_engine.reports import views
 
 user = ui.require_user()
@@ -55,7 +55,7 @@ if not r.significant and pd.notna(r.target_value):
     flags.append("the gap is within the 95% funnel limit (may be noise)")
 if flags:
     st.warning("Treat with care: " + "; ".join(flags) + ".")
-note = casemix.target_note(r)
+note = likeforlike.target_note(r)
 if note:
     st.info(note, icon=":material/balance:")
 if r.target_basis == "case mix":
@@ -81,7 +81,7 @@ with left:
     else:
         st.info("Not enough months for a trend.")
 with right:
-    comparators = casemix.comparator_chart(cur, user.scope, basis, r)  # only what produced the target
+    comparators = likeforlike.comparator_chart(cur, user.scope, basis, r)  # only what produced the target
     st.subheader(comparators.title)
     dist = comparators.frame
     if comparators.kind == "hrg":
@@ -110,7 +110,7 @@ calc = views.calculation_steps(r, basis.label, metric.numerator_label, metric.de
 st.dataframe(calc, hide_index=True, width="stretch")
 if r.target_basis == "case mix":
     st.markdown("**Target = your spells, at the reference length of stay of each HRG** (Σ expected bed days ÷ spells)")
-    st.dataframe(pd.DataFrame(casemix.hrg_breakdown(cur, r, basis)), hide_index=True, width="stretch",
+    st.dataframe(pd.DataFrame(likeforlike.hrg_breakdown(cur, r, basis)), hide_index=True, width="stretch",
                  column_config={"Spells": st.column_config.NumberColumn(format="%.0f"),
                                 "Mean stay": st.column_config.NumberColumn(format="%.2f days"),
                                 "Reference stay": st.column_config.NumberColumn(format="%.2f days"),

@@ -13,13 +13,14 @@ import re
 
 import duckdb
 
-from ..analysis.casemix import CASEMIX_METRICS, hrg_breakdown
 from ..analysis.opportunities import Basis, opportunities, totals
 from ..analysis.stats import xmr
 from ..config import settings
 from ..delivery import plans, qia
 from ..formatting import gbp_short, months
 from ..scope import Scope
+from ..store.facts import CASEMIX_METRICS
+from .comparators import hrg_breakdown
 from .views import calculation_steps
 
 
