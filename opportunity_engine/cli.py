@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export with this user's scope and name (default: whole trust, 'command line')")
     p.add_argument("--out", type=Path, required=True)
 
+    p = sub.add_parser("comparators", help="print the like-for-like figures: internal ÷ peer total, "
+                                            "unlike comparisons over £1m, crude v case-mix adjusted length of stay")
+    _db_arg(p)
+
     p = sub.add_parser("schema", help="show or upgrade the database schema version")
     _db_arg(p)
 
@@ -332,6 +336,14 @@ def cmd_export_plans(args, path: Path) -> int:
     return 0
 
 
+def cmd_comparators(args, path: Path) -> int:
+    from .reports.comparators import comparators
+
+    with dbmod.connect(path, read_only=True) as con:
+        print("\n".join(comparators(con).lines()))
+    return 0
+
+
 def cmd_schema(args, path: Path) -> int:
     with dbmod.connect(path) as con:
         print(f"{path}: schema version {dbmod.schema_version(con)} (engine {dbmod.LATEST_VERSION})")
@@ -384,4 +396,4 @@ def cmd_users(args, path: Path) -> int:
 COMMANDS = {"init": cmd_init, "demo": cmd_demo, "import": cmd_import, "opportunities": cmd_opportunities,
             "significance": cmd_significance,
             "export": cmd_export, "schema": cmd_schema, "users": cmd_users, "backup": cmd_backup,
-            "export-plans": cmd_export_plans}
+            "export-plans": cmd_export_plans, "comparators": cmd_comparators}

@@ -18,7 +18,8 @@ DATA_DIR = ROOT / "data"
 DEFAULTS: dict[str, dict[str, Any]] = {
     "database": {"path": "data/opportunity.duckdb"},
     "demo": {"seed": 42, "scale": "trust"},
-    "analysis": {"peer_group": "peer", "window_months": 12, "internal_min_units": 4},
+    "analysis": {"peer_group": "peer", "window_months": 12, "internal_min_units": 4,
+                 "hrg_min_spells": 10},
     "import": {"used_minutes_tolerance": 120, "max_errors_per_rule": 20, "earliest_year": 2000,
                "future_grace_months": 1},
     "auth": {"cookie_name": "opportunity_explorer", "cookie_expiry_days": 1},

@@ -6,14 +6,10 @@ import streamlit as st
 
 import ui
 from opportunity_engine.analysis.catalogue import all_metrics
-from opportunity_engine.analysis.opportunities import (
-    distribution,
-    funnel,
-    opportunities,
-    trend,
-)
+from opportunity_engine.analysis.opportunities import funnel, opportunities, trend
 from opportunity_engine.delivery import schemes
 from opportunity_engine.formatting import gbp_short, metric_value, months, units
+from opportunity_engine.reports import comparators as likeforlike
 from opportunity_engine.reports import views
 
 user = ui.require_user()
@@ -64,6 +60,14 @@ if not r.significant and pd.notna(r.target_value):
     flags.append("the gap is within the 95% funnel limit, allowing for the usual spread between units (may be noise)")
 if flags:
     st.warning("Treat with care: " + "; ".join(flags) + ".")
+note = likeforlike.target_note(r)
+if note:
+    st.info(note, icon=":material/balance:")
+if r.target_basis == "case mix":
+    with st.expander("Crude figure (not adjusted for case mix)"):
+        st.markdown(f"Crude target {metric_value(r.crude_target_value, fmt)} (the specialty's length of stay, "
+                    f"whatever its patients' HRGs): opportunity {gbp_short(r.crude_opportunity_gbp)} a year, against "
+                    f"{gbp_short(r.opportunity_gbp)} adjusted.")
 
 st.subheader("Opportunity range")
 range_df = views.opportunity_range(r, basis)
@@ -82,20 +86,29 @@ with left:
     else:
         st.info("Not enough months for a trend.")
 with right:
-    st.subheader("Across the trust's units")
-    dist = distribution(cur, user.scope, basis, metric_id)
-    dist["this"] = (dist["csu_code"] == csu) & (dist["specialty_code"] == specialty)
-    dist["order"] = range(len(dist))
-    chart = alt.Chart(dist).mark_bar().encode(
-        x=alt.X("order:O", title="Units, lowest to highest", axis=None),
-        y=alt.Y("value:Q", title=metric.metric_name, axis=alt.Axis(format=".0%") if fmt == "percent" else alt.Axis(),
-                scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1 else alt.Scale()),
-        color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
-        tooltip=["unit", alt.Tooltip("value:Q", format=".1%" if fmt == "percent" else ".3f")])
-    if pd.notna(r.target_value):
-        chart += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
+    comparators = likeforlike.comparator_chart(cur, user.scope, basis, r)  # only what produced the target
+    st.subheader(comparators.title)
+    dist = comparators.frame
+    if comparators.kind == "hrg":
+        long = dist.melt(id_vars=["label", "spells"], value_vars=["Mean stay", "Reference stay"], var_name="what")
+        chart = alt.Chart(long).mark_bar().encode(
+            x=alt.X("label:N", title="HRG", sort=None), xOffset="what:N", y=alt.Y("value:Q", title="Days"),
+            color=alt.Color("what:N", title=None, scale=alt.Scale(range=["#ED8B00", "#009639"]),
+                            legend=alt.Legend(orient="bottom")),
+            tooltip=["label", "what", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("spells:Q", format=",.0f")])
+    else:
+        dist["order"] = range(len(dist))
+        chart = alt.Chart(dist).mark_bar().encode(
+            x=alt.X("order:O", title=None, axis=None),
+            y=alt.Y("value:Q", title=metric.metric_name, axis=alt.Axis(format=".0%") if fmt == "percent" else alt.Axis(),
+                    scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1
+                    and comparators.whole_scale else alt.Scale(zero=comparators.whole_scale)),
+            color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
+            tooltip=["label", alt.Tooltip("value:Q", format=".1%" if fmt == "percent" else ".3f")])
+        if pd.notna(r.target_value):
+            chart += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
     st.altair_chart(chart, width="stretch")
-    st.caption("Orange: this unit. Other CSUs' units are anonymised. Green: target.")
+    st.caption(comparators.caption)
 
 st.subheader("Is the gap real? Funnel plot")
 fp = funnel(cur, user.scope, basis, metric_id, csu, specialty)
@@ -128,6 +141,14 @@ else:
 st.subheader("How this was calculated")
 calc = views.calculation_steps(r, basis.label, metric.numerator_label, metric.denominator_label)
 st.dataframe(calc, hide_index=True, width="stretch")
+if r.target_basis == "case mix":
+    st.markdown("**Target = your spells, at the reference length of stay of each HRG** (Σ expected bed days ÷ spells)")
+    st.dataframe(pd.DataFrame(likeforlike.hrg_breakdown(cur, r, basis)), hide_index=True, width="stretch",
+                 column_config={"Spells": st.column_config.NumberColumn(format="%.0f"),
+                                "Mean stay": st.column_config.NumberColumn(format="%.2f days"),
+                                "Reference stay": st.column_config.NumberColumn(format="%.2f days"),
+                                "Expected bed days": st.column_config.NumberColumn(format="%.0f"),
+                                "Bed days": st.column_config.NumberColumn(format="%.0f")})
 
 d1, d2 = st.columns(2)
 with d1:

@@ -19,7 +19,8 @@ from opportunity_engine.store import db
 
 from .conftest import DEMO_AS_OF, ROOT
 
-CHECKSUM_TABLES = ("spells", "outpatients", "theatre_sessions", "workforce", "metric_facts", "benchmarks")
+CHECKSUM_TABLES = ("spells", "outpatients", "theatre_sessions", "workforce", "metric_facts", "benchmarks",
+                   "hrg_benchmarks", "hrg_facts")
 
 
 def checksums(path) -> dict:

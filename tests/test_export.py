@@ -35,7 +35,7 @@ def test_sheets_table_formats_and_live_formulas(con):
     assert book.sheetnames == ["Cover", "Opportunities", "Summary", "Metric definitions"]
     opp = book["Opportunities"]
     assert opp.freeze_panes == "A2"
-    assert list(opp.tables) == ["Opportunities"] and opp.tables["Opportunities"].ref == "A1:AG6"
+    assert list(opp.tables) == ["Opportunities"] and opp.tables["Opportunities"].ref == "A1:AL6"
     headers = [c.value for c in opp[1]]
     gbp = headers.index("Opportunity £") + 1
     gap, cost = headers.index("Gap (units)") + 1, headers.index("Unit cost £") + 1

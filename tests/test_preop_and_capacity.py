@@ -58,11 +58,12 @@ def test_capacity_is_annualised_over_the_window_like_the_money(tiny):
 
 
 def test_internal_benchmark_with_fewer_than_two_units_has_no_target_and_the_guide_says_so(tiny):
-    """daycase_rate_bads has one unit in the tiny trust (A/100): no internal target, no £."""
+    """daycase_rate_bads has one unit in the tiny trust (A/100) and one month, so no own best
+    quarter either: no internal target, no £."""
     from opportunity_engine.reports import guide
 
     r = opportunities(tiny, Scope.trust(), Basis(benchmark="internal")).query(
         "metric_id == 'daycase_rate_bads'").iloc[0]
     assert r.target_value != r.target_value and r.opportunity_gbp == 0 and not r.significant  # NaN target
     text = " ".join(dict(guide.sections(tiny, Scope.trust()))["Internal benchmarks"].split())
-    assert "fewer than two" in text and "no internal target" in text
+    assert "own best sustained level" in text and "no internal target" in text

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import casemix, stats
 from .lookups import Lookups, Reference, positions
 from .stats import Z95
 
@@ -31,6 +31,9 @@ COLUMNS = [
     "min_volume", "funnel", "z_score", "capacity_units", "capacity_unit", "rank_group", "peer_group",
     # Over-dispersion (stats.py) and the 80 % range of the £ (h4, issue 12 points 3-4).
     "significant_naive", "z_adjusted", "phi", "tau2", "actual_se", "opportunity_low_gbp", "opportunity_high_gbp",
+    # Like-for-like (casemix.py): what the target rests on, the share of spells matched to an HRG
+    # reference (length of stay), actual ÷ expected at the median, and the crude figures.
+    "target_basis", "casemix_share", "los_index", "crude_target_value", "crude_opportunity_gbp",
 ]
 PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 _KNOTS = np.array([10.0, 25.0, 50.0, 75.0, 90.0])  # the percentiles a benchmark holds
@@ -39,9 +42,10 @@ _FLOAT_COLUMNS = ["numerator", "denominator", "actual", "target_value", "gap_uni
                   *PERCENTILE_COLUMNS, "target_median", "target_top_quartile", "target_top_decile",
                   "opportunity_median_gbp", "opportunity_top_quartile_gbp", "opportunity_top_decile_gbp",
                   "min_volume", "z_score", "capacity_units",
-                  "z_adjusted", "phi", "tau2", "actual_se", "opportunity_low_gbp", "opportunity_high_gbp"]
+                  "z_adjusted", "phi", "tau2", "actual_se", "opportunity_low_gbp", "opportunity_high_gbp",
+                  "casemix_share", "los_index", "crude_target_value", "crude_opportunity_gbp"]
 _GRAIN_TEXTS = ["csu_code", "specialty_code", "metric_id", "csu_name", "specialty_name", "benchmark_level",
-                "benchmark_source", "unit_cost_level", "unit_cost_source", "peer_group"]
+                "benchmark_source", "unit_cost_level", "unit_cost_source", "peer_group", "target_basis"]
 # Text columns copied from the catalogue entry of each row's metric.
 _CATALOGUE_TEXTS = ["saving_type", "metric_name", "domain", "direction", "unit", "value_format", "cost_driver",
                     "overlap_group", "funnel", "capacity_unit"]
@@ -71,12 +75,15 @@ def empty() -> pd.DataFrame:
 
 def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[Window, ...],
                   wanted: np.ndarray | None, internal_min: int, peer_group: str,
-                  dispersion: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                  dispersion: tuple[np.ndarray, np.ndarray] | None = None,
+                  refs: casemix.References | None = None) -> pd.DataFrame:
     """The opportunities frame from the grains ``g`` (columns csu_code, specialty_code, metric_id,
     num, den, months, rate_sum, rate_sq, rate_months as arrays). ``wanted`` marks the caller's rows
     when the query returned the whole trust for an internal benchmark; the others are used for
     percentiles and then dropped. ``dispersion`` is (φ, τ²) by metric position, estimated across
-    the whole trust; None when ``g`` is the whole trust, which then estimates them itself."""
+    the whole trust; None when ``g`` is the whole trust, which then estimates them itself.
+    ``refs`` (casemix.py) adjusts length-of-stay targets for case mix and gives internal
+    benchmarks the unit's own history where its specialty has too few units."""
     mi, known = positions(g["metric_id"], lk.metric_pos)
     if not known:  # facts of a metric no longer in the catalogue are not opportunities
         keep = mi < len(lk.metric_ids)
@@ -84,7 +91,7 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
         wanted = None if wanted is None else wanted[keep]
     si, spec_known = positions(g["specialty_code"], lk.specialty_pos)
     if basis.benchmark == "internal":
-        bench = _internal(g, mi, si, spec_known, lk, internal_min)
+        bench = _internal(g, mi, si, spec_known, lk, internal_min, refs.history if refs else None)
         b_idx, benchmark_level = bench.index, bench.level
     else:
         bench = lk.benchmarks(peer_group)
@@ -98,7 +105,8 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
     num, den, months = g["num"], g["den"], g["months"]
     metric = lk.metric
     lower, min_volume, funnel = metric["lower"][mi], metric["min_volume"][mi], metric["funnel"][mi]
-    pct = bench.values[b_idx]
+    crude_pct = bench.values[b_idx]
+    pct, share, sources = _adjust(g, mi, lk, crude_pct, bench.sources[b_idx], refs)
     costs = lk.unit_costs
     c_idx = costs.index[mi, si]
     unit_cost = costs.values[c_idx]
@@ -115,6 +123,9 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
             target = _best(pct, lower, basis.best)
             gap = _gap(target, lower, num, den)
         actual = num / den
+        crude_target = _chosen(crude_pct, lower, basis)
+        crude_opportunity = _gap(crude_target, lower, num, den) * cost
+        los_index = np.where(np.isnan(share), np.nan, actual / targets["median"])
         opportunity = gap * cost
         # Capacity a year, annualised over the window like the £ (not over the months this grain
         # has data: a unit with 6 months of a 12-month window would otherwise count double).
@@ -159,12 +170,15 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
     floats = np.vstack([num, den, actual, target, gap, unit_cost, opportunity, *pct.T, targets["median"],
                         targets["top_quartile"], targets["top_decile"], gaps["median"] * cost,
                         gaps["top_quartile"] * cost, gaps["top_decile"] * cost, min_volume, z, capacity,
-                        z_adjusted, phi, tau2, actual_se, opportunity_low, opportunity_high])[:, r]
+                        z_adjusted, phi, tau2, actual_se, opportunity_low, opportunity_high,
+                        share, los_index, crude_target, crude_opportunity])[:, r]
+    target_basis = np.where(share > 0, "case mix", benchmark_level)
     grain_texts = np.vstack([g["csu_code"], g["specialty_code"], g["metric_id"], lk.csu_names[ci],
                              _specialty_names(lk, si, g["specialty_code"]), benchmark_level,
-                             bench.sources[b_idx], costs.level[mi, si], costs.sources[c_idx],
+                             sources, costs.level[mi, si], costs.sources[c_idx],
                              # the group a peer target came from (None for internal benchmarks)
-                             np.full(len(r), None if basis.benchmark == "internal" else peer_group, dtype=object)])[:, r]
+                             np.full(len(r), None if basis.benchmark == "internal" else peer_group, dtype=object),
+                             target_basis])[:, r]
     metric_texts = _metric_texts(lk, windows)[:, mr]
     flags = np.vstack([low_volume, significant, counted, significant_naive])[:, r]
     # One frame per kind of column, side by side, in the promised order. Text stays object dtype as
@@ -204,6 +218,47 @@ def _gap(target: np.ndarray, lower: np.ndarray, num: np.ndarray, den: np.ndarray
     """Gap in numerator units, clamped at zero (a grain beating its target never offsets another);
     no target, no gap."""
     return np.nan_to_num(np.maximum(0.0, np.where(lower, num - target * den, target * den - num)), nan=0.0)
+
+
+def _chosen(pct: np.ndarray, lower: np.ndarray, basis) -> np.ndarray:
+    """The basis's target from percentiles p10 … p90 (the direction decides which)."""
+    if basis.target == "median":
+        return pct[:, 2]
+    if basis.target == "top_quartile":
+        return np.where(lower, pct[:, 1], pct[:, 3])
+    if basis.target == "top_decile":
+        return np.where(lower, pct[:, 0], pct[:, 4])
+    return _best(pct, lower, basis.best)
+
+
+def _adjust(g: dict[str, np.ndarray], mi: np.ndarray, lk: Lookups, pct: np.ndarray, sources: np.ndarray,
+            refs: casemix.References | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Length-of-stay percentiles adjusted for case mix (indirect standardisation, casemix.py):
+    per grain, (Σ spells × their HRG's percentile + unmatched spells × the plain percentile) ÷
+    spells. Returns the percentiles, the share of spells matched (NaN for other metrics, 0 for a
+    length-of-stay grain with none) and the benchmark source of each row."""
+    los = np.isin(mi, [lk.metric_pos[m] for m in casemix.CASEMIX_METRICS if m in lk.metric_pos])
+    share = np.where(los, 0.0, np.nan)
+    if refs is None or not los.any():
+        return pct, share, sources
+    cm = refs.casemix
+    at = casemix.find(cm.rows, g["csu_code"], g["specialty_code"], g["metric_id"], los)
+    has = at >= 0
+    has[has] = cm.matched[at[has]] > 0
+    if not has.any():
+        return pct, share, sources
+    rows, den = at[has], g["den"][has]
+    matched = cm.matched[rows]
+    unmatched = np.maximum(den - matched, 0.0)[:, None]
+    with np.errstate(invalid="ignore"):
+        plain = np.where(unmatched > 0, pct[has] * unmatched, 0.0)  # all matched: no plain part needed
+    adjusted, sources = pct.copy(), sources.copy()
+    adjusted[has] = (cm.weighted[rows] + plain) / den[:, None]
+    share[has] = np.minimum(matched / den, 1.0)
+    for i, row in zip(np.flatnonzero(has), rows):
+        sources[i] = (f"Case mix: {cm.hrgs[row]} HRGs, {share[i]:.0%} of spells. {cm.source}. "
+                      f"Other spells: {sources[i] or 'no benchmark'}")
+    return adjusted, share, sources
 
 
 def _best(pct: np.ndarray, lower: np.ndarray, best: int) -> np.ndarray:
@@ -248,22 +303,39 @@ def _rows(g: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _internal(g: dict[str, np.ndarray], mi: np.ndarray, si: np.ndarray, spec_known: bool, lk: Lookups,
-              minimum: int) -> Reference:
-    """Internal benchmarks from every unit of the trust with enough volume: per specialty when it
-    has ``minimum`` units, else across all specialties (two or more units). Unweighted: each unit
-    is one value, as the Guide says. Resolved per grain row."""
+              minimum: int, history: casemix.History | None) -> Reference:
+    """Internal benchmarks, like for like: percentiles across the trust's units of the same
+    specialty with enough volume, when there are ``minimum`` of them (CSU-wide metrics: across
+    the CSUs); else the unit's own history (casemix.py), never other specialties. Unweighted:
+    each unit is one value, as the Guide says. Resolved per grain row."""
     spec = g["specialty_code"]
     if not spec_known:  # group by the codes themselves, not the shared "unknown" position
         _, si = np.unique(spec.astype(str), return_inverse=True)
     unit = g["den"] >= lk.metric["min_volume"][mi]
     value = g["num"] / g["den"]
     key = mi * (int(si.max(initial=0)) + 1) + si
-    own = unit & (spec != "")
-    k_s, n_s, q_s = _at_least(*stats.group_quantiles(key[own], value[own], QUANTILES), minimum)
-    k_a, n_a, q_a = _at_least(*stats.group_quantiles(mi[unit], value[unit], QUANTILES), 2)
-    sources = ([f"Internal: {n} units of the trust in this specialty" for n in n_s]
-               + [f"Internal: {n} units of the trust, all specialties" for n in n_a])
-    return Reference.resolve(_find(k_s, key), _find(k_a, mi, offset=len(k_s)), np.concatenate([q_s, q_a]), sources)
+    k_s, n_s, q_s = _at_least(*stats.group_quantiles(key[unit], value[unit], QUANTILES), minimum)
+    blank = set(key[spec == ""].tolist())
+    sources = [f"Internal: {n} CSUs of the trust (CSU-wide)" if k in blank
+               else f"Internal: {n} units of the trust in this specialty" for k, n in zip(k_s.tolist(), n_s.tolist())]
+    specific = _find(k_s, key)
+    level = np.full(len(key), None, dtype=object)
+    level[specific >= 0] = "specialty"
+    level[(specific >= 0) & (spec == "")] = "CSU-wide"
+    values = [q_s.reshape(-1, 5)]
+    chosen = specific
+    if history is not None and len(history.quarters):
+        own = casemix.find(history.rows, g["csu_code"], spec, g["metric_id"], specific < 0)
+        chosen = np.where(specific >= 0, specific, np.where(own >= 0, own + len(k_s), -1))
+        level[(specific < 0) & (own >= 0)] = "own history"
+        values.append(history.values)
+        sources = sources + [f"Own history: this unit's best rolling quarter of the last {casemix.HISTORY_MONTHS} "
+                             f"months ({q} quarters), too few units of the specialty to compare"
+                             for q in history.quarters.tolist()]
+    values.append(np.full((1, 5), np.nan))
+    table = np.concatenate(values)
+    index = np.where(chosen >= 0, chosen, len(table) - 1)
+    return Reference(index, level, table, np.array(sources + [None], dtype=object))
 
 
 def _at_least(keys: np.ndarray, counts: np.ndarray, values: np.ndarray, minimum: int):

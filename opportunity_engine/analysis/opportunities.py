@@ -29,7 +29,7 @@ from ..config import settings
 from ..errors import InvalidInput
 from ..scope import SCOPE_FILTER, Scope
 from ..store.db import scalar
-from . import lookups, maths, stats
+from . import casemix, lookups, maths, stats
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
 
@@ -234,7 +234,12 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
             sql, params = _grains_query(windows, lk, scope, csu, specialty, metric, everyone=internal)
             g, seen = _split_version(con.execute(sql, params).fetchnumpy())
         if seen == lk.version:
-            break
+            refs = casemix.references(con, lk, windows, basis.benchmark,
+                                      basis.peer_group or default_peer_group(tuple(lk.peer)),
+                                      int(cfg["internal_min_units"]), int(cfg["hrg_min_spells"]))
+            if refs.version == lk.version:
+                break
+            seen = refs.version  # an import between the two queries: start again at its version
         # The facts are of another data version than the look-ups guessed (an import since, or
         # another database): take that version's look-ups and run again with its windows.
         lk = lookups.get(con, seen)
@@ -246,7 +251,8 @@ def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: B
     whole_trust = scope.is_trust and csu is None and specialty is None and metric is None
     dispersion = None if whole_trust else _dispersion(con, basis, lk)
     group = basis.peer_group or default_peer_group(tuple(lk.peer))
-    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group, dispersion)
+    return maths.opportunities(g, lk, basis, windows, wanted, int(cfg["internal_min_units"]), group, dispersion,
+                               refs)
 
 
 def _dispersion(con: duckdb.DuckDBPyConnection, basis: Basis, lk: lookups.Lookups) -> tuple[np.ndarray, np.ndarray]:

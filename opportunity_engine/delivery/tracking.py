@@ -16,9 +16,9 @@ change is priced with the opportunity maths: change in the rate × the denominat
 Evidence from the start: a change that began before the scheme started is not the scheme's doing.
 It is found in the run of months on the better side of the baseline mean that leads up to the
 start: the run holds a special cause on an XmR chart of the months before the start, or one of its
-months lies beyond the limits of the months before the run (the improvement was under way). A change that began more than ``start_grace_months`` (config, default 1) before the
-start is reported ("change began in Sep 2025, before the scheme started in Apr 2026") and is not
-credited: evidenced £ is 0.
+months lies beyond the limits of the months before the run (the improvement was under way). A
+change that began more than ``start_grace_months`` (config, default 1) before the start is reported
+("change began in Sep 2025, before the scheme started in Apr 2026") and is not credited: evidenced £ is 0.
 """
 from __future__ import annotations
 

@@ -61,6 +61,20 @@ METRIC_FACTOR = {
 }
 FACTOR_KEYS = sorted(set(METRIC_FACTOR.values()))
 TREND_KEYS = ("alos_nel", "dna")  # improving specialties improve on these
+# Case mix. Each kind of specialty codes its spells to one family of HRGs (specialties of a family
+# share HRGs, as real specialties share HRG chapters): two procedure groups x four complexity
+# levels (A most complex). Complexity follows age and the unit's severity, so a unit with older,
+# sicker patients has a longer crude stay and the same adjusted one.
+HRG_FAMILY = {"surgical": "FF", "procedural": "FF", "medical": "DZ", "emergency": "DZ", "elderly": "DZ",
+              "maternity": "NZ", "paediatric": "PW", "critical": "XC", "outpatient": ""}
+# Per family: typical elective and non-elective stay, and the age its complexity is measured from.
+# An HRG, not a specialty, sets the stay: older patients code to more complex HRGs and stay longer.
+FAMILY = {"FF": (3.0, 4.2, 57, 18), "DZ": (2.4, 5.0, 66, 18), "NZ": (2.2, 2.0, 30, 6),
+          "PW": (2.0, 1.8, 7, 5), "XC": (5.0, 8.0, 60, 16), "": (0.0, 0.0, 50, 20)}
+AGE = {"surgical": (58, 18), "procedural": (55, 18), "medical": (64, 18), "emergency": (62, 20),
+       "elderly": (82, 7), "maternity": (30, 6), "paediatric": (7, 5), "critical": (60, 16), "outpatient": (50, 20)}
+# HRGs the demo's peer HRG benchmarks leave out: their spells fall back to the plain benchmark.
+NO_HRG_BENCHMARK = ("FF20A",)
 WORKFORCE_PEER = {  # metric: (p10, p25, p50, p75, p90) of peer trusts' CSUs
     "wf_agency_share": (0.020, 0.027, 0.035, 0.045, 0.060),
     "wf_bank_share": (0.035, 0.048, 0.060, 0.075, 0.090),
@@ -99,6 +113,7 @@ def specialty_parameters(seed: int, scale: str) -> tuple[pd.DataFrame, pd.DataFr
         weights[code] = {w: k[w] * jitter for w in ("w_sp", "w_op", "w_th")}
     totals = {w: sum(v[w] for v in weights.values()) for w in ("w_sp", "w_op", "w_th")}
     improving = set(rng.sample([s[0] for s in specs if KINDS[s[3]]["w_sp"] > 0], 5))
+    csu_severity = {c: random.Random(seed * 104729 + i).gauss(0, 1) for i, (c, _, _) in enumerate(CSUS)}
     rows, factors = [], []
     for index, (code, _, csu, kind) in enumerate(specs):
         k = KINDS[kind]
@@ -112,6 +127,14 @@ def specialty_parameters(seed: int, scale: str) -> tuple[pd.DataFrame, pd.DataFr
         for key in FACTOR_KEYS:
             row[f"f_{key}"] = _factor(rng)
         row["trend_gain"] = 0.45 if code in improving else 0.0
+        # Severity of the unit's case mix (0 typical): the specialty's own and its CSU's.
+        severity = 0.8 * rng.gauss(0, 1) + 0.5 * csu_severity[csu]
+        row["hrg_family"] = HRG_FAMILY[kind]
+        row["fam_el"], row["fam_nel"], row["fam_age"], row["fam_age_sd"] = FAMILY[HRG_FAMILY[kind]]
+        row["severity"] = severity
+        row["age_mean"] = AGE[kind][0] + 5 * severity
+        row["age_sd"] = AGE[kind][1]
+        row["uncoded"] = rng.uniform(0.01, 0.14)  # spells the unit sends without an HRG
         rows.append(row)
         for metric_id, key in METRIC_FACTOR.items():
             f = row[f"f_{key}"]
@@ -151,21 +174,37 @@ INSERT INTO spells
 WITH base AS (
     SELECT s.*, i, {_u(1)} AS t,
            {_u(2)} AS u_type, {_u(3)} AS u_bads, {_u(4)} AS u_dc, {_u(5)} AS u_proc,
-           {_u(6)} AS u_pre, {_u(7)} AS u_readm, {_u(8)} AS u_long, -{_ln(9)} AS e_los, -{_ln(10)} AS e_long
+           {_u(6)} AS u_pre, {_u(7)} AS u_readm, {_u(8)} AS u_long, -{_ln(9)} AS e_los, -{_ln(10)} AS e_long,
+           sqrt(-2 * {_ln(11)}) * cos(2 * pi() * {_u(12)}) AS z_age, {_u(13)} AS u_cx, {_u(14)} AS u_group,
+           {_u(15)} AS u_coded
     FROM (SELECT *, hash($seed, specialty_code, i) AS row_hash FROM (SELECT *, unnest(range(n_spells)) AS i FROM demo_spec WHERE n_spells > 0)) s
+), aged AS (
+    SELECT *, least(105, greatest(0, round(age_mean + age_sd * z_age)))::INTEGER AS age FROM base
+), complex AS (
+    -- Complexity score from age (against the family's usual patients) and the unit's severity.
+    SELECT *, (age - fam_age) / fam_age_sd + 0.6 * severity + 1.4 * (u_cx - 0.5) AS cx,
+           CASE WHEN u_group < 0.35 THEN 2 ELSE 1 END AS hrg_group
+    FROM aged
+), coded AS (
+    SELECT *,
+        CASE WHEN cx > 1.0 THEN 'A' WHEN cx > 0.2 THEN 'B' WHEN cx > -0.6 THEN 'C' ELSE 'D' END AS level,
+        -- Length-of-stay multiplier of the HRG: ~1 for a typical mix.
+        CASE WHEN cx > 1.0 THEN 1.8 WHEN cx > 0.2 THEN 1.2 WHEN cx > -0.6 THEN 0.85 ELSE 0.6 END
+            * CASE WHEN u_group < 0.35 THEN 1.25 ELSE 0.9 END AS m_hrg
+    FROM complex
 ), typed AS (
     SELECT *,
         CASE WHEN u_type < n_nel THEN 'non_elective'
              WHEN u_bads < n_bads THEN CASE WHEN u_dc < least(0.98, n_dc / f_dc) THEN 'day_case' ELSE 'elective' END
              ELSE CASE WHEN u_dc < 0.40 THEN 'day_case' ELSE 'elective' END END AS admission_type,
         f_alos_nel * (1 + trend_gain * (1 - t)) AS f_nel_t
-    FROM base
+    FROM coded
 ), los AS (
     SELECT *,
         CASE admission_type
             WHEN 'day_case' THEN 0
-            WHEN 'elective' THEN greatest(1, round(e_los * n_alos_el * f_alos_el))
-            ELSE round(e_los * n_alos_nel * f_nel_t)
+            WHEN 'elective' THEN greatest(1, round(e_los * fam_el * f_alos_el * m_hrg))
+            ELSE round(e_los * fam_nel * f_nel_t * m_hrg)
                  + CASE WHEN u_long < 0.03 * (n_alos_nel / 6) * f_long THEN 21 + round(e_long * 10) ELSE 0 END
         END::INTEGER AS los,
         $first::DATE + floor(t * $days)::INTEGER AS discharge_date
@@ -181,7 +220,9 @@ SELECT 'SP' || specialty_code || '-' || lpad(i::VARCHAR, 8, '0'),
                                                     + (u_pre < 0.4 * n_preop * f_preop)::INTEGER)
        END,
        (u_readm < n_readm * f_readm)::INTEGER,
-       strftime(discharge_date, '%Y-%m')
+       strftime(discharge_date, '%Y-%m'),
+       CASE WHEN u_coded >= uncoded AND hrg_family <> '' THEN hrg_family || hrg_group || '0' || level END,
+       age
 FROM los
 """
 
@@ -301,6 +342,53 @@ FROM spread GROUP BY metric_id
 """
 
 
+HRG_BENCHMARK_SQL = """
+INSERT INTO hrg_benchmarks
+WITH latest AS (
+    SELECT max(period) AS p_to FROM hrg_facts
+), recent AS (
+    SELECT h.*, f.f_eff FROM hrg_facts h
+    JOIN latest l ON h.period > strftime(strptime(l.p_to, '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
+    JOIN demo_factors f USING (specialty_code, metric_id)
+), placed AS (
+    -- Peers' mean stay per HRG: the trust's own, with each unit's performance factor taken out.
+    SELECT hrg_code, CASE metric_id WHEN 'alos_elective' THEN 'elective' ELSE 'non_elective' END AS admission_type,
+           -- rounded: a parallel sum of fractions can differ in its last bit from run to run
+           round(sum(bed_days / f_eff) / sum(spells), 6) AS p50
+    FROM recent GROUP BY ALL HAVING sum(spells) >= 20
+)
+SELECT hrg_code, admission_type, $peer, p50 * 0.70, p50 * 0.85, p50, p50 * 1.15, p50 * 1.30,
+       'Synthetic peer group of 20 acute trusts: mean stay per HRG (demo data)'
+FROM placed WHERE NOT list_contains($missing, hrg_code)
+"""
+
+# The crude length-of-stay benchmark of a specialty is placed for its family's typical case mix
+# (what a peer specialty treats), not its own: a unit with sicker patients then looks worse crude
+# than it is, and case-mix adjustment shows it. Ratio = family's expected stay ÷ unit's expected.
+CRUDE_LOS_SQL = """
+UPDATE benchmarks b SET p10 = b.p10 * x.ratio, p25 = b.p25 * x.ratio, p50 = b.p50 * x.ratio,
+                        p75 = b.p75 * x.ratio, p90 = b.p90 * x.ratio
+FROM (
+    WITH latest AS (SELECT max(period) AS p_to FROM hrg_facts),
+    recent AS (
+        SELECT h.specialty_code, h.metric_id, s.hrg_family, h.spells, r.p50
+        FROM hrg_facts h JOIN latest l ON h.period > strftime(strptime(l.p_to, '%Y-%m') - INTERVAL 12 MONTH, '%Y-%m')
+        JOIN demo_spec s USING (specialty_code)
+        JOIN hrg_benchmarks r ON r.hrg_code = h.hrg_code AND r.peer_group = $peer
+             AND r.admission_type = CASE h.metric_id WHEN 'alos_elective' THEN 'elective' ELSE 'non_elective' END
+    ), unit AS (
+        SELECT specialty_code, metric_id, any_value(hrg_family) AS hrg_family, sum(spells * p50) / sum(spells) AS expected
+        FROM recent GROUP BY ALL
+    ), family AS (
+        SELECT hrg_family, metric_id, sum(spells * p50) / sum(spells) AS typical FROM recent GROUP BY ALL
+    )
+    SELECT u.specialty_code, u.metric_id, round(f.typical / u.expected, 6) AS ratio
+    FROM unit u JOIN family f USING (hrg_family, metric_id)
+) x
+WHERE b.metric_id = x.metric_id AND b.specialty_code = x.specialty_code AND b.peer_group = $peer
+"""
+
+
 def load_unit_costs(con: duckdb.DuckDBPyConnection, path: Path = DATA_DIR / "unit_costs.csv") -> int:
     """The shipped, sourced unit costs (data/unit_costs.csv)."""
     with path.open(newline="", encoding="utf-8") as fh:
@@ -358,6 +446,8 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
         facts.rebuild_all(con)
         peer = settings()["analysis"]["peer_group"]  # the group "peer" targets read
         con.execute(BENCHMARK_SQL, {"peer": peer})
+        con.execute(HRG_BENCHMARK_SQL, {"peer": peer, "missing": list(NO_HRG_BENCHMARK)})
+        con.execute(CRUDE_LOS_SQL, {"peer": peer})
         for metric_id, (p10, p25, p50, p75, p90) in WORKFORCE_PEER.items():
             con.execute("INSERT INTO benchmarks VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)",
                         [metric_id, peer, p10, p25, p50, p75, p90, "Synthetic peer group: NHS workforce returns style (demo data)"])
@@ -382,7 +472,8 @@ def build(path: str | Path, seed: int = 42, scale: str = "trust", force: bool = 
         con.execute("CHECKPOINT")
         rows = {t: scalar(con, f"SELECT count(*) FROM {t}")
                 for t in ("csus", "specialties", "spells", "outpatients", "theatre_sessions", "workforce",
-                          "metric_facts", "benchmarks", "unit_costs", "metrics", "schemes", "realised_savings")}
+                          "metric_facts", "benchmarks", "hrg_benchmarks", "unit_costs", "metrics", "schemes",
+                          "realised_savings")}
     except Exception:
         con.close()
         path.unlink(missing_ok=True)

@@ -119,9 +119,12 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
         for fy in (fy_now - 1, fy_now):
             plans.set_wrp_target(con, finance, csu, fy, round(gbp * 0.25, -4), "Demo: 25% of net median opportunity")
 
-    # Real (significant) gaps first, as the frame is ranked; the demo needs three even where the
-    # over-dispersed funnel leaves fewer.
+    # Real (significant) gaps first, as the frame is ranked; a small demo, or one where the
+    # over-dispersed funnel leaves fewer than three, takes the next ranked rows with a gap.
     ema = all_opps[(all_opps.csu_code == DEMO_CSU) & (all_opps.opportunity_gbp > 0)]
+    real = ema[ema.rank_group == 0]
+    if (real.specialty_code != "").sum() >= 3:
+        ema = real
     basis = Basis()
     in_specialties = ema[ema.specialty_code != ""]
     first, third = in_specialties.iloc[0], in_specialties.iloc[1]

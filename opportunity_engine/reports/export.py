@@ -18,7 +18,13 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from ..analysis.catalogue import all_metrics
-from ..analysis.opportunities import Basis, missing_targets_note, opportunities, resolve_peer_group, summarise
+from ..analysis.opportunities import (
+    Basis,
+    missing_targets_note,
+    opportunities,
+    resolve_peer_group,
+    summarise,
+)
 from ..formatting import months
 from ..scope import Scope
 from .sheet_style import NHS_BLUE, finish_table, fit_columns, style_header
@@ -66,6 +72,10 @@ OPP_COLUMNS = [
     ("Significant", "significant", None), ("Significant on sampling error alone", "significant_naive", None),
     ("z (allowing for spread between units)", "z_adjusted", "0.00"), ("Benchmark level", "benchmark_level", None),
     ("Benchmark source", "benchmark_source", None), ("Peer group", "peer_group", None),
+    # Like for like: what the target rests on; length of stay adjusted for case mix, and crude
+    ("Target basis", "target_basis", None), ("Spells matched to an HRG", "casemix_share", "0%"),
+    ("Length of stay index", "los_index", "0.00"), ("Crude target", "crude_target_value", "value"),
+    ("Crude opportunity £", "crude_opportunity_gbp", GBP),
     ("Unit cost source", "unit_cost_source", None),
     ("From", "period_from", None), ("To", "period_to", None),
 ]
@@ -75,6 +85,8 @@ OPP_COLUMNS = [
 WORDS = {
     "saving_type": {"cash": "Cash-releasing", "productivity": "Productivity"},
     "direction": {"lower": "Lower", "higher": "Higher"},
+    "target_basis": {"case mix": "Case mix (HRG)", "own history": "Own best quarter", "specialty": "Specialty",
+                     "all specialties": "All specialties", "CSU-wide": "CSU-wide"},
 }
 
 

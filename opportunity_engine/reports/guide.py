@@ -20,6 +20,8 @@ from ..config import settings
 from ..delivery import plans, qia, tracking
 from ..formatting import gbp_short, months
 from ..scope import Scope
+from ..store.facts import CASEMIX_METRICS
+from .comparators import hrg_breakdown
 from .views import calculation_steps
 
 
@@ -122,6 +124,70 @@ def _evidence_example() -> str:
             f"not credited\".")
 
 
+def _casemix_sections(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
+    """Case-mix adjusted length of stay and the own-history comparator, each with the live example
+    that moves most in the reader's scope (the engine's figures)."""
+    analysis = settings()["analysis"]
+    df = opportunities(con, scope, Basis())
+    los = df[df["target_basis"] == "case mix"]
+    text = f"""
+Length of stay depends on who is admitted: an older, more complex patient stays longer whoever treats
+them. So for **elective and non-elective length of stay** the target is **expected** for the unit's own
+case mix (indirect standardisation, as Model Health, GIRFT and CHKS do): each spell takes the benchmark
+stay of its **HRG** (healthcare resource group) at the chosen target (p50 for the median, p25 top
+quartile, p10 top decile), and the target is the mean over the unit's spells. Spells with no HRG, or an
+HRG with no reference, take the plain specialty target. Peer: the `hrg_benchmarks` import (mean stay per
+HRG and admission type across peers). Internal: the trust's own units' mean stay per HRG, each unit
+once, an HRG counting when {int(analysis["internal_min_units"])} or more units have
+{int(analysis["hrg_min_spells"])} or more spells of it. Beside the target the page shows the share of
+spells matched and the **length of stay index** (actual ÷ expected at the median: 1.00 is as expected,
+1.15 is 15 % longer); the crude figure is one click away. Gap, £, capacity, flags and the workbooks use
+the adjusted target.
+"""
+    if len(los):
+        r = los.loc[(los["opportunity_gbp"] - los["crude_opportunity_gbp"]).abs().idxmax()]
+        lines = hrg_breakdown(con, r, Basis())
+        shown = lines[:4] + ([{"HRG": f"{len(lines) - 5} more HRGs", "Spells": sum(o["Spells"] for o in lines[4:-1]),
+                               "Expected bed days": sum(o["Expected bed days"] for o in lines[4:-1])}]
+                             if len(lines) > 5 else lines[4:-1]) + lines[-1:]
+        rows = "\n".join(f"| {o['HRG']} | {o['Spells']:,.0f} | "
+                         + (f"{o['Reference stay']:.2f}" if "Reference stay" in o else "")
+                         + f" | {o['Expected bed days']:,.0f} |" for o in shown)
+        expected = sum(o["Expected bed days"] for o in lines)
+        text += f"""
+**Live example: {r.metric_name.lower()} in {r.specialty_name} ({r.csu_name})**, peer median,
+{months(r.period_from, r.period_to)}. {r.casemix_share:.0%} of its {r.denominator:,.0f} spells matched an
+HRG reference.
+
+| HRG | spells | reference stay (days) | expected bed days |
+|---|---|---|---|
+{rows}
+
+Expected stay = {expected:,.0f} ÷ {r.denominator:,.0f} = **{r.target_value:.2f} days**, against an actual
+{r.actual:.2f} (length of stay index {r.los_index:.2f}). Gap {r.numerator:,.0f} − {expected:,.0f} =
+{r.gap_units:,.0f} bed days: **{gbp_short(r.opportunity_gbp)}** a year. Crude (the specialty's stay,
+whatever its patients' HRGs): target {r.crude_target_value:.2f} days, {gbp_short(r.crude_opportunity_gbp)}.
+"""
+    out = [("Case mix: length of stay adjusted by HRG", text)]
+    own = opportunities(con, scope, Basis(benchmark="internal"))
+    own = own[(own["target_basis"] == "own history") & (own["opportunity_gbp"] > 0) & (own["rank_group"] == 0)
+              & ~own["metric_id"].isin(list(CASEMIX_METRICS))]
+    if len(own):
+        r = own.sort_values(["denominator", "csu_code", "specialty_code", "metric_id"]).iloc[-1]  # the best-measured
+        out.append(("Worked example: a unit against its own best quarter", f"""
+**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), internal benchmark: the trust has fewer
+than {int(analysis["internal_min_units"])} units of this specialty, so it is compared with itself. Its best
+rolling quarter of the last 36 months was {_value(r.target_value, r.value_format)}; over
+{months(r.period_from, r.period_to)} it ran at {_value(r.actual, r.value_format)}. Gap {r.gap_units:,.1f}
+{r.unit} × £{r.unit_cost_gbp:,.2f} = **{gbp_short(r.opportunity_gbp)}** a year ({r.benchmark_source}).
+"""))
+    return out
+
+
+def _value(v: float, fmt: str) -> str:
+    return f"{v:.1%}" if fmt == "percent" else f"{v:.3g}"
+
+
 def sections(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
     example, df = _example_row(con, scope)
     out = [("What the tool is for", """
@@ -159,15 +225,20 @@ Choosing **Internal** compares each unit with the trust's own units instead of p
 one CSU's specialty (or one CSU, for workforce metrics) over the same months. Each unit with at least
 the metric's minimum volume counts **once, not weighted by its volume**: a large unit does not pull
 the target towards itself, so a small specialty is judged against how the trust's units practise, not
-against its biggest one. The percentiles are taken across the units of the same specialty when there
-are at least {int(analysis["internal_min_units"])}, otherwise across all specialties. Every CSU's units
-count, but other CSUs appear only as "Other unit".
+against its biggest one. **Like for like, always:** the percentiles are taken across the units of the
+same specialty (workforce: across the CSUs) when there are at least {int(analysis["internal_min_units"])};
+a unit is never compared with other specialties. Every CSU's units count, but other CSUs appear only as
+"Other unit".
 
-**Fewer than two units qualify?** A percentile of one unit would be that unit itself, so when fewer than
-two of the trust's units of a metric have the minimum volume, even across all specialties, there is
-**no internal target**: the metric shows no target and no £ (not a saving of zero), and Overview and
-Explore list it among the metrics without a target. Choose a peer benchmark for it instead.
+**Too few units of the specialty?** Then the unit is compared with **its own best sustained level**: its
+best rolling quarter (three months together) of the last 36 months, a quarter counting when it alone
+has the metric's minimum volume (fewer cases make a lucky quarter, not a level). It is one level, so median, top
+quartile and top decile are the same figure: what the unit has already shown it can do. Length of stay
+uses the case-mix reference below where its HRGs have one (its spells, at the trust's own stay for each HRG). With no
+such quarter there is **no internal target**: no target and no £ (not a saving of zero), listed among the
+metrics without a target. Metric detail says which comparator was used and draws only that set.
 """))
+    out.extend(_casemix_sections(con, scope))
     t = totals(df) if len(df) else None
     if t is not None:
         out.append(("Worked example: net of overlap", f"""

@@ -116,6 +116,13 @@ def opportunity_range(row, basis) -> pd.DataFrame:
     })
 
 
+# What a target rests on (the opportunities' target_basis), in the words of the calculation trace.
+TARGET_BASIS_WORDS = {"case mix": "adjusted for case mix: these spells at each HRG's reference stay",
+                      "own history": "the unit's own best rolling quarter of 36 months",
+                      "specialty": "specialty benchmark", "all specialties": "all-specialty benchmark",
+                      "CSU-wide": "across the trust's CSUs"}
+
+
 def calculation_steps(row, basis_label: str, numerator_label: str = "", denominator_label: str = "") -> pd.DataFrame:
     """How one opportunity was worked out, step by step with its own figures (columns Step,
     Value): Metric detail's "How this was calculated" and the Guide's worked example, so the gap
@@ -132,7 +139,8 @@ def calculation_steps(row, basis_label: str, numerator_label: str = "", denomina
         ("numerator" + (f": {numerator_label}" if numerator_label else ""), f"{row.numerator:,.1f}"),
         ("denominator" + (f": {denominator_label}" if denominator_label else ""), f"{row.denominator:,.1f}"),
         ("actual = numerator ÷ denominator", metric_value(row.actual, fmt)),
-        (f"target ({basis_label}, {row.benchmark_level or 'no'} benchmark)", metric_value(row.target_value, fmt)),
+        (f"target ({basis_label}, {TARGET_BASIS_WORDS.get(str(getattr(row, 'target_basis', '')), 'no benchmark')})",
+         metric_value(row.target_value, fmt)),
         ("gap = " + ("numerator − target × denominator" if lower else "target × denominator − numerator")
          + " (never below 0)", gap),
         (f"unit cost ({row.cost_driver}, {row.unit_cost_level or 'none'})", cost),

@@ -186,6 +186,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Peer groups are data: a scheme remembers which group its snapshot's target came from.
         """ALTER TABLE schemes ADD COLUMN snapshot_peer_group VARCHAR""",
     )),
+    Migration(5, "case mix: spells' HRG and age, HRG length-of-stay benchmarks, per-HRG facts", (
+        # Optional in the spells template: older files and databases simply hold NULL.
+        """ALTER TABLE spells ADD COLUMN hrg_code VARCHAR""",
+        """ALTER TABLE spells ADD COLUMN age SMALLINT""",
+        """CREATE TABLE hrg_benchmarks (
+             hrg_code VARCHAR NOT NULL, admission_type VARCHAR NOT NULL, peer_group VARCHAR NOT NULL,
+             p10 DOUBLE NOT NULL, p25 DOUBLE NOT NULL, p50 DOUBLE NOT NULL, p75 DOUBLE NOT NULL,
+             p90 DOUBLE NOT NULL, source VARCHAR NOT NULL,
+             PRIMARY KEY (hrg_code, admission_type, peer_group))""",
+        # The spells of each length-of-stay metric per HRG, beside metric_facts (same grain plus
+        # the HRG): what case-mix adjustment reads, so it never touches the spells themselves.
+        # Only spells with an HRG code; the rest of a grain's denominator is "not matched".
+        """CREATE TABLE hrg_facts (
+             period VARCHAR NOT NULL, csu_code VARCHAR NOT NULL, specialty_code VARCHAR NOT NULL,
+             metric_id VARCHAR NOT NULL, hrg_code VARCHAR NOT NULL, spells DOUBLE NOT NULL,
+             bed_days DOUBLE NOT NULL, age_sum DOUBLE NOT NULL, aged DOUBLE NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -124,7 +124,38 @@ def rebuild(con: duckdb.DuckDBPyConnection, source_name: str, periods: list[str]
     before = scalar(con, "SELECT count(*) FROM metric_facts")
     con.execute(f"""INSERT INTO metric_facts (period, csu_code, specialty_code, metric_id, numerator, denominator, source)
                     {_select_sql(source, where)}""", params)
+    if source_name == "spells":
+        rebuild_hrg(con, where, params)
     return int(scalar(con, "SELECT count(*) FROM metric_facts")) - before
+
+
+# The length-of-stay metrics whose targets are adjusted for case mix, and the admission type of
+# the HRG benchmarks each reads. Their spells and bed days per HRG use the same filters as the
+# metrics' own numerator and denominator above, so a grain's HRG spells add up to (at most) its
+# denominator; spells with no HRG code are the rest.
+CASEMIX_METRICS = {"alos_elective": "elective", "alos_non_elective": "non_elective"}
+_HRG_FILTERS = {"alos_elective": "admission_type = 'elective' AND los >= 1",
+                "alos_non_elective": "admission_type = 'non_elective'"}
+
+
+def rebuild_hrg(con: duckdb.DuckDBPyConnection, where: str = "", params: dict | None = None) -> None:
+    """Recompute ``hrg_facts`` (spells, bed days and ages per grain, LOS metric and HRG) for the
+    rows :func:`rebuild` chose (its ``where`` over period and csu_code, a constant of this module,
+    and its parameters; "" = all), inside the caller's transaction like it."""
+    params = params or {}
+    in_periods = where or "true"
+    con.execute(f"DELETE FROM hrg_facts WHERE {in_periods}", params)
+    parts = " UNION ALL ".join(
+        f"""SELECT period, csu_code, specialty_code, '{metric_id}', hrg_code, count(*), sum(los),
+                   coalesce(sum(age), 0), count(age)
+            FROM r WHERE {condition} GROUP BY period, csu_code, specialty_code, hrg_code"""
+        for metric_id, condition in _HRG_FILTERS.items())
+    con.execute(f"""
+        INSERT INTO hrg_facts (period, csu_code, specialty_code, metric_id, hrg_code, spells, bed_days, age_sum, aged)
+        WITH r AS (SELECT period, csu_code, specialty_code, admission_type, trim(hrg_code) AS hrg_code, age,
+                          datediff('day', admission_date, discharge_date) AS los
+                   FROM spells WHERE nullif(trim(hrg_code), '') IS NOT NULL AND {in_periods})
+        {parts}""", params)
 
 
 def _select_sql(source: FactSource, where: str) -> str:
@@ -145,5 +176,5 @@ def _select_sql(source: FactSource, where: str) -> str:
     """
 
 
-def rebuild_all(con: duckdb.DuckDBPyConnection) -> int:
+def rebuild_all(con: duckdb.DuckDBPyConnection) -> int:  # spells' rebuild includes hrg_facts
     return sum(rebuild(con, name) for name in SOURCES)

@@ -233,6 +233,8 @@ def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
         checks.append((present + f"NOT regexp_full_match({v}, '-?[0-9]+')", "must be a whole number"))
         checks.append((present + f"try_cast({v} AS BIGINT) < 0", "must not be negative"))
         checks.append((present + f"try_cast({v} AS BIGINT) > {MAX_COUNT}", f"is implausibly large (over {MAX_COUNT:,})"))
+        if col.maximum is not None:
+            checks.append((present + f"try_cast({v} AS BIGINT) > {int(col.maximum)}", f"must be at most {int(col.maximum)}"))
     elif col.type in ("amount", "number"):
         checks.append((present + f"(try_cast({v} AS DOUBLE) IS NULL OR NOT isfinite(try_cast({v} AS DOUBLE)))",
                        "must be a number (no £ signs, commas or text)"))
@@ -292,7 +294,7 @@ def _row_checks(template: Template, names: list[str]) -> list[tuple[str, str, st
             ("late_start_minutes", "late_start_minutes + early_finish_minutes > planned_minutes",
              "late-start plus early-finish minutes exceed planned minutes"),
         ]
-    elif kind == "benchmarks":
+    elif kind in ("benchmarks", "hrg_benchmarks"):
         checks.append(("p10", "NOT (p10 <= p25 AND p25 <= p50 AND p50 <= p75 AND p75 <= p90)",
                        "percentiles must be in order: p10 <= p25 <= p50 <= p75 <= p90"))
     elif kind == "metric_facts":

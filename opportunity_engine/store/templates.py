@@ -17,6 +17,7 @@ class Column:
     ref: str | None = None  # csu | specialty | metric: must already be known
     example: str = ""
     national: str = ""  # the NHS Data Dictionary codes also accepted (store/codes.py), in words
+    maximum: float | None = None  # largest value allowed (counts and amounts)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,13 @@ TEMPLATES: dict[str, Template] = {t.kind: t for t in (
         C("p50", "number", example="3.0"), C("p75", "number", example="3.5"), C("p90", "number", example="4.0"),
         C("source", "text", example="Model Hospital, Q2 2025/26")),
         key=("metric_id", "specialty_code", "peer_group"), table="benchmarks", mode="upsert"),
+    Template("hrg_benchmarks", "Peer mean length of stay per HRG and admission type (case-mix adjustment)", (
+        C("hrg_code", "code", example="FF10B"),
+        C("admission_type", "enum", choices=("elective", "non_elective"), example="elective"),
+        C("peer_group", "code", example="peer"), C("p10", "number", example="2.0"), C("p25", "number", example="2.4"),
+        C("p50", "number", example="2.9"), C("p75", "number", example="3.3"), C("p90", "number", example="3.8"),
+        C("source", "text", example="HES 2024/25, peer acute trusts")),
+        key=("hrg_code", "admission_type", "peer_group"), table="hrg_benchmarks", mode="upsert"),
     Template("spells", "Admitted patient care: one row per spell", (
         C("spell_id", "code", example="S0001"), C("csu_code", "code", ref="csu", example="ABD"),
         C("specialty_code", "code", ref="specialty", example="100"),
@@ -87,8 +95,12 @@ TEMPLATES: dict[str, Template] = {t.kind: t for t in (
         C("bads_eligible", "flag", example="0"), C("procedure_date", "date", required=False, example="2025-04-01"),
         C("readmitted_30d", "flag", example="0")),
         key=("spell_id",), table="spells", mode="activity", period_expr="strftime(discharge_date, '%Y-%m')",
+        # patient_classification: national codes; hrg_code and age: case mix (length of stay adjusted
+        # by HRG). Files without them still load.
         optional=(C("patient_classification", "text", required=False,
-                    national="patient classification 1, 2, 5 (2 = day case; 3 and 4 refused)"),)),
+                    national="patient classification 1, 2, 5 (2 = day case; 3 and 4 refused)"),
+                  C("hrg_code", "code", required=False, example="FF10B"),
+                  C("age", "count", required=False, example="67", maximum=120))),
     Template("outpatients", "Outpatients: one row per booked appointment", (
         C("appointment_id", "code", example="A0001"), C("csu_code", "code", ref="csu", example="ABD"),
         C("specialty_code", "code", ref="specialty", example="100"),
@@ -130,7 +142,7 @@ TEMPLATES: dict[str, Template] = {t.kind: t for t in (
 )}
 
 # Load order inside one import command: reference data before the activity that refers to it.
-ORDER = ("csus", "specialties", "metrics", "unit_costs", "benchmarks",
+ORDER = ("csus", "specialties", "metrics", "unit_costs", "benchmarks", "hrg_benchmarks",
          "spells", "outpatients", "theatre_sessions", "workforce", "metric_facts", "realised_savings")
 
 
