@@ -19,11 +19,13 @@ from urllib.parse import urlencode
 
 import altair as alt
 import extra_streamlit_components as stx
+import jwt
 import pandas as pd
 import streamlit as st
 from streamlit.elements.lib.column_types import ColumnConfig
+from streamlit.errors import StreamlitPageNotFoundError
 
-from opportunity_engine import usage
+from opportunity_engine import usage, users
 from opportunity_engine.analysis.opportunities import (
     BENCHMARKS,
     Basis,
@@ -32,7 +34,7 @@ from opportunity_engine.analysis.opportunities import (
     missing_targets_note,
     peer_groups,
 )
-from opportunity_engine.config import database_path
+from opportunity_engine.config import database_path, settings
 from opportunity_engine.delivery import plans
 from opportunity_engine.errors import Refusal
 from opportunity_engine.formatting import gbp_short
@@ -104,6 +106,43 @@ def cookie_key() -> str:
     return key
 
 
+SESSION_KEY = "_oe_session"  # st.session_state key of this browser session's sign-in token
+
+
+def set_session_cookie(manager: stx.CookieManager, token: str) -> None:
+    """Write the sign-in cookie: the session token, signed with the cookie key, expiring with the
+    session's lifetime; Secure when `[auth] secure_cookie` is set (behind the trust's TLS proxy),
+    SameSite=Strict always. Not HttpOnly: extra-streamlit-components writes cookies from
+    JavaScript (document.cookie in its component), and a script-written cookie cannot be
+    HttpOnly; Streamlit gives an app no HTTP response headers to set one. The server-side session
+    is what makes a stolen copy worthless after sign-out, a reset or the idle timeout."""
+    auth = settings()["auth"]
+    days = float(auth.get("cookie_expiry_days", 1))
+    expires = dt.datetime.now() + dt.timedelta(days=days)
+    value = jwt.encode({"sid": token, "exp": int(expires.timestamp())}, cookie_key(), algorithm="HS256")
+    manager.set(auth["cookie_name"], value, expires_at=expires, secure=bool(auth.get("secure_cookie", False)),
+                same_site="strict")
+
+
+def resume_session(cur) -> bool:
+    """Sign in from the request's cookie when it carries a live session's token (a refresh, a new
+    tab). A cookie whose session has ended, however well signed, signs nobody in."""
+    raw = st.context.cookies.get(settings()["auth"]["cookie_name"])
+    if not raw:
+        return False
+    try:
+        token = jwt.decode(raw, cookie_key(), algorithms=["HS256"]).get("sid")
+    except jwt.PyJWTError:
+        return False
+    username = users.session_user(cur, token)
+    user = get_user(cur, username)
+    if user is None:
+        return False
+    st.session_state.update({"authentication_status": True, "username": user.username, "name": user.name,
+                             "email": user.email, "roles": [user.role], SESSION_KEY: token, "logout": None})
+    return True
+
+
 def current_user() -> User | None:
     if not st.session_state.get("authentication_status"):
         return None
@@ -121,7 +160,10 @@ def require_user() -> User:
     if user is None:
         page = Path(sys._getframe(1).f_globals.get("__file__", "")).stem
         st.session_state["_oe_landing"] = page  # app.py opens it after sign-in
-        st.switch_page("app.py", query_params=dict(st.query_params))
+        try:
+            st.switch_page("app.py", query_params=dict(st.query_params))
+        except StreamlitPageNotFoundError:  # inside st.navigation app.py is no page: rerun it instead
+            st.rerun()
     return user
 
 

@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(u)
     u.add_argument("username")
     u.add_argument("--password-stdin", action="store_true")
+    u = users_sub.add_parser("set-role", help="change a user's role and CSUs (their sessions end)")
+    _db_arg(u)
+    u.add_argument("username")
+    u.add_argument("--role", choices=ROLES, required=True)
+    u.add_argument("--csu", action="append", default=[], metavar="CODE",
+                   help="a CSU the user may see (repeat for several; required for role csu)")
     u = users_sub.add_parser("list", help="list users, roles and CSUs (never passwords)")
     _db_arg(u)
     return parser
@@ -361,6 +367,9 @@ def cmd_users(args, path: Path) -> int:
         elif args.action == "reset-password":
             users.reset_password(con, args.username, _read_password(args))
             print(f"Password reset for {args.username}")
+        elif args.action == "set-role":
+            user = users.set_role(con, args.username, args.role, args.csu)
+            print(f"{user.username} is now {user.role}{': ' + ', '.join(user.csus) if user.csus else ''}")
         else:
             for user in users.list_users(con):
                 print(f"{user.username}\t{user.role}\t{','.join(user.csus)}\t{user.name}")

@@ -31,6 +31,10 @@ def signed_in(username: str, page: str | None = None, **params: str) -> AppTest:
     at.session_state["authentication_status"] = True
     at.session_state["username"] = username
     at.session_state["name"] = username
+    import ui
+    from opportunity_engine import users
+
+    at.session_state[ui.SESSION_KEY] = users.start_session(ui.cursor(), username)  # as a sign-in would
     for k, v in params.items():
         at.query_params[k] = v
     at.run()

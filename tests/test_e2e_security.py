@@ -1,0 +1,107 @@
+"""Issue 13's attacks rerun in real Chromium sessions against a running app (loopback only):
+eight sign-ins at once against one account, and a cookie captured before sign-out replayed in a
+fresh browser. The engine-level halves are in tests/test_sign_in.py."""
+from __future__ import annotations
+
+import pytest
+
+from .test_e2e_browser import ARTIFACTS, running_app, settle, sign_in
+
+pytestmark = pytest.mark.browser
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+ERROR_TEXTS = ("This app has encountered an error", "Something went wrong", "Traceback")
+
+
+@pytest.fixture(scope="module")
+def server(small_demo, tmp_path_factory):
+    with running_app(small_demo, tmp_path_factory.mktemp("e2e-security")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from .test_e2e_browser import ARGS, CHROMIUM
+
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def _page_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def test_eight_browsers_failing_at_once_lock_after_exactly_the_limit(server, browser):
+    """Eight sessions submit wrong passwords for one account within a fraction of a second: no
+    error page, exactly five passwords checked (the limit), three refused as locked, and then the
+    right password is refused too."""
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 720}) for _ in range(8)]
+    pages = [c.new_page() for c in contexts]
+    for i, page in enumerate(pages):
+        page.goto(server + "/")
+        settle(page)
+        page.get_by_role("textbox", name="Username").fill("csu")
+        page.get_by_role("textbox", name="Password").fill(f"wrong-{i}")
+    for page in pages:  # all eight submitted before the first bcrypt check (~0.3 s) can finish
+        page.get_by_role("button", name="Sign in").click(no_wait_after=True)
+    texts = []
+    for page in pages:
+        settle(page, timeout=60)
+        page.wait_for_function("""() => /incorrect|locked/.test(
+            document.querySelector('[data-testid="stMain"]').innerText)""", timeout=60_000)
+        texts.append(_page_text(page))
+    for i, page in enumerate(pages):
+        page.screenshot(path=str(ARTIFACTS / f"concurrent-sign-in-{i}.png"))
+    assert not any(e in t for t in texts for e in ERROR_TEXTS), texts
+    checked = [t for t in texts if "Username or password is incorrect" in t]
+    refused = [t for t in texts if "This account is locked after 5 failed sign-ins" in t]
+    assert (len(checked), len(refused)) == (5, 3), texts
+    assert sum("The account is now locked" in t for t in checked) == 1
+
+    late = pages[0]  # the right password now: refused until the lock-out ends
+    late.get_by_role("textbox", name="Username").fill("csu")
+    late.get_by_role("textbox", name="Password").fill("demo")
+    late.get_by_role("button", name="Sign in").click()
+    settle(late)
+    late.get_by_text("This account is locked").wait_for()
+    assert "Total opportunity" not in _page_text(late)
+    for c in contexts:
+        c.close()
+
+
+def test_a_cookie_captured_before_sign_out_signs_nobody_in(server, browser):
+    first = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = first.new_page()
+    sign_in(page, server, "finance")
+    page.get_by_text("Total opportunity (net)").wait_for()
+    page.wait_for_function("() => document.cookie.includes('opportunity_explorer=')", timeout=30_000)
+    captured = [c for c in first.cookies() if c["name"] == "opportunity_explorer"]
+    assert captured and captured[0]["sameSite"] == "Strict"
+    # secure_cookie is off in config.toml (http://localhost); HttpOnly is impossible for a cookie
+    # written by the component's JavaScript, which is why the session lives on the server.
+    assert captured[0]["secure"] is False and captured[0]["httpOnly"] is False
+
+    def replay():
+        ctx = browser.new_context(viewport={"width": 1280, "height": 720})
+        ctx.add_cookies(captured)
+        p = ctx.new_page()
+        p.goto(server + "/overview")
+        settle(p)
+        return ctx, p
+
+    control, seen = replay()  # before sign-out the copy works: the test below can fail
+    seen.get_by_text("Total opportunity (net)").wait_for()
+    control.close()
+
+    page.get_by_role("button", name="Sign out").click()
+    settle(page)
+    assert page.get_by_role("textbox", name="Username").count() == 1
+    replayed, stolen = replay()
+    assert stolen.get_by_role("textbox", name="Username").count() == 1
+    assert "Total opportunity" not in _page_text(stolen)
+    stolen.screenshot(path=str(ARTIFACTS / "cookie-replay-after-sign-out.png"))
+    replayed.close()
+    first.close()
