@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import io
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import streamlit as st
 from streamlit.elements.lib.column_types import ColumnConfig
 from streamlit.errors import StreamlitPageNotFoundError
 
-from opportunity_engine import usage, users
+from opportunity_engine import formatting, usage, users
 from opportunity_engine.analysis.opportunities import (
     BENCHMARKS,
     Basis,
@@ -400,6 +401,19 @@ def wrp_target_editor(cur, user: User, fy: int) -> None:
             except REFUSALS as exc:
                 st.error(f"{new.csu_code}: {exc}")
         st.success(f"Saved {changed} target(s).") if changed else st.info("Nothing changed.")
+
+
+def csv_download(frame: pd.DataFrame, file_name: str, label: str = "Download table (CSV)") -> None:
+    """The app's own CSV download of a table. Streamlit's built-in table download writes text
+    raw (a scheme title '=HYPERLINK(...)' arrived as a live formula), so it is switched off
+    (.streamlit/config.toml client.disableDataExport) and this one neutralises every text cell."""
+    def build() -> bytes:
+        out = io.StringIO()
+        formatting.write_csv(frame, out)
+        return out.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8 (£, names)
+
+    st.download_button(label, build, file_name=file_name, mime="text/csv", icon=":material/download:",
+                       help="Text cells that start like a formula are prefixed with ' so Excel shows them as text.")
 
 
 def _blank(value) -> bool:

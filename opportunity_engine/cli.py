@@ -22,6 +22,7 @@ from .analysis.opportunities import (
     resolve_peer_group,
 )
 from .config import database_path, settings
+from .formatting import write_csv
 from .scope import Scope, ScopeError
 from .store import db as dbmod
 from .users import ROLES
@@ -272,7 +273,8 @@ def cmd_opportunities(args, path: Path) -> int:
     if note:  # never a silent £0: say which metrics have no target (stdout stays pure data)
         print(f"note: {note}", file=sys.stderr)
     if args.format == "csv":
-        df.to_csv(sys.stdout, index=False, float_format="%.17g")
+        # imported CSU/specialty names are text from outside: never a live formula in Excel
+        write_csv(df, sys.stdout, float_format="%.17g")
     else:
         json.dump(json.loads(df.to_json(orient="records", double_precision=15)), sys.stdout, indent=1)
         print()

@@ -60,6 +60,7 @@ show = summary[["scheme_id", "title", "csu_code", "status", "rag", "in_year_gbp"
 st.dataframe(show.style.map(lambda v: RAG_COLOURS.get(v, ""), subset=["RAG"])
              .format({c: gbp_whole for c in ("In-year £", "Planned to date £", "Realised to date £", "Variance £")}),
              hide_index=True, width="stretch")
+ui.csv_download(show, f"tracking-{fy}.csv", "Download schemes (CSV)")
 
 ids = [int(i) for i in summary.scheme_id]
 titles = dict(zip(ids, summary.title))
