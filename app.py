@@ -26,6 +26,7 @@ from opportunity_engine.analysis.opportunities import (
 )
 from opportunity_engine.config import settings
 from opportunity_engine.errors import Refusal
+from opportunity_engine.formatting import plain
 from opportunity_engine.scope import ScopeError
 from opportunity_engine.users import User
 
@@ -245,7 +246,7 @@ def _feedback_control(user: User) -> None:
 
 
 with st.sidebar:
-    st.markdown(f"**{user.name}**  \n{user.role_label} · {user.scope.label}")
+    st.markdown(f"**{plain(user.name)}**  \n{user.role_label} · {plain(user.scope.label)}")
     current = ui.basis()
     options = TARGETS + ("custom",)
     best = custom_best(current.target)
@@ -300,9 +301,9 @@ if stale:
 try:
     navigation.run()
 except ScopeError as exc:
-    st.error(f"{exc} Ask finance if you need access.")
+    st.error(f"{plain(exc)} Ask finance if you need access.")
 except Refusal as exc:  # the engine refused with advice no page action caught: still advice
-    st.error(str(exc))
+    st.error(plain(exc))
 except Exception:  # control-flow exceptions (st.stop, st.rerun) are BaseException and pass through
     log.exception("page_error", extra={"page": navigation.url_path or "overview", "username": user.username,
                                        "view": view_text})

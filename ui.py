@@ -175,7 +175,7 @@ def check_scope(user: User, csu: str | None) -> None:
     here rather than relying on app.py's error boundary, which a page run outside st.navigation
     (a fresh server's first deep link) does not have."""
     if csu and not user.scope.allows(csu):
-        st.error(f"CSU {csu} is not available to you. Ask finance if you need access.")
+        st.error(f"CSU {formatting.plain(csu)} is not available to you. Ask finance if you need access.")
         st.stop()
 
 
@@ -393,13 +393,13 @@ def wrp_target_editor(cur, user: User, fy: int) -> None:
             if same_target and (old.source or "") == (new.source or ""):
                 continue
             if _blank(new.target_gbp):
-                st.error(f"{new.csu_code}: enter a target (zero or more pounds).")
+                st.error(f"{formatting.plain(new.csu_code)}: enter a target (zero or more pounds).")
                 continue
             try:
                 plans.set_wrp_target(cur, user, new.csu_code, fy, float(new.target_gbp), new.source or "")
                 changed += 1
             except REFUSALS as exc:
-                st.error(f"{new.csu_code}: {exc}")
+                st.error(f"{formatting.plain(new.csu_code)}: {formatting.plain(exc)}")
         st.success(f"Saved {changed} target(s).") if changed else st.info("Nothing changed.")
 
 

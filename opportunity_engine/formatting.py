@@ -3,6 +3,7 @@ their own units. Pure functions, so pages never do arithmetic on money themselve
 from __future__ import annotations
 
 import math
+import re
 
 
 def gbp_short(value: float | None) -> str:
@@ -104,3 +105,20 @@ def write_csv(frame, out, **options) -> None:
     so a field holding a CR or LF is quoted and cannot break a row in two (the half after the
     break would start a new, unprefixed cell)."""
     safe_frame(frame).to_csv(out, index=False, lineterminator="\r\n", **options)
+
+
+# --- text shown in the app: always literal -----------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+
+
+def plain(value: object) -> str:
+    """Text a user, an import or a link wrote, made safe to put inside Streamlit markdown (which
+    st.markdown, st.caption, st.error, st.header... all render): every ASCII punctuation mark
+    is backslash-escaped (CommonMark allows it for all of them), so a link, an image, emphasis,
+    a heading, a list, LaTeX ($), an emoji or colour directive (:red[...]) or an autolinked
+    http://... shows as the characters typed; '<' and '&' escaped mean HTML never renders.
+    Line breaks are kept as breaks."""
+    text = "" if value is None else str(value)
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "  \n")

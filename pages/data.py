@@ -10,6 +10,7 @@ import ui
 from opportunity_engine.analysis.opportunities import freshness
 from opportunity_engine.config import settings
 from opportunity_engine.delivery import plans
+from opportunity_engine.formatting import plain
 from opportunity_engine.store import codes, costs, mappings
 from opportunity_engine.store.importer import (
     import_files,
@@ -132,7 +133,7 @@ if uploads:
             st.dataframe(pd.DataFrame(checked.changes_table()).rename(columns={
                 "source": "Source", "files": "Files", "months": "Months", "csus": "CSUs", "rows": "Rows in files",
                 "added": "Added", "replaced": "Replaced", "removed": "Removed"}), hide_index=True, width="stretch")
-            st.caption("Files read: " + "; ".join(f"{f.label}: {f.rows:,} {f.kind} rows" for f in checked.loaded)
+            st.caption("Files read: " + "; ".join(f"{plain(f.label)}: {f.rows:,} {f.kind} rows" for f in checked.loaded)
                        + ". Re-loading replaces exactly the months × CSUs listed; other months and CSUs stay.")
             if st.button("Commit to the database", type="primary", icon=":material/upload:",
                          help="Loads every checked file in one transaction: all of them or none."):
@@ -140,13 +141,13 @@ if uploads:
                 st.session_state.pop("checked_key", None)
                 if result.ok:
                     st.success(f"Loaded {len(result.loaded)} file(s): "
-                               + "; ".join(f"{f.label}: {f.rows:,} {f.kind} rows" for f in result.loaded)
-                               + ". Changes: " + "; ".join(str(c) for c in result.changes) + ".")
+                               + "; ".join(f"{plain(f.label)}: {f.rows:,} {f.kind} rows" for f in result.loaded)
+                               + ". Changes: " + "; ".join(plain(c) for c in result.changes) + ".")
                     ui.log.info("import", extra={"username": user.username, "files": [f.file for f in result.loaded],
                                                  "rows": sum(f.rows for f in result.loaded)})
                     ui.record("import", "data", ", ".join(f.kind for f in result.loaded))
                 else:  # the data changed between the check and the commit
-                    st.error(result.report())
+                    st.error(plain(result.report()))
 
 st.subheader("Freshness")
 fresh = freshness(cur)

@@ -6,7 +6,7 @@ import streamlit as st
 import ui
 from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.delivery import plans, schemes, tracking
-from opportunity_engine.formatting import gbp_short, gbp_whole, month
+from opportunity_engine.formatting import gbp_short, gbp_whole, month, plain
 
 user = ui.require_user()
 cur = ui.cursor()
@@ -20,7 +20,7 @@ ui.linked_select("Financial year", list(range(fy - 2, fy + 2)), fy, "fy", format
                  help="Committed schemes (approved, delivering, delivered) with a plan in this year.")
 months = tracking.by_month(cur, user.scope, fy, csu=csu)
 summary = tracking.summarise_months(months, as_of)
-st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
+st.caption(f"{plain(user.scope.label)}{' · CSU ' + plain(csu) if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
            f"(the last complete month). RAG: green ≥ 95% of plan to date realised, amber ≥ 80%, red below.")
 if summary.empty:
     st.info("No committed schemes with a plan in this year. Approve a scheme on Shortlist & plans, or pick another year.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 from datetime import datetime
 
 import pytest
@@ -120,3 +121,84 @@ def test_both_workbooks_have_no_live_text(demo_copy):
         bad = [t for t in texts if live(t[2])]
         assert bad == [], (name, bad[:5])
         assert any(v.startswith("'") and "HYPERLINK" in v for _, _, v in texts), name
+
+
+# --- point 4: text is text --------------------------------------------------------------------
+
+MARKUP = ('[click](http://evil.example/x) ![t](http://evil.example/t.png) <img src="http://evil.example/i.png"> '
+          '<a href="javascript:alert(1)">j</a> [js](javascript:alert(1)) **bold** :red[red] $x^2$ www.evil.example')
+# Live markup: what Streamlit's markdown would turn into a link, an image or HTML (a backslash
+# before the character makes it literal).
+LIVE = [re.compile(p) for p in (r"evil\.example", r"javascript:", r"(?<!\\)<(img|a)\b", r"(?<!\\)\[(click|js)(?<!\\)\]",
+                                r"(?<!\\)!(?<!\\)\[t")]
+
+
+def test_plain_escapes_every_markup_and_keeps_the_words():
+    out = formatting.plain(MARKUP)
+    assert not [m.pattern for m in LIVE if m.search(out)]
+    assert [m.pattern for m in LIVE if m.search(MARKUP)] == [m.pattern for m in LIVE]  # each check can fail
+    assert out.replace("\\", "") == MARKUP  # nothing lost: only backslashes added
+    assert formatting.plain("line one\nline two") == "line one  \nline two"
+    assert formatting.plain(None) == "" and formatting.plain("Emergency 2025") == "Emergency 2025"
+
+
+def _plant_markup(path) -> None:
+    """The payload in every stored text a page shows: CSU, specialty and metric names and
+    sources, a published case study's title, description and lead, a QIA sign-off, a feedback
+    comment and view, the users' names."""
+    with db.connect(path) as con:
+        con.execute("UPDATE csus SET csu_name = ? WHERE csu_code = 'EMA'", [MARKUP])
+        con.execute("UPDATE specialties SET specialty_name = ? WHERE specialty_code = '326'", [MARKUP])
+        con.execute("""UPDATE metrics SET metric_name = ?, definition = ?, data_source = ?, benchmark_source = ?,
+                       scheme_ideas = [?], quality_risks = [?] WHERE metric_id = 'alos_non_elective'""",
+                    [MARKUP] * 6)
+        con.execute("UPDATE benchmarks SET source = ? WHERE metric_id = 'alos_non_elective'", [MARKUP])
+        con.execute("UPDATE unit_costs SET source = ?", [MARKUP])
+        con.execute("""UPDATE schemes SET title = ?, description = ?, lead = ?, status = 'delivered', case_study = true
+                       WHERE scheme_id = 1""", [MARKUP] * 3)
+        con.execute("UPDATE qia_signoffs SET name = ? WHERE scheme_id = 1", [MARKUP])
+        con.execute("INSERT INTO feedback (username, page, view, rating, comment) VALUES ('csu', 'library', ?, 2, ?)",
+                    [MARKUP, MARKUP])
+        con.execute("UPDATE users SET name = ?", [MARKUP])
+        db.bump_data_version(con)
+
+
+def _rendered(at) -> list[str]:
+    """Every string AppTest holds that Streamlit renders as markdown."""
+    out = []
+    for kind in ("markdown", "caption", "error", "info", "warning", "success", "title", "header", "subheader"):
+        out += [str(e.value) for e in getattr(at, kind)]
+    out += [m.label for m in at.metric] + [e.label for e in at.expander] + [t.label for t in at.tabs]
+    for side in (at.sidebar,):
+        out += [str(e.value) for e in side.markdown]
+    return out
+
+
+VISITS = [  # (user, page, link parameters): every page, with the planted records and hostile links
+    ("admin", None, {}), ("csu", None, {}),
+    ("csu", "pages/explore.py", {"csu": "EMA", "specialty": "326"}),
+    ("csu", "pages/metric.py", {"csu": "EMA", "specialty": "326", "metric": "alos_non_elective"}),
+    ("csu", "pages/shortlist.py", {"scheme": "1"}), ("finance", "pages/tracking.py", {"scheme": "1"}),
+    ("csu", "pages/library.py", {}), ("admin", "pages/feedback.py", {}), ("admin", "pages/adoption.py", {}),
+    ("admin", "pages/data.py", {}), ("csu", "pages/guide.py", {}),
+    ("csu", None, {"csu": MARKUP}), ("csu", "pages/explore.py", {"csu": MARKUP}),
+    ("csu", "pages/metric.py", {"csu": MARKUP, "specialty": MARKUP, "metric": MARKUP}),
+    ("finance", "pages/tracking.py", {"csu": MARKUP}), ("finance", "pages/explore.py", {"csu": "EMA", "specialty": MARKUP}),
+    ("csu", "pages/shortlist.py", {"scheme": MARKUP, "fy": MARKUP, "target": MARKUP, "benchmark": MARKUP}),
+]
+
+
+def test_planted_markup_and_hostile_links_render_as_literal_text(demo_copy, monkeypatch):
+    from .test_app_pages import signed_in
+
+    monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
+    monkeypatch.setenv("OPPORTUNITY_COOKIE_KEY", "apptest-key")
+    _plant_markup(demo_copy)
+    shown_escaped = 0
+    for username, page, params in VISITS:
+        at = signed_in(username, page, **params)
+        texts = _rendered(at)
+        live = [(m.pattern, t[:120]) for t in texts for m in LIVE if m.search(t)]
+        assert live == [], (username, page, params, live[:3])
+        shown_escaped += any("evil\\.example" in t for t in texts)
+    assert shown_escaped >= len(VISITS) - 3  # the payload did reach (nearly) every page, as text

@@ -17,7 +17,7 @@ from ..analysis.opportunities import Basis, opportunities, totals
 from ..analysis.stats import xmr
 from ..config import settings
 from ..delivery import plans, qia
-from ..formatting import gbp_short, months
+from ..formatting import gbp_short, months, plain
 from ..scope import Scope
 from ..store.facts import CASEMIX_METRICS
 from .comparators import hrg_breakdown
@@ -118,10 +118,10 @@ savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence
 """)]
     if not example.empty:
         r = example.iloc[0]
-        steps = "\n".join(f"| {step} | {value} |" for step, value in
+        steps = "\n".join(f"| {plain(step)} | {plain(value)} |" for step, value in
                            calculation_steps(r, Basis().label).itertuples(index=False))
         out.append(("Worked example: an opportunity", f"""
-**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), {months(r.period_from, r.period_to)}:
+**{plain(r.metric_name)}** in **{plain(r.specialty_name)}** ({plain(r.csu_name)}), {months(r.period_from, r.period_to)}:
 
 | step | value |
 |---|---|
@@ -261,7 +261,10 @@ def to_html(sections_: list[tuple[str, str]], title: str = "Opportunity Explorer
 
 
 def _inline(text: str) -> str:
-    text = html.escape(text)
+    # A backslash-escaped character (data text put through formatting.plain) is a literal: an
+    # entity, so the ** and ` rules below never see it.
+    text = re.sub(r"\\([!-/:-@\[-`{-~])", lambda m: f"\0{ord(m.group(1))};", text)
+    text = html.escape(text).replace("\0", "&#")
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
