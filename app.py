@@ -82,13 +82,16 @@ def _cookie_later(action: str) -> None:
 
 def _flush_cookie() -> None:
     pending = st.session_state.get("_oe_cookie")
-    if pending and pending[1] > 0:
+    if not pending:
+        return
+    if pending[0] == "set" and st.session_state.get(ui.SESSION_KEY):
+        # rendered on every run until the browser confirms it, then never again
+        if ui.set_session_cookie(authenticator.cookie_controller.cookie_model.cookie_manager,
+                                 st.session_state[ui.SESSION_KEY]):
+            del st.session_state["_oe_cookie"]
+    elif pending[0] == "delete" and pending[1] > 0:
         pending[1] -= 1
-        if pending[0] == "set" and st.session_state.get(ui.SESSION_KEY):
-            ui.set_session_cookie(authenticator.cookie_controller.cookie_model.cookie_manager,
-                                  st.session_state[ui.SESSION_KEY])
-        elif pending[0] == "delete":
-            authenticator.cookie_controller.delete_cookie()
+        authenticator.cookie_controller.delete_cookie()
 
 
 def _clear_session(*_) -> None:

@@ -110,19 +110,32 @@ def cookie_key() -> str:
 SESSION_KEY = "_oe_session"  # st.session_state key of this browser session's sign-in token
 
 
-def set_session_cookie(manager: stx.CookieManager, token: str) -> None:
-    """Write the sign-in cookie: the session token, signed with the cookie key, expiring with the
-    session's lifetime; Secure when `[auth] secure_cookie` is set (behind the trust's TLS proxy),
+def set_session_cookie(manager: stx.CookieManager, token: str) -> bool:
+    """Write the sign-in cookie; True once the browser has confirmed it (the component answers).
+
+    The cookie holds the session token, signed with the cookie key, expiring with the session's
+    lifetime; Secure when `[auth] secure_cookie` is set (behind the trust's TLS proxy),
     SameSite=Strict always. Not HttpOnly: extra-streamlit-components writes cookies from
     JavaScript (document.cookie in its component), and a script-written cookie cannot be
     HttpOnly; Streamlit gives an app no HTTP response headers to set one. The server-side session
-    is what makes a stolen copy worthless after sign-out, a reset or the idle timeout."""
+    is what makes a stolen copy worthless after sign-out, a reset or the idle timeout.
+
+    The same arguments on every run until confirmed: the component then stays mounted and answers
+    once (a run cut short by a rerun used to drop it, and the browser never got the cookie)."""
     auth = settings()["auth"]
-    days = float(auth.get("cookie_expiry_days", 1))
-    expires = dt.datetime.now() + dt.timedelta(days=days)
-    value = jwt.encode({"sid": token, "exp": int(expires.timestamp())}, cookie_key(), algorithm="HS256")
-    manager.set(auth["cookie_name"], value, expires_at=expires, secure=bool(auth.get("secure_cookie", False)),
-                same_site="strict")
+    pending = st.session_state.get("_oe_cookie_args")
+    if not pending or pending[0] != token:
+        days = float(auth.get("cookie_expiry_days", 1))
+        expires = dt.datetime.now() + dt.timedelta(days=days)
+        value = jwt.encode({"sid": token, "exp": int(expires.timestamp())}, cookie_key(), algorithm="HS256")
+        options = {"path": "/", "expires": expires.isoformat(), "sameSite": "strict",
+                   "secure": bool(auth.get("secure_cookie", False))}
+        pending = st.session_state["_oe_cookie_args"] = (token, value, options)
+    _, value, options = pending
+    manager._remove_extra_spacing()  # the library's CSS hiding the component's empty row
+    done = manager.cookie_manager(method="set", cookie=auth["cookie_name"], value=value, options=options,
+                                  key="set", default=False)
+    return bool(done)
 
 
 def resume_session(cur) -> bool:
