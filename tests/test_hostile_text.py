@@ -92,7 +92,7 @@ def _number(cell: str) -> bool:
 
 def test_both_workbooks_have_no_live_text(demo_copy):
     from opportunity_engine.analysis.opportunities import Basis
-    from opportunity_engine.delivery import plans, qia, schemes
+    from opportunity_engine.delivery import plans, qia, schemes, workflow
     from opportunity_engine.reports.export import opportunities_workbook
     from opportunity_engine.reports.export_plans import plans_workbook
     from opportunity_engine.scope import Scope
@@ -105,7 +105,7 @@ def test_both_workbooks_have_no_live_text(demo_copy):
         fy = 2026
         for evil in FORMULAS:
             s = schemes.create(con, fin, "x " + evil, csu, description=evil, lead=evil)
-            s = schemes.update(con, fin, s.scheme_id, s.version, title=evil.strip() or "t", status="shortlisted")
+            s = workflow.update(con, fin, s.scheme_id, s.version, title=evil.strip() or "t", status="shortlisted")
             plans.save_plan(con, fin, s.scheme_id, s.version, fy, 1, 1200, milestones=evil)
             s = schemes.get(con, fin, s.scheme_id)
             qia.save_scores(con, fin, s.scheme_id, s.version, {d: (2, 2, evil) for d in qia.DOMAINS})
