@@ -42,14 +42,14 @@ def test_eight_browsers_failing_at_once_lock_after_exactly_the_limit(server, bro
     pages = [c.new_page() for c in contexts]
     for i, page in enumerate(pages):
         page.goto(server + "/")
-        settle(page)
+        settle(page, timeout=90)  # eight fresh sessions on a shared 2-core machine
         page.get_by_role("textbox", name="Username").fill("csu")
         page.get_by_role("textbox", name="Password").fill(f"wrong-{i}")
     for page in pages:  # all eight submitted before the first bcrypt check (~0.3 s) can finish
         page.get_by_role("button", name="Sign in").click(no_wait_after=True)
     texts = []
     for page in pages:
-        settle(page, timeout=60)
+        settle(page, timeout=90)
         page.wait_for_function("""() => /incorrect|locked/.test(
             document.querySelector('[data-testid="stMain"]').innerText)""", timeout=60_000)
         texts.append(_page_text(page))
