@@ -3,9 +3,13 @@ eight sign-ins at once against one account, and a cookie captured before sign-ou
 fresh browser. The engine-level halves are in tests/test_sign_in.py."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from .test_e2e_browser import ARTIFACTS, running_app, settle, sign_in
+from tools.app_harness import running_app
+
+from .test_e2e_browser import ARTIFACTS, settle, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -15,14 +19,21 @@ ERROR_TEXTS = ("This app has encountered an error", "Something went wrong", "Tra
 
 
 @pytest.fixture(scope="module")
-def server(small_demo, tmp_path_factory):
-    with running_app(small_demo, tmp_path_factory.mktemp("e2e-security")) as url:
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e-security")
+
+
+@pytest.fixture(scope="module")
+def server(small_demo, workdir):
+    (workdir / "uploads").mkdir()
+    with running_app(small_demo, workdir, env_extra={"OPPORTUNITY_STAGING": str(workdir / "uploads")},
+                     log=workdir / "server.log") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from .test_e2e_browser import ARGS, CHROMIUM
+    from tools.app_harness import ARGS, CHROMIUM
 
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -105,3 +116,49 @@ def test_a_cookie_captured_before_sign_out_signs_nobody_in(server, browser):
     stolen.screenshot(path=str(ARTIFACTS / "cookie-replay-after-sign-out.png"))
     replayed.close()
     first.close()
+
+
+def test_one_staging_folder_per_upload_and_a_clean_sign_out(server, browser, workdir, tmp_path):
+    """Reruns reuse the upload's one folder; cancel, commit and sign-out remove it; sign-out
+    logs no exception (a page's sign-in check used to raise StreamlitPageNotFoundError)."""
+    uploads = workdir / "uploads"
+    good = tmp_path / "unit_costs.csv"
+    good.write_text("cost_driver,specialty_code,unit_cost_gbp,source\nbed_day,,352,Trust costing 2026/27\n",
+                    encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    sign_in(page, server, "admin", "/data")
+    main = page.locator('[data-testid="stMain"]')
+
+    def upload() -> None:
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(good))
+        settle(page, timeout=90)
+        main.get_by_text("All files passed every check").wait_for()
+
+    def staged() -> int:
+        return len(list(uploads.glob("oe-upload-*")))
+
+    upload()
+    for _ in range(3):  # reruns (Streamlit's R shortcut) used to write a new copy each time
+        page.locator("body").press("r")
+        settle(page, timeout=90)
+    assert staged() == 1
+    main.get_by_role("button", name="Cancel").click()
+    settle(page, timeout=90)
+    assert staged() == 0 and main.get_by_text("All files passed every check").count() == 0
+    upload()
+    main.get_by_role("button", name="Commit to the database").click()
+    settle(page, timeout=90)
+    main.get_by_text("Loaded 1 file(s)").wait_for()
+    assert staged() == 0
+    upload()
+    assert staged() == 1
+    page.get_by_role("button", name="Sign out").click()
+    settle(page, timeout=90)
+    assert page.get_by_role("textbox", name="Username").count() == 1
+    deadline = time.time() + 10
+    while staged() and time.time() < deadline:  # the session's state is dropped with it
+        time.sleep(0.5)
+    assert staged() == 0
+    log = (workdir / "server.log").read_text()
+    assert "Traceback" not in log and "StreamlitPageNotFoundError" not in log and '"page_error"' not in log, log[-2000:]
+    page.close()
