@@ -60,7 +60,7 @@ def test_the_limit_is_exact_one_at_a_time_and_a_success_resets_the_count(con):
         assert users.attempt_sign_in(con, "jo", "wrong") == users.SignIn("jo", ok=False, failures=n)
     assert users.attempt_sign_in(con, "jo", "right").ok  # four failures, then the right one
     assert con.execute("SELECT failed_sign_ins FROM users WHERE username = 'jo'").fetchone()[0] == 0
-    for n in range(1, max_failures):
+    for _ in range(1, max_failures):
         assert not users.attempt_sign_in(con, "jo", "wrong").locked
     fifth = users.attempt_sign_in(con, "jo", "wrong")
     assert fifth.locked and not fifth.refused and fifth.failures == max_failures
