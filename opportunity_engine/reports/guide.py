@@ -65,12 +65,12 @@ the adjusted target.
         shown = lines[:4] + ([{"HRG": f"{len(lines) - 5} more HRGs", "Spells": sum(o["Spells"] for o in lines[4:-1]),
                                "Expected bed days": sum(o["Expected bed days"] for o in lines[4:-1])}]
                              if len(lines) > 5 else lines[4:-1]) + lines[-1:]
-        rows = "\n".join(f"| {o['HRG']} | {o['Spells']:,.0f} | "
+        rows = "\n".join(f"| {plain(o['HRG'])} | {o['Spells']:,.0f} | "
                          + (f"{o['Reference stay']:.2f}" if "Reference stay" in o else "")
                          + f" | {o['Expected bed days']:,.0f} |" for o in shown)
         expected = sum(o["Expected bed days"] for o in lines)
         text += f"""
-**Live example: {r.metric_name.lower()} in {r.specialty_name} ({r.csu_name})**, peer median,
+**Live example: {plain(r.metric_name.lower())} in {plain(r.specialty_name)} ({plain(r.csu_name)})**, peer median,
 {months(r.period_from, r.period_to)}. {r.casemix_share:.0%} of its {r.denominator:,.0f} spells matched an
 HRG reference.
 
@@ -90,7 +90,7 @@ whatever its patients' HRGs): target {r.crude_target_value:.2f} days, {gbp_short
     if len(own):
         r = own.sort_values(["denominator", "csu_code", "specialty_code", "metric_id"]).iloc[-1]  # the best-measured
         out.append(("Worked example: a unit against its own best quarter", f"""
-**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), internal benchmark: the trust has fewer
+**{plain(r.metric_name)}** in **{plain(r.specialty_name)}** ({plain(r.csu_name)}), internal benchmark: the trust has fewer
 than {int(analysis["internal_min_units"])} units of this specialty, so it is compared with itself. Its best
 rolling quarter of the last 36 months was {_value(r.target_value, r.value_format)}; over
 {months(r.period_from, r.period_to)} it ran at {_value(r.actual, r.value_format)}. Gap {r.gap_units:,.1f}
