@@ -133,11 +133,6 @@ def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str)
     end_user_sessions(con, username, "password reset")
 
 
-def check_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> bool:
-    row = con.execute("SELECT password_hash FROM users WHERE username = ?", [username.lower()]).fetchone()
-    return row is not None and bcrypt.checkpw(password.encode("utf-8"), row[0].encode("ascii"))
-
-
 def get_user(con: duckdb.DuckDBPyConnection, username: str | None) -> User | None:
     if not username:
         return None
@@ -246,14 +241,6 @@ def _check(password: str, hashed: bytes) -> bool:
 
 def record_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> None:
     _write(con, "UPDATE users SET failed_sign_ins = 0, last_failed_at = NULL WHERE username = ?", [username.lower()])
-
-
-def is_locked(con: duckdb.DuckDBPyConnection, username: str) -> bool:
-    max_failures, minutes = lockout_policy()
-    row = con.execute("""SELECT failed_sign_ins >= $max AND last_failed_at > current_localtimestamp() - to_minutes($minutes)
-                         FROM users WHERE username = $username""",
-                      {"max": max_failures, "minutes": minutes, "username": username.lower()}).fetchone()
-    return bool(row and row[0])
 
 
 # --- sessions: one server-side record per sign-in -------------------------------------------
