@@ -11,7 +11,7 @@ import streamlit_authenticator as stauth
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ui
-from opportunity_engine import feedback, logs, usage
+from opportunity_engine import feedback, logs, usage, users
 from opportunity_engine.analysis import freshness
 from opportunity_engine.analysis.opportunities import (
     BENCHMARK_LABELS,
@@ -26,15 +26,9 @@ from opportunity_engine.analysis.opportunities import (
 )
 from opportunity_engine.config import settings
 from opportunity_engine.errors import Refusal
+from opportunity_engine.formatting import plain
 from opportunity_engine.scope import ScopeError
-from opportunity_engine.users import (
-    User,
-    credentials,
-    get_user,
-    lockout_policy,
-    record_failed_sign_in,
-    record_sign_in,
-)
+from opportunity_engine.users import User
 
 log = logs.setup()
 
@@ -88,52 +82,88 @@ def _cookie_later(action: str) -> None:
 
 def _flush_cookie() -> None:
     pending = st.session_state.get("_oe_cookie")
-    if pending and pending[1] > 0:
+    if not pending:
+        return
+    if pending[0] == "set" and st.session_state.get(ui.SESSION_KEY):
+        # rendered on every run until the browser confirms it, then never again
+        if ui.set_session_cookie(authenticator.cookie_controller.cookie_model.cookie_manager,
+                                 st.session_state[ui.SESSION_KEY]):
+            del st.session_state["_oe_cookie"]
+    elif pending[0] == "delete" and pending[1] > 0:
         pending[1] -= 1
-        if pending[0] == "set":
-            authenticator.cookie_controller.set_cookie()
-        else:
-            authenticator.cookie_controller.delete_cookie()
+        authenticator.cookie_controller.delete_cookie()
 
 
 def _clear_session(*_) -> None:
-    """Sign-out forgets everything the session held (views, seen versions) and deletes the cookie."""
+    """Sign-out ends the server-side session (a copy of the cookie is then worthless), forgets
+    everything the session held (views, seen versions) and deletes the cookie."""
+    users.end_session(ui.cursor(), st.session_state.get(ui.SESSION_KEY), "signed out")
     for key in list(st.session_state):
         if key not in ("authentication_status", "username", "name", "email", "roles", "logout"):
             del st.session_state[key]
     _cookie_later("delete")
 
 
+def _check_credentials(username: str, password: str) -> bool:
+    """The widget's password check, replaced by the engine's: the attempt is counted before
+    bcrypt and the lock-out is read at that moment (users.attempt_sign_in). A locked account is
+    refused without checking the password."""
+    result = users.attempt_sign_in(ui.cursor(), username, password)
+    st.session_state["_oe_attempt"] = result
+    if result.refused:
+        raise stauth.LoginError("locked")
+    return result.ok
+
+
 auth_cfg = settings()["auth"]
-max_failures, lockout_minutes = lockout_policy()
-creds = credentials(ui.cursor())
+max_failures, lockout_minutes = users.lockout_policy()
+idle_minutes, _ = users.session_policy()
+creds = users.credentials(ui.cursor())
 # login_sleep_time=0: the widget's default 0.7 s pause waits for a cookie component, but the
 # cookie is read from the HTTP request (st.context.cookies), so the pause only slows the first page.
 ui.use_request_cookies()
 authenticator = stauth.Authenticate(creds, auth_cfg["cookie_name"], ui.cookie_key(),
                                     float(auth_cfg["cookie_expiry_days"]), auto_hash=False, login_sleep_time=0)
+# The library draws the form; the password check and the cookie are ours. Its own cookie holds
+# only {username, expiry}, valid until it expires whatever happens on the server: never read it.
+authenticator.authentication_controller.authentication_model.check_credentials = _check_credentials
+authenticator.cookie_controller.cookie_model.get_cookie = lambda: None
+authenticator.cookie_controller.cookie_model.set_cookie = lambda: None
 
 
 def _signed_in_by_form(event: dict) -> None:
-    """Runs only after a password sign-in (not the cookie): reset the failure count, count the
-    sign-in, and write the cookie on the next runs (a st.rerun in this run would drop it)."""
-    _cookie_later("set")
+    """Runs only after a password sign-in (not the cookie): start the server-side session,
+    count the sign-in, and write the cookie on the next runs (a st.rerun in this run would drop it)."""
     cur = ui.cursor()
-    record_sign_in(cur, event["username"])
+    st.session_state[ui.SESSION_KEY] = users.start_session(cur, event["username"])
+    _cookie_later("set")
     log.info("sign_in", extra={"username": event["username"]})
-    user = get_user(cur, event["username"])
+    user = users.get_user(cur, event["username"])
     if user:
         usage.record(cur, user, "sign_in")
 
+
+ended = False
+if st.session_state.get("authentication_status"):
+    # Checked on every run: sign-out elsewhere, a password reset, a role change, the user's
+    # removal or the idle timeout ends this session now, not when the cookie expires.
+    if users.session_user(ui.cursor(), st.session_state.get(ui.SESSION_KEY)) != st.session_state.get("username"):
+        log.info("session_ended", extra={"username": st.session_state.get("username")})
+        authenticator.authentication_controller.logout(_clear_session)
+        ended = True
+else:
+    ui.resume_session(ui.cursor())  # the cookie's session token, if its session is still live
 
 if not st.session_state.get("authentication_status"):
     st.navigation(list(PAGES.values()), position="hidden")  # keep the URL's page while signed out
     _flush_cookie()
     st.title("Opportunity Explorer")
     st.caption("Find, agree and deliver cost-improvement schemes from the trust's own activity data.")
-    before = {u: d.get("failed_login_attempts", 0) for u, d in creds["usernames"].items()}
+    if ended:
+        st.info(f"Your session has ended (signed out, password or role changed, or no use for {idle_minutes} "
+                "minutes). Sign in again.")
     try:
-        authenticator.login(location="main", max_login_attempts=max_failures, callback=_signed_in_by_form,
+        authenticator.login(location="main", callback=_signed_in_by_form,
                             fields={"Form name": "Sign in", "Username": "Username", "Password": "Password",
                                     "Login": "Sign in"})
     except stauth.LoginError:
@@ -142,10 +172,10 @@ if not st.session_state.get("authentication_status"):
         log.warning("sign_in_refused_locked")
         st.stop()
     if st.session_state.get("authentication_status") is False:
-        failed = [u for u, d in creds["usernames"].items() if d.get("failed_login_attempts", 0) > before.get(u, 0)]
-        locked = any(record_failed_sign_in(ui.cursor(), u) for u in failed)
-        log.warning("sign_in_failed", extra={"attempted_username": ",".join(failed) or "(unknown user)",
-                                             "locked": locked})
+        attempt = st.session_state.pop("_oe_attempt", None)
+        locked = bool(attempt and attempt.locked)
+        log.warning("sign_in_failed", extra={"attempted_username": attempt.username if attempt else "",
+                                             "failures": attempt.failures if attempt else 0, "locked": locked})
         st.error("Username or password is incorrect." + (
             f" The account is now locked for {lockout_minutes} minutes." if locked else ""))
     if not st.session_state.get("authentication_status"):
@@ -219,7 +249,7 @@ def _feedback_control(user: User) -> None:
 
 
 with st.sidebar:
-    st.markdown(f"**{user.name}**  \n{user.role_label} · {user.scope.label}")
+    st.markdown(f"**{plain(user.name)}**  \n{user.role_label} · {plain(user.scope.label)}")
     current = ui.basis()
     options = TARGETS + ("custom",)
     best = custom_best(current.target)
@@ -261,6 +291,8 @@ with st.sidebar:
     if not ui.presenting():
         _feedback_control(user)
     authenticator.logout("Sign out", location="sidebar", callback=_clear_session)
+    if not st.session_state.get("authentication_status"):
+        st.rerun()  # signed out: straight to the sign-in form, before any page asks who is signed in
 
 if ui.presenting():
     st.markdown(ui.PRESENTATION_CSS, unsafe_allow_html=True)
@@ -272,9 +304,9 @@ if stale:
 try:
     navigation.run()
 except ScopeError as exc:
-    st.error(f"{exc} Ask finance if you need access.")
+    st.error(f"{plain(exc)} Ask finance if you need access.")
 except Refusal as exc:  # the engine refused with advice no page action caught: still advice
-    st.error(str(exc))
+    st.error(plain(exc))
 except Exception:  # control-flow exceptions (st.stop, st.rerun) are BaseException and pass through
     log.exception("page_error", extra={"page": navigation.url_path or "overview", "username": user.username,
                                        "view": view_text})

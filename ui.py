@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import io
 import logging
 import math
 import os
@@ -19,11 +20,13 @@ from urllib.parse import urlencode
 
 import altair as alt
 import extra_streamlit_components as stx
+import jwt
 import pandas as pd
 import streamlit as st
 from streamlit.elements.lib.column_types import ColumnConfig
+from streamlit.errors import StreamlitPageNotFoundError
 
-from opportunity_engine import usage
+from opportunity_engine import formatting, usage, users
 from opportunity_engine.analysis.opportunities import (
     BENCHMARKS,
     Basis,
@@ -32,7 +35,7 @@ from opportunity_engine.analysis.opportunities import (
     missing_targets_note,
     peer_groups,
 )
-from opportunity_engine.config import database_path
+from opportunity_engine.config import database_path, settings
 from opportunity_engine.delivery import plans
 from opportunity_engine.errors import Refusal
 from opportunity_engine.formatting import gbp_short
@@ -104,6 +107,56 @@ def cookie_key() -> str:
     return key
 
 
+SESSION_KEY = "_oe_session"  # st.session_state key of this browser session's sign-in token
+
+
+def set_session_cookie(manager: stx.CookieManager, token: str) -> bool:
+    """Write the sign-in cookie; True once the browser has confirmed it (the component answers).
+
+    The cookie holds the session token, signed with the cookie key, expiring with the session's
+    lifetime; Secure when `[auth] secure_cookie` is set (behind the trust's TLS proxy),
+    SameSite=Strict always. Not HttpOnly: extra-streamlit-components writes cookies from
+    JavaScript (document.cookie in its component), and a script-written cookie cannot be
+    HttpOnly; Streamlit gives an app no HTTP response headers to set one. The server-side session
+    is what makes a stolen copy worthless after sign-out, a reset or the idle timeout.
+
+    The same arguments on every run until confirmed: the component then stays mounted and answers
+    once (a run cut short by a rerun used to drop it, and the browser never got the cookie)."""
+    auth = settings()["auth"]
+    pending = st.session_state.get("_oe_cookie_args")
+    if not pending or pending[0] != token:
+        days = float(auth.get("cookie_expiry_days", 1))
+        expires = dt.datetime.now() + dt.timedelta(days=days)
+        value = jwt.encode({"sid": token, "exp": int(expires.timestamp())}, cookie_key(), algorithm="HS256")
+        options = {"path": "/", "expires": expires.isoformat(), "sameSite": "strict",
+                   "secure": bool(auth.get("secure_cookie", False))}
+        pending = st.session_state["_oe_cookie_args"] = (token, value, options)
+    _, value, options = pending
+    manager._remove_extra_spacing()  # the library's CSS hiding the component's empty row
+    done = manager.cookie_manager(method="set", cookie=auth["cookie_name"], value=value, options=options,
+                                  key="set", default=False)
+    return bool(done)
+
+
+def resume_session(cur) -> bool:
+    """Sign in from the request's cookie when it carries a live session's token (a refresh, a new
+    tab). A cookie whose session has ended, however well signed, signs nobody in."""
+    raw = st.context.cookies.get(settings()["auth"]["cookie_name"])
+    if not raw:
+        return False
+    try:
+        token = jwt.decode(raw, cookie_key(), algorithms=["HS256"]).get("sid")
+    except jwt.PyJWTError:
+        return False
+    username = users.session_user(cur, token)
+    user = get_user(cur, username)
+    if user is None:
+        return False
+    st.session_state.update({"authentication_status": True, "username": user.username, "name": user.name,
+                             "email": user.email, "roles": [user.role], SESSION_KEY: token, "logout": None})
+    return True
+
+
 def current_user() -> User | None:
     if not st.session_state.get("authentication_status"):
         return None
@@ -121,7 +174,10 @@ def require_user() -> User:
     if user is None:
         page = Path(sys._getframe(1).f_globals.get("__file__", "")).stem
         st.session_state["_oe_landing"] = page  # app.py opens it after sign-in
-        st.switch_page("app.py", query_params=dict(st.query_params))
+        try:
+            st.switch_page("app.py", query_params=dict(st.query_params))
+        except StreamlitPageNotFoundError:  # inside st.navigation app.py is no page: rerun it instead
+            st.rerun()
     return user
 
 
@@ -132,7 +188,7 @@ def check_scope(user: User, csu: str | None) -> None:
     here rather than relying on app.py's error boundary, which a page run outside st.navigation
     (a fresh server's first deep link) does not have."""
     if csu and not user.scope.allows(csu):
-        st.error(f"CSU {csu} is not available to you. Ask finance if you need access.")
+        st.error(f"CSU {formatting.plain(csu)} is not available to you. Ask finance if you need access.")
         st.stop()
 
 
@@ -350,14 +406,27 @@ def wrp_target_editor(cur, user: User, fy: int) -> None:
             if same_target and (old.source or "") == (new.source or ""):
                 continue
             if _blank(new.target_gbp):
-                st.error(f"{new.csu_code}: enter a target (zero or more pounds).")
+                st.error(f"{formatting.plain(new.csu_code)}: enter a target (zero or more pounds).")
                 continue
             try:
                 plans.set_wrp_target(cur, user, new.csu_code, fy, float(new.target_gbp), new.source or "")
                 changed += 1
             except REFUSALS as exc:
-                st.error(f"{new.csu_code}: {exc}")
+                st.error(f"{formatting.plain(new.csu_code)}: {formatting.plain(exc)}")
         st.success(f"Saved {changed} target(s).") if changed else st.info("Nothing changed.")
+
+
+def csv_download(frame: pd.DataFrame, file_name: str, label: str = "Download table (CSV)") -> None:
+    """The app's own CSV download of a table. Streamlit's built-in table download writes text
+    raw (a scheme title '=HYPERLINK(...)' arrived as a live formula), so it is switched off
+    (.streamlit/config.toml client.disableDataExport) and this one neutralises every text cell."""
+    def build() -> bytes:
+        out = io.StringIO()
+        formatting.write_csv(frame, out)
+        return out.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8 (£, names)
+
+    st.download_button(label, build, file_name=file_name, mime="text/csv", icon=":material/download:",
+                       help="Text cells that start like a formula are prefixed with ' so Excel shows them as text.")
 
 
 def _blank(value) -> bool:

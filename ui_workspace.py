@@ -19,7 +19,7 @@ import ui
 from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.delivery import plans, qia, schemes, workflow
 from opportunity_engine.delivery.schemes import Scheme
-from opportunity_engine.formatting import gbp_short, metric_value, months
+from opportunity_engine.formatting import gbp_short, metric_value, months, plain
 from opportunity_engine.reports.history import readable as readable_history
 from opportunity_engine.users import User
 
@@ -50,7 +50,7 @@ def show(cur: duckdb.DuckDBPyConnection, user: User, scheme_id: int, fy: int, ed
     scheme = schemes.get(cur, user, scheme_id)
     seen = ui.seen_version(scheme.scheme_id, scheme.version)
     if seen != scheme.version:
-        st.warning(f"{scheme.updated_by} changed this scheme at {scheme.updated_at:%H:%M} after you opened it.")
+        st.warning(f"{plain(scheme.updated_by)} changed this scheme at {scheme.updated_at:%H:%M} after you opened it.")
         if st.button("Reload the latest version", icon=":material/refresh:",
                      help="Shows their change; then make yours again."):
             ui.mark_seen(scheme.scheme_id, scheme.version)
@@ -72,15 +72,15 @@ def show(cur: duckdb.DuckDBPyConnection, user: User, scheme_id: int, fy: int, ed
 
 def _header(ws: Workspace, metric_name: str | None) -> None:
     scheme = ws.scheme
-    st.header(f"#{scheme.scheme_id} {scheme.title}")
-    bits = [f"Status **{schemes.STATUS_LABELS[scheme.status]}**", f"CSU {scheme.csu_code}", f"created by {scheme.created_by}"]
+    st.header(f"#{scheme.scheme_id} {plain(scheme.title)}")
+    bits = [f"Status **{schemes.STATUS_LABELS[scheme.status]}**", f"CSU {plain(scheme.csu_code)}", f"created by {plain(scheme.created_by)}"]
     if scheme.metric_id:
-        bits.append(f"from the opportunity on {metric_name}")
+        bits.append(f"from the opportunity on {plain(metric_name)}")
     st.caption(" · ".join(bits))
     if scheme.snapshot_opportunity_gbp is not None:
         driving = all_metrics(ws.cur).get(scheme.metric_id or "")
         fmt = driving.value_format if driving else "ratio"  # the metric's unit: "13.3 days", "57.0%"
-        st.info(f"When shortlisted ({scheme.snapshot_basis}, "
+        st.info(f"When shortlisted ({plain(scheme.snapshot_basis)}, "
                 f"{months(scheme.snapshot_period_from, scheme.snapshot_period_to)}) the opportunity was "
                 f"**{gbp_short(scheme.snapshot_opportunity_gbp)}** a year (actual {metric_value(scheme.snapshot_actual, fmt)} "
                 f"against target {metric_value(scheme.snapshot_target_value, fmt)}).", icon=":material/history:")
@@ -94,7 +94,7 @@ def _header(ws: Workspace, metric_name: str | None) -> None:
 def details_tab(ws: Workspace) -> None:
     scheme = ws.scheme
     if not ws.edit:
-        st.markdown(f"**Description.** {scheme.description or '–'}  \n**Lead.** {scheme.lead or '–'}  \n"
+        st.markdown(f"**Description.** {plain(scheme.description or '–')}  \n**Lead.** {plain(scheme.lead or '–')}  \n"
                     f"**Finance.** {schemes.FINANCE_LABELS[scheme.finance_category]}, "
                     f"{'recurrent' if scheme.recurrent else 'non-recurrent'}, "
                     f"{'cash-releasing' if scheme.saving_type == 'cash' else scheme.saving_type}")
@@ -136,7 +136,7 @@ def _status_move(ws: Workspace) -> None:
             ws.saved(workflow.update(ws.cur, ws.user, ws.scheme.scheme_id, ws.seen, status=move_to).version,
                      f"Moved to {schemes.STATUS_LABELS[move_to]}.")
     if blockers:
-        st.caption("Before approval: " + "; ".join(blockers) + ".")
+        st.caption("Before approval: " + "; ".join(plain(b) for b in blockers) + ".")
 
 
 # --- CIP plan --------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def qia_tab(ws: Workspace) -> None:
         st.warning("QIA not complete: " + "; ".join(assessment.missing) + ".")
     if not ws.edit:
         for role, (name, day) in assessment.signoffs.items():
-            st.markdown(f"- {qia.SIGNOFF_LABELS[role]}: **{name}**, {day:%d %b %Y}")
+            st.markdown(f"- {qia.SIGNOFF_LABELS[role]}: **{plain(name)}**, {day:%d %b %Y}")
         return
     _scores_form(ws, assessment)
     if len(assessment.scores) == len(qia.DOMAINS):
@@ -256,7 +256,7 @@ def _scores_form(ws: Workspace, assessment: qia.Assessment) -> None:
 def _sign_off(ws: Workspace, assessment: qia.Assessment, role: str) -> None:
     done = assessment.signoffs.get(role)
     if done:
-        st.markdown(f"- {qia.SIGNOFF_LABELS[role]}: **{done[0]}**, {done[1]:%d %b %Y}")
+        st.markdown(f"- {qia.SIGNOFF_LABELS[role]}: **{plain(done[0])}**, {done[1]:%d %b %Y}")
         return
     with st.form(f"sign-{role}-{ws.scheme.scheme_id}"):
         a, b, col = st.columns([2, 1, 1])

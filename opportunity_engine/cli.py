@@ -22,6 +22,7 @@ from .analysis.opportunities import (
     resolve_peer_group,
 )
 from .config import database_path, settings
+from .formatting import write_csv
 from .scope import Scope, ScopeError
 from .store import db as dbmod
 from .users import ROLES
@@ -139,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(u)
     u.add_argument("username")
     u.add_argument("--password-stdin", action="store_true")
+    u = users_sub.add_parser("set-role", help="change a user's role and CSUs (their sessions end)")
+    _db_arg(u)
+    u.add_argument("username")
+    u.add_argument("--role", choices=ROLES, required=True)
+    u.add_argument("--csu", action="append", default=[], metavar="CODE",
+                   help="a CSU the user may see (repeat for several; required for role csu)")
     u = users_sub.add_parser("list", help="list users, roles and CSUs (never passwords)")
     _db_arg(u)
     return parser
@@ -271,7 +278,8 @@ def cmd_opportunities(args, path: Path) -> int:
     if note:  # never a silent £0: say which metrics have no target (stdout stays pure data)
         print(f"note: {note}", file=sys.stderr)
     if args.format == "csv":
-        df.to_csv(sys.stdout, index=False, float_format="%.17g")
+        # imported CSU/specialty names are text from outside: never a live formula in Excel
+        write_csv(df, sys.stdout, float_format="%.17g")
     else:
         json.dump(json.loads(df.to_json(orient="records", double_precision=15)), sys.stdout, indent=1)
         print()
@@ -387,6 +395,9 @@ def cmd_users(args, path: Path) -> int:
         elif args.action == "reset-password":
             users.reset_password(con, args.username, _read_password(args))
             print(f"Password reset for {args.username}")
+        elif args.action == "set-role":
+            user = users.set_role(con, args.username, args.role, args.csu)
+            print(f"{user.username} is now {user.role}{': ' + ', '.join(user.csus) if user.csus else ''}")
         else:
             for user in users.list_users(con):
                 print(f"{user.username}\t{user.role}\t{','.join(user.csus)}\t{user.name}")

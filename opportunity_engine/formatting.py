@@ -3,6 +3,7 @@ their own units. Pure functions, so pages never do arithmetic on money themselve
 from __future__ import annotations
 
 import math
+import re
 
 
 def gbp_short(value: float | None) -> str:
@@ -62,3 +63,62 @@ def month(period: str | None) -> str:
 def months(period_from: str | None, period_to: str | None) -> str:
     """An analysis window: 'Apr 2025 to Mar 2026'."""
     return f"{month(period_from)} to {month(period_to)}"
+
+
+# --- text that leaves the tool: never a live formula ------------------------------------------
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # OWASP's CSV-injection list, plus a line feed
+# Characters a spreadsheet may skip or fold before it decides a cell is a formula: spaces (also
+# no-break and ideographic), zero-width characters and the byte-order mark.
+_IGNORED = " \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000" \
+           "\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad"
+# Full-width and small forms of = + - @ (an East Asian IME, or Excel itself, may fold them to ASCII)
+# and the minus sign.
+_LOOKALIKE = str.maketrans({"＝": "=", "＋": "+", "－": "-", "＠": "@", "﹦": "=", "﹢": "+", "﹣": "-",
+                            "﹫": "@", "−": "-"})
+
+
+def safe_text(value: str) -> str:
+    """Text that Excel or LibreOffice will never read as a formula: a cell starting with = + - @,
+    tab, CR or LF (OWASP), also after leading spaces or zero-width characters, or with a
+    full-width ＝＋－＠, gets a leading apostrophe. Every CSV the tool writes and both workbooks
+    use this one rule; numbers are never passed here, so they stay numbers."""
+    if value.startswith(("\t", "\r", "\n")):
+        return "'" + value
+    head = value.lstrip(_IGNORED)[:1].translate(_LOOKALIKE)
+    return "'" + value if head and head in FORMULA_START else value
+
+
+def safe_frame(frame):
+    """A copy of a DataFrame for CSV: every text cell through ``safe_text``; numbers, dates and
+    missing values untouched (a number column is never turned into text)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
+            out[column] = out[column].map(lambda v: safe_text(v) if isinstance(v, str) else v)
+    out.columns = [safe_text(c) if isinstance(c, str) else c for c in out.columns]
+    return out
+
+
+def write_csv(frame, out, **options) -> None:
+    """A DataFrame as CSV for a spreadsheet: text through ``safe_text``, RFC 4180 line ends (CRLF),
+    so a field holding a CR or LF is quoted and cannot break a row in two (the half after the
+    break would start a new, unprefixed cell)."""
+    safe_frame(frame).to_csv(out, index=False, lineterminator="\r\n", **options)
+
+
+# --- text shown in the app: always literal -----------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+
+
+def plain(value: object) -> str:
+    """Text a user, an import or a link wrote, made safe to put inside Streamlit markdown (which
+    st.markdown, st.caption, st.error, st.header... all render): every ASCII punctuation mark
+    is backslash-escaped (CommonMark allows it for all of them), so a link, an image, emphasis,
+    a heading, a list, LaTeX ($), an emoji or colour directive (:red[...]) or an autolinked
+    http://... shows as the characters typed; '<' and '&' escaped mean HTML never renders.
+    Line breaks are kept as breaks."""
+    text = "" if value is None else str(value)
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "  \n")

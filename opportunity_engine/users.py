@@ -6,7 +6,11 @@ nothing a browser sends can widen what a session may see.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 import bcrypt
@@ -97,6 +101,27 @@ def add_user(con: duckdb.DuckDBPyConnection, username: str, name: str, password:
 def remove_user(con: duckdb.DuckDBPyConnection, username: str) -> None:
     if not con.execute("DELETE FROM users WHERE username = ? RETURNING username", [username.lower()]).fetchall():
         raise ValueError(f"no user {username}")
+    end_user_sessions(con, username, "user removed")
+
+
+def set_role(con: duckdb.DuckDBPyConnection, username: str, role: str,
+             csus: list[str] | tuple[str, ...] = ()) -> User:
+    """Change a user's role and CSUs; their sessions end, so they sign in again under the new role."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    csus = sorted(set(csus))
+    if role == "csu" and not csus:
+        raise ValueError("a csu user needs at least one CSU (--csu CODE)")
+    unknown = [c for c in csus if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [c]).fetchone()]
+    if unknown:
+        raise ValueError(f"unknown CSU code(s): {', '.join(unknown)}")
+    if not con.execute("UPDATE users SET role = ?, csus = ? WHERE username = ? RETURNING username",
+                       [role, csus, username.lower()]).fetchall():
+        raise ValueError(f"no user {username}")
+    end_user_sessions(con, username, "role changed")
+    user = get_user(con, username)
+    assert user is not None
+    return user
 
 
 def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> None:
@@ -105,11 +130,7 @@ def reset_password(con: duckdb.DuckDBPyConnection, username: str, password: str)
                        "WHERE username = ? RETURNING username",
                        [hash_password(password), username.lower()]).fetchall():
         raise ValueError(f"no user {username}")
-
-
-def check_password(con: duckdb.DuckDBPyConnection, username: str, password: str) -> bool:
-    row = con.execute("SELECT password_hash FROM users WHERE username = ?", [username.lower()]).fetchone()
-    return row is not None and bcrypt.checkpw(password.encode("utf-8"), row[0].encode("ascii"))
+    end_user_sessions(con, username, "password reset")
 
 
 def get_user(con: duckdb.DuckDBPyConnection, username: str | None) -> User | None:
@@ -128,18 +149,11 @@ def list_users(con: duckdb.DuckDBPyConnection) -> list[User]:
 def credentials(con: duckdb.DuckDBPyConnection) -> dict:
     """The credentials dictionary streamlit-authenticator expects (hashes, never passwords).
 
-    ``failed_login_attempts`` carries the stored count only while a lock-out is running, so the
-    widget's ``max_login_attempts`` refuses a locked account before it checks the password.
-    """
-    max_failures, minutes = lockout_policy()
-    rows = con.execute("""
-        SELECT username, name, email, password_hash, role,
-               CASE WHEN last_failed_at > current_localtimestamp() - to_minutes($minutes)
-                    THEN failed_sign_ins ELSE 0 END
-        FROM users""", {"minutes": minutes}).fetchall()
-    return {"usernames": {u: {"name": n, "email": e or f"{u}@example.invalid", "password": h, "roles": [r],
-                              "failed_login_attempts": f}
-                          for u, n, e, h, r, f in rows}}
+    The widget only draws the form: its password check is replaced by ``attempt_sign_in``
+    (app.py), which counts the attempt and reads the lock-out in the database."""
+    rows = con.execute("SELECT username, name, email, password_hash, role FROM users").fetchall()
+    return {"usernames": {u: {"name": n, "email": e or f"{u}@example.invalid", "password": h, "roles": [r]}
+                          for u, n, e, h, r in rows}}
 
 
 def lockout_policy() -> tuple[int, int]:
@@ -150,30 +164,151 @@ def lockout_policy() -> tuple[int, int]:
     return int(auth.get("max_failed_sign_ins", 5)), int(auth.get("lockout_minutes", 15))
 
 
-def record_failed_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> bool:
-    """Count a failed password; returns True when the account is now locked. A failure after
-    an expired lock-out starts the count again."""
+# Sign-in writes (the failure count, session records) are serialised within the process: DuckDB
+# refuses two concurrent UPDATEs of one row ("Conflict on tuple deletion"), and eight browsers
+# failing at once used to lose counts and show an error page. The retry covers a writer outside
+# this lock (another cursor of the same database touching the same row).
+_WRITE_LOCK = threading.Lock()
+_RETRIES = 20
+
+
+def _write(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list) -> list[tuple]:
+    """Run one write statement under the process-wide sign-in lock, retrying a write-write
+    conflict; returns the fetched rows (RETURNING)."""
+    for attempt in range(_RETRIES):
+        try:
+            with _WRITE_LOCK:
+                return con.execute(sql, params).fetchall()
+        except duckdb.TransactionException:
+            if attempt == _RETRIES - 1:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of one sign-in attempt. ``refused``: the account was locked, so the password
+    was not checked; ``locked``: the account is locked now (refused, or this failure reached the
+    limit); ``failures``: failures in a row counted so far, this one included."""
+    username: str
+    ok: bool
+    refused: bool = False
+    locked: bool = False
+    failures: int = 0
+
+
+# bcrypt of a random password: an unknown username costs as long as a wrong password.
+_DUMMY_HASH = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=12))
+
+
+def attempt_sign_in(con: duckdb.DuckDBPyConnection, username: str, password: str) -> SignIn:
+    """Check a password with the lock-out applied at the moment of the check.
+
+    The attempt is counted as a failure BEFORE bcrypt runs, in one statement that also reads the
+    lock (a locked account is not counted and its password is never checked), so N simultaneous
+    attempts are N counts and at most ``max_failed_sign_ins`` of them ever reach bcrypt within a
+    lock-out. A right password then resets the count to zero. A failure after an expired lock-out
+    starts the count again."""
     max_failures, minutes = lockout_policy()
-    row = con.execute("""
+    username = (username or "").strip().lower()
+    rows = _write(con, """
         UPDATE users SET failed_sign_ins = CASE
                 WHEN last_failed_at IS NULL OR last_failed_at <= current_localtimestamp() - to_minutes($minutes)
                 THEN 1 ELSE failed_sign_ins + 1 END,
             last_failed_at = current_localtimestamp()
-        WHERE username = $username RETURNING failed_sign_ins""",
-        {"minutes": minutes, "username": username.lower()}).fetchone()
-    return row is not None and row[0] >= max_failures
+        WHERE username = $username
+          AND NOT (failed_sign_ins >= $max AND last_failed_at > current_localtimestamp() - to_minutes($minutes))
+        RETURNING failed_sign_ins, password_hash""",
+        {"minutes": minutes, "username": username, "max": max_failures})
+    if not rows:
+        exists = con.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone()
+        if exists:
+            return SignIn(username, ok=False, refused=True, locked=True, failures=max_failures)
+        _check(password, _DUMMY_HASH)
+        return SignIn(username, ok=False)
+    failures, stored = rows[0]
+    if _check(password, stored.encode("ascii")):
+        record_sign_in(con, username)
+        return SignIn(username, ok=True)
+    return SignIn(username, ok=False, locked=failures >= max_failures, failures=failures)
+
+
+def _check(password: str, hashed: bytes) -> bool:
+    data = (password or "").encode("utf-8")
+    return 0 < len(data) <= 72 and bcrypt.checkpw(data, hashed)
 
 
 def record_sign_in(con: duckdb.DuckDBPyConnection, username: str) -> None:
-    con.execute("UPDATE users SET failed_sign_ins = 0, last_failed_at = NULL WHERE username = ?", [username.lower()])
+    _write(con, "UPDATE users SET failed_sign_ins = 0, last_failed_at = NULL WHERE username = ?", [username.lower()])
 
 
-def is_locked(con: duckdb.DuckDBPyConnection, username: str) -> bool:
-    max_failures, minutes = lockout_policy()
-    row = con.execute("""SELECT failed_sign_ins >= $max AND last_failed_at > current_localtimestamp() - to_minutes($minutes)
-                         FROM users WHERE username = $username""",
-                      {"max": max_failures, "minutes": minutes, "username": username.lower()}).fetchone()
-    return bool(row and row[0])
+# --- sessions: one server-side record per sign-in -------------------------------------------
+
+def session_policy() -> tuple[int, float]:
+    """(idle minutes, absolute lifetime in days) from config.toml [auth]."""
+    from .config import settings
+
+    auth = settings()["auth"]
+    return int(auth.get("idle_minutes", 30)), float(auth.get("cookie_expiry_days", 1))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(con: duckdb.DuckDBPyConnection, username: str) -> str:
+    """A new session for a signed-in user; returns the random token the cookie carries."""
+    token = secrets.token_urlsafe(32)
+    _write(con, """INSERT INTO sign_in_sessions (token_hash, username, started_at, last_seen_at)
+                   VALUES (?, ?, current_localtimestamp(), current_localtimestamp())""",
+           [_token_hash(token), username.lower()])
+    return token
+
+
+TOUCH_SECONDS = 15  # last_seen_at is written at most this often per session (a write per click is waste)
+
+
+def session_user(con: duckdb.DuckDBPyConnection, token: str | None) -> str | None:
+    """The username a session token belongs to while the session is live, else None.
+
+    Live means: not ended, used within the idle timeout, younger than the cookie's lifetime, and
+    its user still exists. A session found idle or expired is ended here, so it cannot come back."""
+    if not token:
+        return None
+    idle_minutes, lifetime_days = session_policy()
+    row = con.execute("""
+        SELECT s.username, s.ended_at IS NOT NULL,
+               s.last_seen_at <= current_localtimestamp() - to_minutes($idle),
+               s.started_at <= current_localtimestamp() - to_seconds($lifetime),
+               s.last_seen_at <= current_localtimestamp() - to_seconds($touch),
+               u.username IS NULL
+        FROM sign_in_sessions s LEFT JOIN users u USING (username)
+        WHERE s.token_hash = $hash""",
+        {"idle": idle_minutes, "lifetime": int(lifetime_days * 86400), "touch": TOUCH_SECONDS,
+         "hash": _token_hash(token)}).fetchone()
+    if row is None or row[1]:
+        return None
+    username, _, idle, expired, stale, removed = row
+    if idle or expired or removed:
+        end_session(con, token, "idle" if idle else "expired" if expired else "user removed")
+        return None
+    if stale:
+        _write(con, "UPDATE sign_in_sessions SET last_seen_at = current_localtimestamp() "
+                    "WHERE token_hash = ? AND ended_at IS NULL", [_token_hash(token)])
+    return username
+
+
+def end_session(con: duckdb.DuckDBPyConnection, token: str | None, reason: str = "signed out") -> None:
+    if token:
+        _write(con, "UPDATE sign_in_sessions SET ended_at = current_localtimestamp(), end_reason = ? "
+                    "WHERE token_hash = ? AND ended_at IS NULL", [reason, _token_hash(token)])
+
+
+def end_user_sessions(con: duckdb.DuckDBPyConnection, username: str, reason: str) -> int:
+    """End every live session of a user (password reset, role change, removal); returns how many."""
+    return len(_write(con, "UPDATE sign_in_sessions SET ended_at = current_localtimestamp(), end_reason = ? "
+                           "WHERE username = ? AND ended_at IS NULL RETURNING 1", [reason, username.lower()]))
 
 
 def add_demo_users(con: duckdb.DuckDBPyConnection) -> None:

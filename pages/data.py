@@ -1,6 +1,5 @@
 """Data (admin): upload extracts with a validation report before anything is committed, data
 freshness, empty templates, unit costs and WRP targets."""
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -10,12 +9,9 @@ import ui
 from opportunity_engine.analysis.opportunities import freshness
 from opportunity_engine.config import settings
 from opportunity_engine.delivery import plans
-from opportunity_engine.store import codes, costs, mappings
-from opportunity_engine.store.importer import (
-    import_files,
-    matches_template,
-    stage_uploads,
-)
+from opportunity_engine.formatting import plain
+from opportunity_engine.store import codes, costs, mappings, staging
+from opportunity_engine.store.importer import import_files, matches_template
 from opportunity_engine.store.templates import ORDER, TEMPLATES, csv_template
 
 user = ui.require_user()
@@ -36,8 +32,22 @@ st.caption(f"CSV or Excel (.xlsx), one file per kind, headers exactly as the tem
            "Files are checked first; nothing changes until you commit, and a commit loads all files or none. "
            "Re-loading replaces exactly the months × CSUs the files hold; the check says what will be added, "
            "replaced and removed.")
+# A new uploader key after a commit or a cancel empties it; the staged copy goes at the same time.
+upload_round = st.session_state.setdefault("_oe_upload_round", 0)
 uploads = st.file_uploader("Extract files", type=["csv", "xlsx"], accept_multiple_files=True,
+                           key=f"uploads-{upload_round}",
                            help="Drop several files to load them together, e.g. specialties and spells.")
+if flash := st.session_state.pop("_oe_import_flash", None):
+    st.success(flash)
+
+
+def _finish_upload() -> None:
+    """Commit or cancel: remove the staged folder and empty the uploader."""
+    held = st.session_state.pop("_oe_staged", None)
+    if held is not None:
+        held.discard()
+    st.session_state.pop("checked_key", None)
+    st.session_state["_oe_upload_round"] = upload_round + 1
 
 
 def _run(paths: list[Path], dry_run: bool):
@@ -99,11 +109,16 @@ def _mapping_form(path: Path, found: list[str]) -> None:
             st.rerun()
 
 
+if not uploads and "_oe_staged" in st.session_state:  # the files were taken out of the uploader
+    st.session_state.pop("_oe_staged").discard()
 if uploads:
     active = st.session_state.setdefault("mappings", {})
     key = (tuple((f.name, f.size) for f in uploads), tuple(sorted(active.items())))
-    folder = Path(tempfile.mkdtemp(prefix="oe-upload-"))
-    paths, problems = stage_uploads(((f.name, f.size, f.getbuffer()) for f in uploads), folder, limit_mb)
+    # one staged copy per upload, reused on every rerun (staging.stage returns it unchanged)
+    staged = st.session_state["_oe_staged"] = staging.stage(
+        ((f.name, f.size, f.getbuffer()) for f in uploads), key[0], st.session_state.get("_oe_staged"))
+    folder = staged.folder
+    paths, problems = list(staged.paths), list(staged.problems)
     for path in list(paths):
         mapping = mappings.get(cur, active[path.name]) if path.name in active else None
         if mapping is not None:
@@ -114,7 +129,7 @@ if uploads:
                 problems.append(str(exc))
                 active.pop(path.name, None)
     for problem in problems:
-        st.error(problem)
+        st.error(plain(problem))
     if paths and not problems:
         if st.session_state.get("checked_key") != key:
             st.session_state["checked_key"] = key
@@ -132,21 +147,28 @@ if uploads:
             st.dataframe(pd.DataFrame(checked.changes_table()).rename(columns={
                 "source": "Source", "files": "Files", "months": "Months", "csus": "CSUs", "rows": "Rows in files",
                 "added": "Added", "replaced": "Replaced", "removed": "Removed"}), hide_index=True, width="stretch")
-            st.caption("Files read: " + "; ".join(f"{f.label}: {f.rows:,} {f.kind} rows" for f in checked.loaded)
+            st.caption("Files read: " + "; ".join(f"{plain(f.label)}: {f.rows:,} {f.kind} rows" for f in checked.loaded)
                        + ". Re-loading replaces exactly the months × CSUs listed; other months and CSUs stay.")
-            if st.button("Commit to the database", type="primary", icon=":material/upload:",
-                         help="Loads every checked file in one transaction: all of them or none."):
+            commit, cancel = st.columns([1, 4])
+            if cancel.button("Cancel", icon=":material/close:", help="Forget these files; nothing is loaded."):
+                _finish_upload()
+                st.rerun()
+            if commit.button("Commit to the database", type="primary", icon=":material/upload:",
+                             help="Loads every checked file in one transaction: all of them or none."):
                 result = _run(paths, dry_run=False)
                 st.session_state.pop("checked_key", None)
                 if result.ok:
-                    st.success(f"Loaded {len(result.loaded)} file(s): "
-                               + "; ".join(f"{f.label}: {f.rows:,} {f.kind} rows" for f in result.loaded)
-                               + ". Changes: " + "; ".join(str(c) for c in result.changes) + ".")
                     ui.log.info("import", extra={"username": user.username, "files": [f.file for f in result.loaded],
                                                  "rows": sum(f.rows for f in result.loaded)})
                     ui.record("import", "data", ", ".join(f.kind for f in result.loaded))
+                    st.session_state["_oe_import_flash"] = (
+                        f"Loaded {len(result.loaded)} file(s): "
+                        + "; ".join(f"{plain(f.label)}: {f.rows:,} {f.kind} rows" for f in result.loaded)
+                        + ". Changes: " + "; ".join(plain(c) for c in result.changes) + ".")
+                    _finish_upload()
+                    st.rerun()
                 else:  # the data changed between the check and the commit
-                    st.error(result.report())
+                    st.error(plain(result.report()))
 
 st.subheader("Freshness")
 fresh = freshness(cur)

@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 from opportunity_engine.analysis.opportunities import csu_list, opportunities, totals
 from opportunity_engine.delivery import schemes
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports import views
 from opportunity_engine.reports.export import opportunities_workbook
 
@@ -43,15 +43,15 @@ specs = views.by_specialty(df)
 labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
 nets = dict(zip(specs["specialty_code"], specs["net"]))
 present = ui.presenting()
-crumb = f"Trust › **{csus[csu]}**"
+crumb = f"Trust › **{plain(csus[csu])}**"
 if specialty is not None:
-    crumb += f" › **{labels.get(specialty, specialty)}**"
+    crumb += f" › **{plain(labels.get(specialty, specialty))}**"
 st.markdown(crumb)
 st.caption(basis.label)
 ui.no_target_notice(df)
 t = totals(df)
 c1, c2, c3 = st.columns(3)
-ui.annual_metric(c1, f"{csus[csu]}: net opportunity", t.net_gbp, help="Net of overlap, at the chosen target.")
+ui.annual_metric(c1, f"{plain(csus[csu])}: net opportunity", t.net_gbp, help="Net of overlap, at the chosen target.")
 ui.annual_metric(c2, "Gross", t.gross_gbp, help="Every metric's opportunity summed, overlaps included.")
 ui.annual_metric(c3, "Cash-releasing", t.cash_gbp, help="Money leaves the ledger (e.g. agency premium).")
 st.subheader("Specialties by net opportunity")
@@ -82,7 +82,7 @@ ui.linked_select("Specialty", [None, *spec_codes], specialty, "specialty", to_pa
 
 if specialty is not None:
     rows = views.metric_rows(df[df["specialty_code"] == specialty])
-    st.subheader(f"{labels.get(specialty, specialty)}: metrics by opportunity")
+    st.subheader(f"{plain(labels.get(specialty, specialty))}: metrics by opportunity")
     metric_event = ui.money_table(
         rows[["Opportunity £", "Metric", "Actual", "Target", "Gap"] if present else
              ["Opportunity £", "Metric", "Domain", "Actual", "Target", "Gap", "Type", "Flags"]],

@@ -3,6 +3,7 @@ import streamlit as st
 
 import ui
 from opportunity_engine import feedback
+from opportunity_engine.formatting import plain
 
 user = ui.require_user()
 cur = ui.cursor()
@@ -29,9 +30,9 @@ if user.can_triage_feedback and not ui.presenting():
         st.info(f"No {status or ''} feedback.")
     for item in items.itertuples(index=False):
         with st.container(border=True):
-            st.markdown(f"**{'★' * int(item.rating)}{'☆' * (5 - int(item.rating))}** · {ui.page_title(item.page)}"
-                        f"{' · ' + item.view if item.view else ''} · {item.username} · {item.submitted_at:%d %b %Y}")
-            st.markdown(item.comment or "_(no comment)_")
+            st.markdown(f"**{'★' * int(item.rating)}{'☆' * (5 - int(item.rating))}** · {plain(ui.page_title(item.page))}"
+                        f"{' · ' + plain(item.view) if item.view else ''} · {plain(item.username)} · {item.submitted_at:%d %b %Y}")
+            st.markdown(plain(item.comment) if item.comment else "_(no comment)_")
             with st.form(f"triage-{item.feedback_id}"):
                 a, b = st.columns([1, 3])
                 new_status = a.selectbox("Status", feedback.STATUSES, index=feedback.STATUSES.index(item.status),

@@ -4,7 +4,7 @@ import streamlit as st
 import ui
 from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.delivery import library, tracking
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, plain
 
 user = ui.require_user()
 cur = ui.cursor()
@@ -34,8 +34,8 @@ if cases.empty:
     st.info("No case studies match. Delivered schemes appear here once finance publishes them.")
 for case in cases.itertuples(index=False):
     with st.container(border=True):
-        st.markdown(f"**{case.title}** · {case.csu_name} · {case.metric_name or 'no driving metric'}")
-        st.markdown(case.description or "–")
+        st.markdown(f"**{plain(case.title)}** · {plain(case.csu_name)} · {plain(case.metric_name or 'no driving metric')}")
+        st.markdown(plain(case.description or "–"))
         ev = tracking.evidence(cur, user, int(case.scheme_id)) if user.scope.allows(case.csu_code) else None
         line = f"Realised {gbp_short(case.realised_gbp)}"
         if case.fye_gbp == case.fye_gbp:  # not NaN

@@ -8,7 +8,7 @@ import ui
 from opportunity_engine.analysis.catalogue import all_metrics
 from opportunity_engine.analysis.opportunities import funnel, opportunities, trend
 from opportunity_engine.delivery import schemes
-from opportunity_engine.formatting import gbp_short, metric_value, months, units
+from opportunity_engine.formatting import gbp_short, metric_value, months, plain, units
 from opportunity_engine.reports import comparators as likeforlike
 from opportunity_engine.reports import views
 
@@ -34,10 +34,10 @@ if rows.empty or metric is None:
 r = rows.iloc[0]
 fmt = metric.value_format
 
-st.page_link("pages/explore.py", label=f"Trust › {r.csu_name} › {r.specialty_name}", icon=":material/arrow_back:",
+st.page_link("pages/explore.py", label=f"Trust › {plain(r.csu_name)} › {plain(r.specialty_name)}", icon=":material/arrow_back:",
              query_params=ui.view_params(csu=csu, specialty=ui.specialty_param(specialty)))
-st.header(f"{metric.metric_name}: {r.specialty_name}, {r.csu_name}")
-st.caption(f"{metric.domain} · {'lower' if metric.lower_is_better else 'higher'} is better · {basis.label} · "
+st.header(f"{plain(metric.metric_name)}: {plain(r.specialty_name)}, {plain(r.csu_name)}")
+st.caption(f"{plain(metric.domain)} · {'lower' if metric.lower_is_better else 'higher'} is better · {basis.label} · "
            f"{months(r.period_from, r.period_to)}")
 
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1.5])
@@ -152,17 +152,17 @@ if r.target_basis == "case mix":
 
 d1, d2 = st.columns(2)
 with d1:
-    st.markdown(f"**Definition.** {metric.definition}")
-    st.markdown(f"**Data source.** {metric.data_source or '–'}")
-    st.markdown(f"**Benchmark source.** {r.benchmark_source or '–'}"
-                + (f" (peer group {r.peer_group})" if r.peer_group else ""))
-    st.markdown(f"**Unit cost source.** {r.unit_cost_source or '–'}")
+    st.markdown(f"**Definition.** {plain(metric.definition)}")
+    st.markdown(f"**Data source.** {plain(metric.data_source or '–')}")
+    st.markdown(f"**Benchmark source.** {plain(r.benchmark_source or '–')}"
+                + (f" (peer group {plain(r.peer_group)})" if r.peer_group else ""))
+    st.markdown(f"**Unit cost source.** {plain(r.unit_cost_source or '–')}")
 with d2:
     st.markdown("**Scheme ideas**")
     for idea in metric.scheme_ideas or ("No ideas recorded yet.",):
-        st.markdown(f"- {idea}")
+        st.markdown(f"- {plain(idea)}")
     if metric.quality_risks:
-        st.markdown("**Quality risks to consider (QIA)**: " + "; ".join(metric.quality_risks))
+        st.markdown("**Quality risks to consider (QIA)**: " + "; ".join(plain(q) for q in metric.quality_risks))
 
 st.page_link("pages/library.py", label="Case studies and ideas for this metric in the Library",
              icon=":material/local_library:", query_params=ui.view_params(metric=metric_id))

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from opportunity_engine.analysis.opportunities import opportunities, totals
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports import views
 from opportunity_engine.reports.export import opportunities_workbook
 
@@ -14,11 +14,11 @@ df = opportunities(ui.cursor(), user.scope, basis)
 
 st.title("Overview")
 if df.empty:
-    st.caption(f"{user.scope.label} · {basis.label}")
+    st.caption(f"{plain(user.scope.label)} · {basis.label}")
     st.info("No data yet. An admin can load extracts on the Data page, or build the demo database with "
             "`make run`.")
     st.stop()
-st.caption(f"{user.scope.label} · {basis.label} · {views.window(df)}")
+st.caption(f"{plain(user.scope.label)} · {basis.label} · {views.window(df)}")
 ui.no_target_notice(df)
 
 t = totals(df)

@@ -11,7 +11,7 @@ import ui
 import ui_workspace
 from opportunity_engine.analysis.opportunities import csu_list
 from opportunity_engine.delivery import plans, schemes, workflow
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports.export_plans import plans_workbook
 
 user = ui.require_user()
@@ -102,7 +102,7 @@ else:
             outcomes = workflow.apply_table_edits(cur, user, table, edited, seen_versions)
             for sid, error in outcomes:
                 if error:
-                    st.error(f"Scheme {sid}: {error}")
+                    st.error(f"Scheme {sid}: {plain(error)}")
                 else:
                     ui.mark_seen(sid, schemes.get(cur, user, sid).version)
             if outcomes and not any(e for _, e in outcomes):

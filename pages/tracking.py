@@ -5,7 +5,7 @@ import streamlit as st
 
 import ui
 from opportunity_engine.delivery import plans, schemes, tracking
-from opportunity_engine.formatting import gbp_short, gbp_whole, metric_value, month
+from opportunity_engine.formatting import gbp_short, gbp_whole, metric_value, month, plain
 
 user = ui.require_user()
 cur = ui.cursor()
@@ -19,7 +19,7 @@ ui.linked_select("Financial year", list(range(fy - 2, fy + 2)), fy, "fy", format
                  help="Committed schemes (approved, delivering, delivered) with a plan in this year.")
 months = tracking.by_month(cur, user.scope, fy, csu=csu)
 summary = tracking.summarise_months(months, as_of)
-st.caption(f"{user.scope.label}{' · CSU ' + csu if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
+st.caption(f"{plain(user.scope.label)}{' · CSU ' + plain(csu) if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
            f"(the last complete month). RAG: green ≥ 95% of plan to date realised, amber ≥ 80%, red below.")
 if summary.empty:
     st.info("No committed schemes with a plan in this year. Approve a scheme on Shortlist & plans, or pick another year.")
@@ -59,6 +59,7 @@ show = summary[["scheme_id", "title", "csu_code", "status", "rag", "in_year_gbp"
 st.dataframe(show.style.map(lambda v: RAG_COLOURS.get(v, ""), subset=["RAG"])
              .format({c: gbp_whole for c in ("In-year £", "Planned to date £", "Realised to date £", "Variance £")}),
              hide_index=True, width="stretch")
+ui.csv_download(show, f"tracking-{fy}.csv", "Download schemes (CSV)")
 
 ids = [int(i) for i in summary.scheme_id]
 titles = dict(zip(ids, summary.title))
@@ -115,7 +116,7 @@ verdict = {"signal of improvement": st.success, "signal of deterioration": st.er
 verdict(f"**{ev.status.capitalize()}.** {ev.message}")
 if not ev.series.empty and "mean" in ev.series:
     percent = ev.value_format == "percent"
-    st.markdown(f"**{ev.metric_name}: {ev.unit_label}**, month by month")
+    st.markdown(f"**{plain(ev.metric_name)}: {plain(ev.unit_label)}**, month by month")
     st.altair_chart(ui.spc_chart(ev.series, ev.metric_name or "Driving metric", start=ev.start_period, percent=percent),
                     width="stretch")
     began = f" The change began in {month(ev.change_began)}, before the start." if ev.change_began else ""

@@ -182,7 +182,7 @@ def test_cli_users_add_list_reset_remove(demo_copy, monkeypatch, capsys):
     assert main(["users", "reset-password", "jo.bloggs", "--db", str(demo_copy), "--password-stdin"]) == 0
     with db.connect(demo_copy) as con:
         new = con.execute("SELECT password_hash FROM users WHERE username = 'jo.bloggs'").fetchone()[0]
-        assert new != stored and users.check_password(con, "jo.bloggs", "n3w-pass")
+        assert new != stored and users.attempt_sign_in(con, "jo.bloggs", "n3w-pass").ok
     # a csu user without a CSU, an unknown CSU and a duplicate are refused with a message
     stdin("x\n")
     assert main(["users", "add", "nocsu", "--db", str(demo_copy), "--name", "N", "--role", "csu",

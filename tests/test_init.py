@@ -32,7 +32,8 @@ def test_init_makes_a_ready_empty_database_with_an_admin(tmp_path, monkeypatch, 
         assert con.execute("SELECT count(*) FROM csus").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM spells").fetchone()[0] == 0
         assert [(u.username, u.role) for u in users.list_users(con)] == [("finance.lead", "admin")]
-        assert users.check_password(con, "finance.lead", "a-long-pass-phrase")
+    with db.connect(path) as con:  # signing in writes (the failure count), so not read-only
+        assert users.attempt_sign_in(con, "finance.lead", "a-long-pass-phrase").ok
     # A second init would add a second first admin: refused, the file unchanged.
     monkeypatch.setattr(sys, "stdin", io.StringIO("another-pass-phrase\n"))
     assert main(["init", "--db", str(path), "--admin", "other", "--name", "Other", "--password-stdin"]) == 1

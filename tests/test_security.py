@@ -40,11 +40,12 @@ def test_no_secrets_are_committed():
             assert "cookie_key = \"" not in text or name == "README.md", name
 
 
-def test_passwords_are_bcrypt_hashes_and_checked(small_demo):
-    with db.connect(small_demo, read_only=True) as con:
+def test_passwords_are_bcrypt_hashes_and_checked(demo_copy):
+    with db.connect(demo_copy) as con:
         hashes = [r[0] for r in con.execute("SELECT password_hash FROM users").fetchall()]
         assert hashes and all(h.startswith("$2b$12$") and "demo" not in h for h in hashes)
-        assert users.check_password(con, "finance", "demo") and not users.check_password(con, "finance", "Demo")
+        assert users.attempt_sign_in(con, "finance", "demo").ok
+        assert not users.attempt_sign_in(con, "finance", "Demo").ok
     with pytest.raises(ValueError, match="1 to 72 bytes"):
         users.hash_password("x" * 73)
 

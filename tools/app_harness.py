@@ -31,6 +31,10 @@ def signed_in(username: str, page: str | None = None, **params: str) -> AppTest:
     at.session_state["authentication_status"] = True
     at.session_state["username"] = username
     at.session_state["name"] = username
+    import ui
+    from opportunity_engine import users
+
+    at.session_state[ui.SESSION_KEY] = users.start_session(ui.cursor(), username)  # as a sign-in would
     for k, v in params.items():
         at.query_params[k] = v
     at.run()
@@ -48,16 +52,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(db_source: Path, workdir: Path) -> Iterator[str]:
-    """A streamlit server of its own on a copy of the database; yields its URL."""
+def running_app(db_source: Path, workdir: Path, env_extra: dict[str, str] | None = None,
+                log: Path | None = None) -> Iterator[str]:
+    """A streamlit server of its own on a copy of the database; yields its URL. ``log`` keeps
+    the server's stderr (the app's JSON log) for a test to read."""
     db_path = workdir / "e2e.duckdb"
     shutil.copy(db_source, db_path)
     port = free_port()
-    env = {**os.environ, "OPPORTUNITY_DB": str(db_path), "OPPORTUNITY_COOKIE_KEY": "e2e-test-key"}
+    env = {**os.environ, "OPPORTUNITY_DB": str(db_path), "OPPORTUNITY_COOKIE_KEY": "e2e-test-key", **(env_extra or {})}
+    err = log.open("w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
                              "--server.headless", "true", "--server.runOnSave", "false",
                              "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.time() + 60
         while True:

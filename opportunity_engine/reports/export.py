@@ -25,19 +25,13 @@ from ..analysis.opportunities import (
     resolve_peer_group,
     summarise,
 )
-from ..formatting import months
+from ..formatting import months, safe_text
 from ..scope import Scope
 from .sheet_style import NHS_BLUE, finish_table, fit_columns, style_header
 
 GBP = '"£"#,##0;[Red]-"£"#,##0'
 GBP_EXACT = '"£"#,##0.00;[Red]-"£"#,##0.00'
 PCT = "0.0%"
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def safe_text(value: str) -> str:
-    """Text that Excel or LibreOffice will never read as a formula (OWASP CSV-injection advice)."""
-    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def _put(ws, row: int, col: int, value, number_format: str | None = None):

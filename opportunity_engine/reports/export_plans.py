@@ -3,7 +3,7 @@ QIA with risk formulas and conditional formatting, tracking with native charts.
 
 Finance will re-profile and re-total in Excel, so phasing, in-year totals, WRP coverage, QIA risk
 scores and tracking variances are formulas over the cells, not pasted values. Text cells go
-through ``safe_text`` (export.py) so nothing a user typed can run as a formula.
+through ``formatting.safe_text`` so nothing a user typed can run as a formula.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from ..analysis.opportunities import Basis, opportunities, totals
 from ..analysis.stats import xmr
 from ..config import settings
 from ..delivery import plans, qia, tracking
-from ..formatting import gbp_short, months
+from ..formatting import gbp_short, months, plain
 from ..scope import Scope
 from ..store.facts import CASEMIX_METRICS
 from .comparators import hrg_breakdown
@@ -74,7 +74,7 @@ Flagged opportunities keep their £ but rank after the real ones."""
         return text
     return text + f"""
 
-For **{r.metric_name}** at the peer median, {len(tested)} units of the trust are tested: φ =
+For **{plain(r.metric_name)}** at the peer median, {len(tested)} units of the trust are tested: φ =
 {r.phi:.2f}, τ² = {r.tau2:.4g}. On sampling error alone {int(tested["significant_naive"].sum())} of them would
 be flagged; allowing for the spread between units, {int(tested["significant"].sum())}. This unit's naive z is
 {r.z_score:.2f}; allowing for the spread it is {r.z_adjusted:.2f}, so it is
@@ -99,7 +99,7 @@ own rate: its month-to-month variation.
 3. Each end priced exactly as the opportunity is: the gap at that rate × the unit cost; an end
    beyond the target is £0 (no gap).
 
-**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}): actual {r.actual:.4g}, standard error
+**{plain(r.metric_name)}** in **{plain(r.specialty_name)}** ({plain(r.csu_name)}): actual {r.actual:.4g}, standard error
 {se}, so the rate lies between {r.actual - 1.2816 * (0 if pd.isna(r.actual_se) else r.actual_se):.4g} and
 {r.actual + 1.2816 * (0 if pd.isna(r.actual_se) else r.actual_se):.4g}; against the target {r.target_value:.4g}
 ({"lower" if lower else "higher"} is better) that is £{r.opportunity_low_gbp:,.0f} to £{r.opportunity_high_gbp:,.0f}
@@ -150,12 +150,12 @@ the adjusted target.
         shown = lines[:4] + ([{"HRG": f"{len(lines) - 5} more HRGs", "Spells": sum(o["Spells"] for o in lines[4:-1]),
                                "Expected bed days": sum(o["Expected bed days"] for o in lines[4:-1])}]
                              if len(lines) > 5 else lines[4:-1]) + lines[-1:]
-        rows = "\n".join(f"| {o['HRG']} | {o['Spells']:,.0f} | "
+        rows = "\n".join(f"| {plain(o['HRG'])} | {o['Spells']:,.0f} | "
                          + (f"{o['Reference stay']:.2f}" if "Reference stay" in o else "")
                          + f" | {o['Expected bed days']:,.0f} |" for o in shown)
         expected = sum(o["Expected bed days"] for o in lines)
         text += f"""
-**Live example: {r.metric_name.lower()} in {r.specialty_name} ({r.csu_name})**, peer median,
+**Live example: {plain(r.metric_name.lower())} in {plain(r.specialty_name)} ({plain(r.csu_name)})**, peer median,
 {months(r.period_from, r.period_to)}. {r.casemix_share:.0%} of its {r.denominator:,.0f} spells matched an
 HRG reference.
 
@@ -175,7 +175,7 @@ whatever its patients' HRGs): target {r.crude_target_value:.2f} days, {gbp_short
     if len(own):
         r = own.sort_values(["denominator", "csu_code", "specialty_code", "metric_id"]).iloc[-1]  # the best-measured
         out.append(("Worked example: a unit against its own best quarter", f"""
-**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), internal benchmark: the trust has fewer
+**{plain(r.metric_name)}** in **{plain(r.specialty_name)}** ({plain(r.csu_name)}), internal benchmark: the trust has fewer
 than {int(analysis["internal_min_units"])} units of this specialty, so it is compared with itself. Its best
 rolling quarter of the last 36 months was {_value(r.target_value, r.value_format)}; over
 {months(r.period_from, r.period_to)} it ran at {_value(r.actual, r.value_format)}. Gap {r.gap_units:,.1f}
@@ -203,10 +203,10 @@ savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence
 """)]
     if not example.empty:
         r = example.iloc[0]
-        steps = "\n".join(f"| {step} | {value} |" for step, value in
+        steps = "\n".join(f"| {plain(step)} | {plain(value)} |" for step, value in
                            calculation_steps(r, Basis().label).itertuples(index=False))
         out.append(("Worked example: an opportunity", f"""
-**{r.metric_name}** in **{r.specialty_name}** ({r.csu_name}), {months(r.period_from, r.period_to)}:
+**{plain(r.metric_name)}** in **{plain(r.specialty_name)}** ({plain(r.csu_name)}), {months(r.period_from, r.period_to)}:
 
 | step | value |
 |---|---|
@@ -350,7 +350,10 @@ def to_html(sections_: list[tuple[str, str]], title: str = "Opportunity Explorer
 
 
 def _inline(text: str) -> str:
-    text = html.escape(text)
+    # A backslash-escaped character (data text put through formatting.plain) is a literal: an
+    # entity, so the ** and ` rules below never see it.
+    text = re.sub(r"\\([!-/:-@\[-`{-~])", lambda m: f"\0{ord(m.group(1))};", text)
+    text = html.escape(text).replace("\0", "&#")
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)

@@ -203,6 +203,15 @@ MIGRATIONS: tuple[Migration, ...] = (
              metric_id VARCHAR NOT NULL, hrg_code VARCHAR NOT NULL, spells DOUBLE NOT NULL,
              bed_days DOUBLE NOT NULL, age_sum DOUBLE NOT NULL, aged DOUBLE NOT NULL)""",
     )),
+    # One row per sign-in, checked on every run: sign-out, a password reset, a role change or the
+    # user's removal ends it, so a copied cookie stops working at once. Only a SHA-256 of the
+    # cookie's random token is stored: a copy of the database gives no usable cookie.
+    Migration(6, "sign-in sessions (server-side, ended by sign-out, reset, role change, removal, idle)", (
+        """CREATE TABLE sign_in_sessions (
+             token_hash VARCHAR PRIMARY KEY, username VARCHAR NOT NULL,
+             started_at TIMESTAMP NOT NULL, last_seen_at TIMESTAMP NOT NULL,
+             ended_at TIMESTAMP, end_reason VARCHAR)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
