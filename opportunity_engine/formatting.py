@@ -36,7 +36,7 @@ def metric_value(value: float | None, value_format: str) -> str:
         return f"{value:.0f} min"
     if value_format == "gbp":
         return gbp_short(value)
-    return f"{value:.2f}"
+    return f"{value:.2f} : 1"  # a ratio (follow-ups per first attendance) read with its unit, never bare
 
 
 def units(value: float | None, unit: str) -> str:

@@ -351,7 +351,7 @@ def test_feedback_from_a_page_reaches_admin_triage(server, browser):
     sign_in(admin, server, "admin", "/feedback")
     main = admin.locator('[data-testid="stMain"]')
     main.get_by_text("Browser-test feedback: the specialty chart is great").wait_for()
-    assert "explore" in main.inner_text() and "csu=EMA" in main.inner_text()
+    assert "Explore" in main.inner_text() and "csu=EMA" in main.inner_text()  # the page by its title
     shot(admin, "feedback-triage")
     admin.context.close()
 
