@@ -6,6 +6,8 @@ refresh keeps its page and query parameters while the sign-in cookie is read.
 """
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -31,6 +33,7 @@ from opportunity_engine.scope import ScopeError
 from opportunity_engine.users import User
 
 log = logs.setup()
+run_started = time.perf_counter()  # server time of this run, logged as page_run when the page ends
 
 # Presentation mode opens with the sidebar collapsed: the projector's 1280 px go to the tables.
 # The icon is drawn here and served by this server: a :material: icon is fetched from a font host on
@@ -312,3 +315,6 @@ except Exception:  # control-flow exceptions (st.stop, st.rerun) are BaseExcepti
                                        "view": view_text})
     st.error("Something went wrong showing this page. It has been logged; please try again or tell the "
              "Opportunity Explorer team what you were doing.")
+finally:  # also when the page stops or reruns: one line per run, for the load benchmark and a log collector
+    log.info("page_run", extra={"page": navigation.url_path or "overview", "username": user.username,
+                                "ms": round((time.perf_counter() - run_started) * 1000, 1)})
