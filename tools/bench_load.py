@@ -1,0 +1,324 @@
+"""Many users at once (a benchmark, not a test: pytest never collects it): `python tools/bench_load.py`.
+
+One Streamlit server of its own on a copy of a `trust` demo (loopback only, a free port), one
+headless Chromium (Debian's) with one context per simulated user:
+
+- ``--browsers`` users (default 20) signed in as finance, csu and viewer in turn, each opening the
+  pages its role sees with filters (CSU, specialty, metric, target, benchmark) taken from the
+  demo's largest opportunities, one after another, for ``--minutes`` (default 5);
+- ``--editors`` users (default 2) signed in as finance, all editing the same scheme on Shortlist &
+  plans: load it, think 0-2 s, change the Lead, Save details. Each save must either land ("Saved.")
+  or show the conflict message; afterwards the scheme's version must have risen by exactly the
+  number of saves that landed (no lost update, no silent overwrite).
+
+Server time per interaction comes from the app's own log (one ``page_run`` line per script run,
+with its duration, app.py); errors are any error box or Streamlit exception on a page and any
+error line in the log; memory is the server process's VmRSS at the start and the end.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools.app_harness import ARGS, CHROMIUM, running_app  # noqa: E402
+
+ERROR_TEXTS = ("This app has encountered an error", "Something went wrong", "Traceback")
+CONFLICT_TEXTS = ("after you opened it", "Someone else saved a change")
+READY_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
+    return !!app && app.getAttribute('data-test-script-state') !== 'running' &&
+      !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], '
+        + '[data-testid="stSpinner"], [data-stale="true"]'); }"""
+BROWSERS = ("finance", "csu", "viewer")
+
+
+@dataclass
+class Tally:
+    interactions: int = 0
+    client_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    saves: int = 0
+    conflicts: int = 0
+    unclear: int = 0
+
+
+def views(db: Path) -> dict[str, list[str]]:
+    """Links (path?query) each demo user may open: every page its role sees, with filters from the
+    trust's largest opportunities (the CSU user's from its own CSU)."""
+    import duckdb
+
+    from opportunity_engine import users
+    from opportunity_engine.analysis.opportunities import opportunities
+
+    con = duckdb.connect(str(db), read_only=True)
+    out: dict[str, list[str]] = {}
+    for username in BROWSERS:
+        user = users.get_user(con, username)
+        assert user is not None, f"demo user {username} missing: build the db with `demo --scale trust`"
+        top = opportunities(con, user.scope).sort_values("opportunity_gbp", ascending=False).head(8)
+        links = ["/overview", "/overview?target=top_quartile", "/overview?benchmark=internal", "/opportunities",
+                 "/opportunities?target=top_decile", "/tracking", "/library", "/guide", "/feedback"]
+        for r in top.itertuples():
+            links += [f"/explore?{urlencode({'csu': r.csu_code})}",
+                      f"/explore?{urlencode({'csu': r.csu_code, 'specialty': r.specialty_code})}",
+                      f"/metric?{urlencode({'csu': r.csu_code, 'specialty': r.specialty_code, 'metric': r.metric_id})}",
+                      f"/opportunities?{urlencode({'csu': r.csu_code})}"]
+        if user.can_edit_schemes:
+            links += ["/shortlist", f"/shortlist?{urlencode({'csu': top.iloc[0].csu_code})}"]
+        if user.has_finance_duties:
+            links.append("/adoption")
+        out[username] = links
+    con.close()
+    return out
+
+
+def scheme_to_edit(db: Path) -> tuple[int, int]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    row = con.execute("SELECT scheme_id, version FROM schemes WHERE status <> 'rejected' ORDER BY scheme_id LIMIT 1").fetchone()
+    con.close()
+    assert row, "the demo has no scheme to edit"
+    return int(row[0]), int(row[1])
+
+
+async def settle(page, timeout: float = 120) -> None:
+    """Until the script has finished and nothing is stale, held for half a second."""
+    deadline, calm = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if await page.evaluate(READY_JS):
+            calm = calm or time.monotonic()
+            if time.monotonic() - calm > 0.5:
+                return
+        else:
+            calm = None
+        await asyncio.sleep(0.1)
+    raise TimeoutError("page did not settle")
+
+
+async def main_text(page) -> str:
+    main = page.locator('[data-testid="stMain"]')
+    return await main.inner_text() if await main.count() else ""
+
+
+async def check(page, tally: Tally, where: str) -> str:
+    text = await main_text(page)
+    if await page.locator('[data-testid="stException"]').count() or any(e in text for e in ERROR_TEXTS):
+        tally.errors.append(f"{where}: {text[:200]!r}")
+    return text
+
+
+async def sign_in(page, url: str, username: str, tally: Tally | None = None) -> None:
+    """Sign in; on a loaded machine a first page can time out: tried three times, each failure counted."""
+    for attempt in range(3):
+        try:
+            await _sign_in(page, url, username)
+            return
+        except Exception as exc:
+            if tally is None or attempt == 2:
+                raise
+            tally.errors.append(f"{username} sign-in: {exc!r}"[:300])
+
+
+async def _sign_in(page, url: str, username: str) -> None:
+    await page.goto(url)
+    await settle(page)
+    await page.get_by_role("textbox", name="Username").fill(username)
+    await page.get_by_role("textbox", name="Password").fill("demo")
+    await page.get_by_role("button", name="Sign in").click()
+    await settle(page)
+    await page.get_by_role("button", name="Sign out").wait_for(timeout=120_000)
+
+
+async def browse(browser, url: str, username: str, links: list[str], until: float, tally: Tally, seed: int) -> None:
+    rnd = random.Random(seed)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(120_000)
+    page = await context.new_page()
+    try:
+        await asyncio.sleep(seed * 1.5)  # arrivals spread over half a minute, not 22 bcrypt checks at once
+        await sign_in(page, url, username, tally)
+        while time.monotonic() < until:
+            link = rnd.choice(links)
+            started = time.perf_counter()
+            try:
+                await page.goto(url + link)  # a link followed: a fresh script run, signed in by the cookie
+                await settle(page)
+            except Exception as exc:  # a timeout is a finding, not a crash of the benchmark
+                tally.errors.append(f"{username} {link}: {exc!r}"[:300])
+                continue
+            tally.client_ms.append((time.perf_counter() - started) * 1000)
+            tally.interactions += 1
+            await check(page, tally, f"{username} {link}")
+            if await page.get_by_role("textbox", name="Username").count():  # the cookie did not sign in
+                tally.errors.append(f"{username} {link}: signed out")
+                await sign_in(page, url, username, tally)
+            await asyncio.sleep(rnd.uniform(0.5, 2.0))  # reading the page
+    finally:
+        await context.close()
+
+
+async def edit(browser, url: str, scheme_id: int, n: int, until: float, tally: Tally) -> None:
+    """Load the scheme, think, change the Lead, save: the save lands or says someone else changed it."""
+    rnd = random.Random(1000 + n)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(120_000)
+    page = await context.new_page()
+    try:
+        await asyncio.sleep(n * 1.5 + 0.7)
+        await sign_in(page, url, "finance", tally)
+        i = 0
+        while time.monotonic() < until:
+            i += 1
+            try:
+                await page.goto(f"{url}/shortlist?scheme={scheme_id}")
+                await settle(page)
+                form = page.locator('[data-testid="stForm"]').filter(has=page.get_by_role("button", name="Save details"))
+                await asyncio.sleep(rnd.uniform(0, 2))
+                await form.get_by_role("textbox", name="Lead").fill(f"Load editor {n} save {i}")
+                await form.get_by_role("button", name="Save details").click()
+                await settle(page)
+            except Exception as exc:
+                tally.errors.append(f"editor {n} save {i}: {exc!r}"[:300])
+                continue
+            text = await check(page, tally, f"editor {n} save {i}")
+            if "Saved." in text:
+                tally.saves += 1
+            elif any(c in text for c in CONFLICT_TEXTS):
+                tally.conflicts += 1
+            else:
+                tally.unclear += 1
+    finally:
+        await context.close()
+
+
+def server_pid(port: str) -> int:
+    """The streamlit process serving ``port`` (running_app does not hand out its Popen)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"streamlit" in b" ".join(args) and port.encode() in args:
+                    return int(proc.name)
+    raise RuntimeError(f"no streamlit process on port {port}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def server_log(path: Path) -> tuple[list[dict], list[str]]:
+    runs, errors = [], []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if "Traceback" in line or "Error" in line:
+                errors.append(line[:200])
+            continue
+        if rec.get("event") == "page_run":
+            runs.append(rec)
+        if rec.get("level") in ("error", "critical") or "exception" in rec:
+            errors.append(f"{rec.get('event')}: {str(rec.get('exception', ''))[-200:]}")
+    return runs, errors
+
+
+async def drive(url: str, pid: int, args, links: dict[str, list[str]], scheme_id: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    browse_tally, edit_tally = Tally(), Tally()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        warm = await browser.new_context()
+        warm.set_default_timeout(120_000)  # one user first: the app's imports and first caches, then memory
+        await sign_in(await warm.new_page(), url, "finance")
+        await warm.close()
+        until = time.monotonic() + 60 * args.minutes  # sign-ins (bcrypt for 22 at once) are inside the window
+        start_at = time.monotonic()
+        tasks = [browse(browser, url, BROWSERS[i % 3], links[BROWSERS[i % 3]], until, browse_tally, i)
+                 for i in range(args.browsers)]
+        tasks += [edit(browser, url, scheme_id, n, until, edit_tally) for n in range(args.editors)]
+        rss_start = rss_mb(pid)
+        for failed in await asyncio.gather(*tasks, return_exceptions=True):  # a user that never signed in
+            if isinstance(failed, BaseException):
+                browse_tally.errors.append(f"a user gave up: {failed!r}"[:300])
+        elapsed = time.monotonic() - start_at
+        await browser.close()
+    return {"browse": browse_tally, "edit": edit_tally, "rss_start": rss_start, "rss_end": rss_mb(pid), "elapsed": elapsed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "oe-bench-load-trust.duckdb",
+                    help="a `trust` demo database (built there if missing); the server runs on a copy")
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--browsers", type=int, default=20, help="simulated users browsing")
+    ap.add_argument("--editors", type=int, default=2, help="simulated users editing one scheme")
+    args = ap.parse_args()
+    if not args.db.exists():
+        print(f"building the trust demo at {args.db} (about a minute)", flush=True)
+        subprocess.run([sys.executable, "-m", "opportunity_engine", "demo", "--db", str(args.db), "--scale", "trust"],
+                       cwd=ROOT, check=True)
+    links = views(args.db)
+    scheme_id, version_before = scheme_to_edit(args.db)
+    workdir = Path(tempfile.mkdtemp(prefix="oe-bench-load-"))
+    log_path = workdir / "server.log"
+    env = {"STREAMLIT_SERVER_ADDRESS": "127.0.0.1", "OPPORTUNITY_COOKIE_KEY": "bench-load-key-" + "x" * 32}  # loopback only
+    with running_app(args.db, workdir, env_extra=env, log=log_path) as url:
+        pid = server_pid(url.rsplit(":", 1)[1])
+        result = asyncio.run(drive(url, pid, args, links, scheme_id))
+    import duckdb
+
+    con = duckdb.connect(str(workdir / "e2e.duckdb"), read_only=True)
+    row = con.execute("SELECT version FROM schemes WHERE scheme_id = ?", [scheme_id]).fetchone()
+    version_after = int(row[0]) if row else version_before
+    con.close()
+    runs, log_errors = server_log(log_path)
+    ms = [float(r["ms"]) for r in runs]
+    b, e = result["browse"], result["edit"]
+    print(f"\nMany users at once: {args.browsers} browsing + {args.editors} editing, one Chromium, "
+          f"{result['elapsed'] / 60:.1f} min (sign-in included), server log {log_path}")
+    print(f"  page views: {b.interactions} browsing + {e.saves + e.conflicts + e.unclear} edit rounds; "
+          f"browser time per view p50 {pct(b.client_ms, .5):.0f} ms, p95 {pct(b.client_ms, .95):.0f} ms")
+    print(f"  server time per script run ({len(ms)} runs): p50 {pct(ms, .5):.0f} ms, p95 {pct(ms, .95):.0f} ms, "
+          f"max {max(ms, default=float('nan')):.0f} ms, mean {statistics.fmean(ms) if ms else float('nan'):.0f} ms")
+    by_page: dict[str, list[float]] = {}
+    for r in runs:
+        by_page.setdefault(r["page"], []).append(float(r["ms"]))
+    for page, values in sorted(by_page.items()):
+        print(f"    {page:<14} {len(values):>5} runs  p50 {pct(values, .5):>5.0f}  p95 {pct(values, .95):>5.0f}  "
+              f"max {max(values):>6.0f} ms")
+    lost = version_after - version_before - e.saves
+    print(f"  edits: {e.saves} saved, {e.conflicts} refused as conflicts, {e.unclear} neither; scheme {scheme_id} "
+          f"version {version_before} → {version_after} ({'no lost update' if lost == 0 else f'MISMATCH {lost:+d}'})")
+    print(f"  errors: {len(b.errors) + len(e.errors)} on pages, {len(log_errors)} in the server log")
+    for err in (b.errors + e.errors + log_errors)[:10]:
+        print(f"    {err}")
+    print(f"  server memory (VmRSS): {result['rss_start']:.0f} MB after the first sign-in, {result['rss_end']:.0f} MB at the end")
+
+
+if __name__ == "__main__":
+    main()
