@@ -30,7 +30,12 @@ def build_tiny(con) -> None:
     ])
     con.executemany("INSERT INTO benchmarks VALUES (?, ?, 'peer', ?, ?, ?, ?, ?, 'test')", [
         ("alos_elective", "100", 2.0, 2.5, 3.0, 3.5, 4.0),
-        ("alos_elective", "", 2.2, 2.7, 3.2, 3.7, 4.2),
+        ("alos_elective", "200", 2.2, 2.7, 3.2, 3.7, 4.2),
+        ("alos_elective", "300", 2.2, 2.7, 3.2, 3.7, 4.2),
+        # Peers' figure for all specialties of a metric given specialty by specialty: never a
+        # specialty's target (like for like), so unused here.
+        ("alos_elective", "", 9.0, 9.5, 9.9, 10.5, 11.0),
+        # Day case is given for all specialties only (one standard for every service): it applies to each.
         ("daycase_rate_bads", "", 0.6, 0.7, 0.8, 0.85, 0.9),
         ("wf_agency_share", "", 0.02, 0.027, 0.035, 0.045, 0.06),
     ])

@@ -145,6 +145,10 @@ WITH latest AS (
     JOIN metrics m ON m.metric_id = g.metric_id
     LEFT JOIN peer bs ON bs.metric_id = g.metric_id AND bs.specialty_code = g.specialty_code AND g.specialty_code <> ''
     LEFT JOIN peer ba ON ba.metric_id = g.metric_id AND ba.specialty_code = ''
+        -- like for like: peers' all-specialty row stands for a specialty only when the metric is given
+        -- for no specialty (one standard for every service)
+        AND (g.specialty_code = '' OR NOT EXISTS (SELECT 1 FROM peer x WHERE x.metric_id = g.metric_id
+                                                                      AND x.specialty_code <> ''))
     LEFT JOIN internal bi ON bi.metric_id = g.metric_id AND bi.specialty_code = g.specialty_code
     LEFT JOIN own ow ON ow.csu_code = g.csu_code AND ow.specialty_code = g.specialty_code AND ow.metric_id = g.metric_id
     LEFT JOIN unit_costs us ON us.cost_driver = m.cost_driver AND us.specialty_code = g.specialty_code AND g.specialty_code <> ''

@@ -52,7 +52,7 @@ def test_demo_shape_and_calibration(small_demo):
         assert 0.7 < values["daycase_rate_bads"] < 0.9
         assert 0.75 < values["theatre_capped_util"] < 0.9
         assert 0.02 < values["wf_agency_share"] < 0.07
-        # every metric has an all-specialty benchmark to fall back on, with ordered percentiles
+        # every metric has an all-specialty benchmark (the CSU-wide metrics' own), with ordered percentiles
         assert con.execute("SELECT count(*) FROM benchmarks WHERE specialty_code = ''").fetchone()[0] == 18
         assert con.execute("SELECT count(*) FROM benchmarks WHERE NOT (p10 <= p25 AND p25 <= p50 AND p50 <= p75 AND p75 <= p90)").fetchone()[0] == 0
         df = opportunities(con, Scope.trust(), Basis())
@@ -61,6 +61,10 @@ def test_demo_shape_and_calibration(small_demo):
     beats = df[(df.target_value.notna()) & (df.opportunity_gbp == 0) & ~df.low_volume]
     assert len(beats) > 20, "some units must beat their benchmark"
     assert set(df.benchmark_level.dropna()) == {"specialty", "all specialties"}
+    # like for like: the all-specialty benchmark is the CSU-wide metrics' alone, and every specialty
+    # the demo holds has its own peer row, so no demo unit goes unmeasured
+    assert (df[df.benchmark_level == "all specialties"].specialty_code == "").all()
+    assert df.target_value.notna().all()
 
 
 @pytest.mark.slow

@@ -8,13 +8,14 @@ A/100 alos_elective: 400 bed days / 100 spells = 4.0 days (2023-01 is outside th
     top quartile (p25): 400 - 250 = 150 -> £60,000;  top decile (p10): 400 - 200 = 200 -> £80,000
     funnel (count per unit: observed ÷ expected on the log scale): O 400, E 3.0 x 100 = 300,
     naive z = ln(400/300) x sqrt(300) = 4.9828 -> naive significant
-B/200 alos_elective: 300 / 100 = 3.0; no specialty benchmark -> all-specialty p50 3.2, p25 2.7, p10 2.2;
-    bed day £300 (all-specialty fallback).
+B/200 alos_elective: 300 / 100 = 3.0; specialty benchmark p50 3.2, p25 2.7, p10 2.2 (the peers'
+    all-specialty row, p50 9.9, is no specialty's target: length of stay is given specialty by
+    specialty); no specialty unit cost -> bed day £300 (the all-specialty unit cost).
     median: beats 3.2 -> 0 (clamped; it never offsets A)
     top quartile: 300 - 270 = 30 -> £9,000 but z = ln(300/270) x sqrt(270) = 1.7313 -> not significant
     top decile: 300 - 220 = 80 -> £24,000
-A/300 alos_elective: 40 / 10 = 4.0, low volume (10 < 30); all-specialty p50 3.2: 40 - 32 = 8 -> £2,400
-A/100 daycase_rate_bads: 60 / 100 = 0.6; HIGHER is better; p50 0.8, p75 0.85, p90 0.9; £700 a conversion.
+A/300 alos_elective: 40 / 10 = 4.0, low volume (10 < 30); specialty p50 3.2: 40 - 32 = 8 -> £2,400
+A/100 daycase_rate_bads: 60 / 100 = 0.6; HIGHER is better; given for all specialties only: p50 0.8, p75 0.85, p90 0.9; £700 a conversion.
     median: 0.8*100 - 60 = 20 -> £14,000; top quartile (p75!): 25 -> £17,500; top decile (p90): 30 -> £21,000
     funnel (proportion, arcsine scale): z = (asin(sqrt 0.6) - asin(sqrt 0.8)) x 2 sqrt(100) = -4.4214 -> significant
 Over-dispersion of alos_elective at the median (three units; z winsorised at 10 % each tail):
@@ -38,12 +39,14 @@ import pytest
 
 from opportunity_engine.analysis.opportunities import (
     Basis,
+    missing_targets_note,
     opportunities,
     summarise,
     totals,
     trend,
 )
 from opportunity_engine.scope import Scope, ScopeError
+from opportunity_engine.store.db import bump_data_version
 
 
 def row(df, csu, specialty, metric):
@@ -92,12 +95,29 @@ def test_range_columns_match_each_target(tiny):
         pytest.approx((14_000, 17_500, 21_000))
 
 
-def test_fallback_to_all_specialty_benchmark_and_unit_cost(tiny):
+def test_unit_cost_falls_back_to_all_specialties(tiny):
     r = row(opportunities(tiny, Scope.trust(), Basis(target="top_decile")), "B", "200", "alos_elective")
-    assert r.benchmark_level == "all specialties" and r.unit_cost_level == "all specialties"
+    assert r.benchmark_level == "specialty" and r.unit_cost_level == "all specialties"
     assert r.target_value == pytest.approx(2.2)
     assert r.unit_cost_gbp == 300
     assert r.opportunity_gbp == pytest.approx(24_000)
+
+
+def test_a_specialty_without_its_own_peer_benchmark_has_no_target_not_the_all_specialty_one(tiny):
+    """Like for like (issue 12): peers' all-specialty length of stay (p50 9.9 days) says nothing fair
+    about Cardiology, so B/200 without its own row is not measured (and named), never £0 or a
+    figure against other services. CSU-wide metrics still read the all-specialty row."""
+    tiny.execute("DELETE FROM benchmarks WHERE metric_id = 'alos_elective' AND specialty_code = '200'")
+    bump_data_version(tiny)
+    df = opportunities(tiny, Scope.trust())
+    r = row(df, "B", "200", "alos_elective")
+    assert pd.isna(r.target_value) and r.benchmark_level is None and r.opportunity_gbp == 0
+    assert row(df, "A", "100", "alos_elective").target_value == pytest.approx(3.0)
+    assert row(df, "A", "", "wf_agency_share").benchmark_level == "all specialties"
+    # a metric given for all specialties only (one standard for every service) applies to each
+    assert row(df, "A", "100", "daycase_rate_bads").benchmark_level == "all specialties"
+    note = missing_targets_note(df, Basis(peer_group="peer"))
+    assert note is not None and "Elective length of stay (1 of 3 units)" in note
 
 
 def test_beating_the_target_is_clamped_at_zero(tiny):

@@ -8,7 +8,6 @@ dropped from the catalogue, sources ending in different months, zero denominator
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -125,18 +124,17 @@ def test_an_import_is_seen_at_once(demo_copy, tmp_path):
         before = opportunities(con, Scope.trust(), Basis(), metric="op_dna_rate")
         compute_opportunities(con, Scope.trust(), Basis())
         csv = tmp_path / "benchmarks.csv"
-        csv.write_text(textwrap.dedent("""\
-            metric_id,specialty_code,peer_group,p10,p25,p50,p75,p90,source
-            op_dna_rate,,peer,0.001,0.002,0.003,0.004,0.005,Stricter peers
-            """))
+        specialty = str(before["specialty_code"].iloc[0])
+        csv.write_text("metric_id,specialty_code,peer_group,p10,p25,p50,p75,p90,source\n"
+                       f"op_dna_rate,{specialty},peer,0.001,0.002,0.003,0.004,0.005,Stricter peers\n")
         result = import_files(con, [csv], loaded_by="test")
         assert result.ok, result.report()
         after = opportunities(con, Scope.trust(), Basis(), metric="op_dna_rate")
         fresh = compute_opportunities(con, Scope.trust(), Basis(), metric="op_dna_rate")
         assert_same(fresh, oracle_opportunities(con, Scope.trust(), Basis(), metric="op_dna_rate"))
         assert_same(after, fresh)
-        all_specialty = after[after["benchmark_level"] == "all specialties"]
-        assert not all_specialty.empty and (all_specialty["p50"] == 0.003).all()
+        stricter = after[after["specialty_code"] == specialty]
+        assert not stricter.empty and (stricter["p50"] == 0.003).all()
         assert after["opportunity_gbp"].sum() > before["opportunity_gbp"].sum()
 
 

@@ -168,9 +168,11 @@ def _read(con: duckdb.DuckDBPyConnection, data_version: str) -> Lookups:
                             FROM benchmarks ORDER BY peer_group, metric_id, specialty_code""").fetchall()
     for group in sorted({r[0] for r in bench}):
         mine = [r for r in bench if r[0] == group and r[1] in metric_pos]
+        # Like for like (issue 12): a specialty is compared with the same specialty at peers, never
+        # with peers' blend of all specialties (see _reference).
         peer[group] = _reference([(r[1], r[2]) for r in mine], metric_pos, specialty_pos,
                                  np.array([r[3:8] for r in mine], dtype=np.float64).reshape(-1, 5),
-                                 [r[8] for r in mine])
+                                 [r[8] for r in mine], all_specialty_fallback=False)
 
     costs = con.execute("SELECT cost_driver, specialty_code, unit_cost_gbp, source FROM unit_costs").fetchall()
     # Unit costs are keyed by cost driver; the maths wants them by metric, so spread each
@@ -184,9 +186,15 @@ def _read(con: duckdb.DuckDBPyConnection, data_version: str) -> Lookups:
 
 
 def _reference(keys: list[tuple[str, str]], metric_pos: dict[str, int], specialty_pos: dict[str, int],
-               values: np.ndarray, sources: list[str]) -> Reference:
+               values: np.ndarray, sources: list[str], all_specialty_fallback: bool = True) -> Reference:
     """Resolve rows keyed (metric_id, specialty_code; '' = all specialties) for every
-    (metric, specialty position); the extra last specialty position (unknown codes) falls back."""
+    (metric, specialty position); the extra last specialty position (unknown codes) falls back.
+
+    ``all_specialty_fallback`` False (peer benchmarks): where the source gives a metric specialty by
+    specialty, its all-specialty row is a blend of different services and says nothing fair about
+    a specialty left out, so that specialty has no target; the row still serves CSU-wide grains,
+    and a metric given for all specialties only (one standard for every service) applies to each.
+    Unit costs always fall back (a bed day's cost is a fair price for any specialty)."""
     n_metric, n_spec = len(metric_pos), len(specialty_pos) + 1
     specific = np.full((n_metric, n_spec), -1, dtype=np.int64)
     general = np.full(n_metric, -1, dtype=np.int64)
@@ -195,4 +203,9 @@ def _reference(keys: list[tuple[str, str]], metric_pos: dict[str, int], specialt
             general[metric_pos[metric_id]] = i
         else:
             specific[metric_pos[metric_id], specialty_pos[code]] = i
-    return Reference.resolve(specific, np.broadcast_to(general[:, None], specific.shape), values, sources)
+    fallback_rows = np.broadcast_to(general[:, None], specific.shape)
+    if not all_specialty_fallback:
+        by_specialty = np.asarray((specific >= 0).any(axis=1), dtype=bool)  # given specialty by specialty
+        fallback_rows = np.where(by_specialty[:, None], -1, fallback_rows)
+        fallback_rows[:, specialty_pos[""]] = general
+    return Reference.resolve(specific, fallback_rows, values, sources)

@@ -3,8 +3,10 @@
 For each grain (CSU, specialty) and metric over the analysis window:
 
 * actual = Σ numerator / Σ denominator;
-* target = the chosen percentile of the benchmark for (metric, specialty), falling back to
-  (metric, all specialties). *median* is p50; *top quartile* is p25 when lower is better and p75
+* target = the chosen percentile of the benchmark for (metric, specialty); a CSU-wide metric, or a
+  metric the benchmarks give for no specialty, reads (metric, all specialties). Where a metric is
+  given specialty by specialty, a specialty without its row has no target (like for like: never
+  peers' blend of all services; named by :func:`missing_targets_note`). *median* is p50; *top quartile* is p25 when lower is better and p75
   when higher is better; *top decile* p10 / p90 likewise;
 * gap_units = max(0, Σnum − target·Σden) when lower is better, max(0, target·Σden − Σnum) when
   higher is better; opportunity £ = gap_units × unit cost (specialty's, else all-specialty);

@@ -140,10 +140,7 @@ def specialty_parameters(seed: int, scale: str) -> tuple[pd.DataFrame, pd.DataFr
             f = row[f"f_{key}"]
             if key in TREND_KEYS:
                 f *= 1 + row["trend_gain"] / 6  # mean of (1 + gain * (1 - t)) over the last third
-            # Every ninth specialty has no specialty-level peer benchmark: it exercises the
-            # fall-back to the all-specialty benchmark.
-            factors.append({"specialty_code": code, "metric_id": metric_id, "f_eff": f,
-                            "has_benchmark": index % 9 != 4})
+            factors.append({"specialty_code": code, "metric_id": metric_id, "f_eff": f})
     return pd.DataFrame(rows), pd.DataFrame(factors)
 
 
@@ -321,7 +318,9 @@ WITH latest AS (
                 WHEN m.value_format = 'percent' AND a.value > 0.5 THEN 1 - (1 - a.value) / f.f_eff
                 ELSE least(0.95, a.value * f.f_eff) END AS p50
     FROM actual a JOIN demo_factors f USING (specialty_code, metric_id) JOIN metrics m USING (metric_id)
-    WHERE f.has_benchmark AND a.den >= m.min_volume AND a.value > 0
+    -- Every specialty the demo holds has its own peer row (a specialty is never set against peers'
+    -- all-specialty figure; tests/test_opportunities.py covers one without a row).
+    WHERE a.value > 0
 ), spread AS (
     SELECT metric_id, specialty_code, p50,
         p50 * 0.70 AS p10,
@@ -331,14 +330,26 @@ WITH latest AS (
         CASE WHEN direction = 'higher' AND value_format = 'percent' THEN p50 + (1 - p50) * 0.45
              WHEN value_format = 'percent' THEN least(1, p50 * 1.30) ELSE p50 * 1.30 END AS p90
     FROM placed
+), all_specialties AS (
+    SELECT metric_id, median(p10) AS p10, median(p25) AS p25, median(p50) AS p50, median(p75) AS p75,
+           median(p90) AS p90
+    FROM spread GROUP BY metric_id
 )
 SELECT metric_id, specialty_code, $peer, p10, p25, p50, p75, p90,
        'Synthetic peer group of 20 acute trusts (demo data)'
 FROM spread
 UNION ALL
-SELECT metric_id, '', $peer, median(p10), median(p25), median(p50), median(p75), median(p90),
+-- A specialty with none of the metric's events in the window (no rate to place peers against) gets
+-- the peers' typical level, so that every specialty the demo holds has its own row.
+SELECT h.metric_id, h.specialty_code, $peer, a.p10, a.p25, a.p50, a.p75, a.p90,
+       'Synthetic peer group of 20 acute trusts, typical level (demo data)'
+FROM (SELECT DISTINCT metric_id, specialty_code FROM metric_facts WHERE specialty_code <> '') h
+JOIN all_specialties a USING (metric_id)
+WHERE NOT EXISTS (SELECT 1 FROM spread s WHERE s.metric_id = h.metric_id AND s.specialty_code = h.specialty_code)
+UNION ALL
+SELECT metric_id, '', $peer, p10, p25, p50, p75, p90,
        'Synthetic peer group of 20 acute trusts, all specialties (demo data)'
-FROM spread GROUP BY metric_id
+FROM all_specialties
 """
 
 

@@ -70,9 +70,13 @@ class Comparators:
 
 
 def _unlike(df: pd.DataFrame) -> int:
-    """Rows over £1m whose target is another specialties' (the all-specialty fallback of a unit
-    that has a specialty; CSU-wide metrics are compared with CSU-wide benchmarks)."""
-    return int(((df["opportunity_gbp"] > BIG) & (df["specialty_code"] != "")
+    """Rows over £1m whose target is other specialties' blend: an all-specialty target for a unit
+    that has a specialty, where the benchmarks give the metric specialty by specialty (a metric given
+    for all specialties only is one standard for every service; CSU-wide metrics are compared with
+    CSU-wide benchmarks). Zero by construction since the engine never falls back that way; counted so
+    that a regression shows."""
+    given = set(df.loc[df["benchmark_level"] == "specialty", "metric_id"])
+    return int(((df["opportunity_gbp"] > BIG) & (df["specialty_code"] != "") & df["metric_id"].isin(given)
                 & (df["target_basis"] == "all specialties")).sum())
 
 
@@ -214,7 +218,8 @@ def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row) -> Compa
     frame = pd.DataFrame({"label": ["Peer p10", "Peer p25", "Peer p50", "Peer p75", "Peer p90", "This unit"],
                           "value": [row.p10, row.p25, row.p50, row.p75, row.p90, row.actual],
                           "this": [False] * 5 + [True]})
-    level = "this specialty" if basis_kind == "specialty" else "all specialties (no benchmark for this specialty)"
+    level = ("this specialty" if basis_kind == "specialty" else "all specialties (a CSU-wide metric)"
+             if row.specialty_code == "" else "all specialties (the benchmarks give this metric for no specialty)")
     return ComparatorChart("units", f"Peer trusts, {level}",
                            "Grey: the peer distribution the target is read from; orange: this unit. Green: target.",
                            frame)
@@ -223,7 +228,7 @@ def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row) -> Compa
 def target_note(row) -> str | None:
     """One sentence beside the target saying what it rests on, when it is not the plain
     specialty benchmark: case mix (with the share of spells matched and the length of stay
-    index), the unit's own history, or a fall-back to all specialties."""
+    index), the unit's own history, or why there is none."""
     basis_kind = row.target_basis
     if basis_kind == "case mix":
         return (f"Adjusted for case mix: {row.casemix_share:.0%} of spells matched an HRG reference. "
@@ -234,5 +239,9 @@ def target_note(row) -> str | None:
         return ("Compared with its own best sustained level (its best rolling quarter of the last "
                 f"{HISTORY_MONTHS} months): the trust has too few units of this specialty to compare like with like.")
     if basis_kind == "all specialties" and row.specialty_code != "":
-        return "No benchmark for this specialty: the target is the all-specialty one (treat with care)."
+        return ("One benchmark for every specialty: the benchmarks give this metric for no specialty "
+                "(a standard for every service).")
+    if pd.isna(row.target_value) and row.specialty_code != "" and row.peer_group:
+        return ("No target: the benchmarks give this metric specialty by specialty but hold no row for this "
+                "one, and their figure for all specialties together would compare it with other services.")
     return None

@@ -213,7 +213,12 @@ savings: **opportunity → scheme → CIP plan → QIA → tracking → evidence
 {steps}
 
 A unit already better than the target has a gap of zero: beating a benchmark never offsets a gap
-elsewhere. Top quartile and top decile targets use the 25th/75th and 10th/90th percentiles,
+elsewhere. **Peer trusts, like for like:** a specialty is compared with the same specialty at the peer
+trusts. Where the benchmarks give a metric specialty by specialty but hold no row for one, that specialty
+has no peer target (listed among the metrics without a target, never £0): peers' figure for all
+specialties together blends different services and says nothing fair about one. A metric the benchmarks
+give only for all specialties (one standard for every service) applies to each; CSU-wide (workforce)
+metrics read the all-specialty row. Top quartile and top decile targets use the 25th/75th and 10th/90th percentiles,
 whichever end is better for the metric. **Custom: best N %** aims for the level of the best N % of
 units (50 is the median, 25 the top quartile, 10 the top decile); between the benchmark's percentiles
 the level is read on a straight line, e.g. best 35 % of a lower-is-better metric is 40 % of the way
