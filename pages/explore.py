@@ -47,7 +47,7 @@ crumb = f"Trust › **{plain(csus[csu])}**"
 if specialty is not None:
     crumb += f" › **{plain(labels.get(specialty, specialty))}**"
 st.markdown(crumb)
-st.caption(basis.label)
+st.caption(plain(basis.label))
 ui.no_target_notice(df)
 t = totals(df)
 c1, c2, c3 = st.columns(3)

@@ -37,7 +37,7 @@ fmt = metric.value_format
 st.page_link("pages/explore.py", label=f"Trust › {plain(r.csu_name)} › {plain(r.specialty_name)}", icon=":material/arrow_back:",
              query_params=ui.view_params(csu=csu, specialty=ui.specialty_param(specialty)))
 st.header(f"{plain(metric.metric_name)}: {plain(r.specialty_name)}, {plain(r.csu_name)}")
-st.caption(f"{plain(metric.domain)} · {'lower' if metric.lower_is_better else 'higher'} is better · {basis.label} · "
+st.caption(f"{plain(metric.domain)} · {'lower' if metric.lower_is_better else 'higher'} is better · {plain(basis.label)} · "
            f"{months(r.period_from, r.period_to)}")
 
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1.5])

@@ -9,7 +9,7 @@ import streamlit as st
 
 import ui
 from opportunity_engine.analysis.opportunities import csu_list, opportunities, totals
-from opportunity_engine.formatting import gbp_short
+from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports import views
 from opportunity_engine.reports.export_view import view_workbook
 
@@ -80,7 +80,7 @@ filters = views.Filters(csu=pick_csu, specialty=pick_spec if pick_csu == csu els
                         saving_type=pick_type, hide_flagged=pick_hide, min_gbp=float(pick_min))
 shown = views.filter_opportunities(everything, filters)
 t = totals(shown)
-st.caption(f"{user.scope.label} · {basis.label} · {views.window(everything) if len(everything) else 'no data'} · "
+st.caption(f"{plain(user.scope.label)} · {plain(basis.label)} · {views.window(everything) if len(everything) else 'no data'} · "
            f"**{len(shown)}** opportunities, {gbp_short(t.gross_gbp)} a year in all, {gbp_short(t.net_gbp)} of it "
            "counted in the net total (overlapping metrics free the same resource, so a list is not a sum to quote).")
 if shown.empty:

