@@ -111,19 +111,27 @@ def csv_header(path: Path) -> Header:
     head = head.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if not head.strip():
         raise Unreadable("the file is empty: the first row must be the header", 1)
-    if b"\x00" in head[:4096]:
-        raise Unreadable("the file is binary, not CSV text", 1)
     end = head.find(b"\n")
-    if end < 0 and len(head) >= MAX_FIELD * 2:
-        raise Unreadable(f"the header row is longer than {MAX_FIELD:,} characters: the first row must be the "
-                         "column names", 1)
     first = head if end < 0 else head[:end]
-    if b"\x00" in first:
+    # Binary when the header itself holds a NUL, or is not text and a NUL follows soon. A text
+    # header with one NUL further down is a damaged row: stage_csv reports it at its row.
+    if b"\x00" in first[:4096]:
         raise Unreadable("the file is binary, not CSV text", 1)
     try:
         text = first.decode("utf-8")
     except UnicodeDecodeError:
-        raise Unreadable("the header row is not UTF-8 text: save the file as 'CSV UTF-8' (or as .xlsx)", 1) from None
+        if b"\x00" in head[:4096]:
+            raise Unreadable("the file is binary, not CSV text", 1) from None
+        if end < 0 and len(head) >= MAX_FIELD * 2:
+            text = ""  # an oversized header, said below
+        else:
+            raise Unreadable("the header row is not UTF-8 text: save the file as 'CSV UTF-8' (or as .xlsx)",
+                             1) from None
+    if end < 0 and len(head) >= MAX_FIELD * 2:
+        raise Unreadable(f"the header row is longer than {MAX_FIELD:,} characters: the first row must be the "
+                         "column names", 1)
+    if b"\x00" in first:
+        raise Unreadable("the file is binary, not CSV text", 1)
     if not text.strip():
         raise Unreadable("the first row is blank: the first row must be the header", 1)
     return _header_of(_split_header(text))
