@@ -13,7 +13,7 @@ import math
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
@@ -443,6 +443,32 @@ def gbp_axis() -> alt.Axis:
     return alt.Axis(labelExpr=GBP_LABELS)
 
 
+@st.cache_data(max_entries=512, show_spinner=False)
+def _chart_spec(name: str, args: tuple, kwargs: dict, _build: Callable[..., alt.TopLevelMixin]) -> dict:
+    return _build(*args, **kwargs).to_dict()
+
+
+def chart(build: Callable[..., alt.TopLevelMixin], *args, width: str = "stretch", key: str | None = None,
+          on_select: str = "ignore", **kwargs):
+    """Draw the Altair chart ``build(*args, **kwargs)``, built once per distinct arguments.
+
+    Building an Altair chart and writing it out as Vega-Lite (with its schema check) is most of a
+    chart page's server time, and every user and rerun asks for the same few charts again; so
+    ``build`` is a function of its arguments alone (frames included, which the cache hashes) and
+    its Vega-Lite spec is kept (Streamlit's cache_data). ``width``, ``key`` and ``on_select`` go
+    to the chart element."""
+    name = f"{build.__code__.co_filename}:{build.__qualname__}"
+    spec = _chart_spec(name, args, kwargs, build)
+    return st.vega_lite_chart(spec, width=width, key=key, on_select=on_select)  # type: ignore[call-overload]
+
+
+def layered(data: pd.DataFrame, *charts: alt.Chart) -> alt.LayerChart:
+    """Layers drawn from one frame, the frame given once to the layer (the ``charts`` built from
+    ``alt.Chart()`` with no data). Built as ``chart_a + chart_b`` on the same frame, Altair names
+    each layer's data by printing the frame as text, a third of drawing Overview's two charts."""
+    return alt.layer(*charts, data=data)
+
+
 def spc_chart(series, y_title: str, target: float | None = None, start: str | None = None, percent: bool = False):
     """The XmR chart used on Metric detail and for scheme evidence: monthly values, mean and
     process limits as lines, special-cause points in orange, the target in green and, for a
@@ -450,7 +476,7 @@ def spc_chart(series, y_title: str, target: float | None = None, start: str | No
 
     A rate (``percent``) is labelled in % and its axis stops at 0 % and 100 %: a process limit
     beyond them is drawn at the edge (a day-case rate cannot be 120 %). No value goes below 0."""
-    base = alt.Chart(series).encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
+    base = alt.Chart().encode(x=alt.X("period:N", title="Month", axis=alt.Axis(labelAngle=-90)))
     bounds: dict = {"zero": False, "clamp": True}
     if "lcl" in series and (series["lcl"] < 0).any():
         bounds["domainMin"] = 0
@@ -459,11 +485,10 @@ def spc_chart(series, y_title: str, target: float | None = None, start: str | No
     line = base.mark_line(color="#005EB8", point=True).encode(
         y=alt.Y("value:Q", title=y_title, scale=alt.Scale(**bounds),
                 axis=alt.Axis(format=".0%") if percent else alt.Axis()),
-        tooltip=["period", alt.Tooltip("value:Q", format=".1%" if percent else ".4f")])
-    limits = (base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q")
-              + base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q")
-              + base.mark_line(color="#425563").encode(y="mean:Q"))
-    layers = line + limits
+        tooltip=["period:N", alt.Tooltip("value:Q", format=".1%" if percent else ".4f")])
+    layers = layered(series, line, base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="ucl:Q"),
+                     base.mark_line(strokeDash=[4, 4], color="#768692").encode(y="lcl:Q"),
+                     base.mark_line(color="#425563").encode(y="mean:Q"))
     special = series[series["special_cause"].astype(bool)]
     if len(special):  # an empty layer draws an unlabelled SVG group, which screen readers announce blank
         layers += alt.Chart(special).mark_point(color="#ED8B00", size=90, filled=True).encode(x="period:N", y="value:Q")
@@ -490,10 +515,14 @@ def money_table(frame: pd.DataFrame, money: tuple[str, ...] | list[str] = (), *,
     return st.dataframe(styled, column_config=column_config, **kwargs)
 
 
-def metric_href(csu: str, specialty: str, metric: str) -> str:
-    """A relative link to Metric detail for one opportunity, keeping the view (target, benchmark,
-    presentation): for a LinkColumn, so a table row opens its metric."""
-    return "metric?" + urlencode(view_params(csu=csu, specialty=specialty_param(specialty), metric=metric))
+def metric_hrefs(rows: pd.DataFrame) -> list[str]:
+    """Relative links to Metric detail, one per row of ``rows`` (csu_code, specialty_code, metric_id),
+    keeping the view (target, benchmark, presentation): for a LinkColumn, so a table row opens its
+    metric. The view is read from the URL once (read per row, it was a third of the Opportunities
+    page's time)."""
+    view = view_params()
+    return ["metric?" + urlencode({**view, "csu": c, "specialty": specialty_param(s), "metric": m})
+            for c, s, m in zip(rows["csu_code"], rows["specialty_code"], rows["metric_id"])]
 
 
 def link_column(label: str = "Detail") -> ColumnConfig:

@@ -74,13 +74,54 @@ range_df = views.opportunity_range(r, basis)
 ui.money_table(range_df, ["Opportunity £ a year"], width="content",
                config={"Chosen": st.column_config.TextColumn("Chosen", help="The target this page is measured against.")})
 
+def comparator_bars(kind, dist, metric_name, fmt, whole_scale, target):
+    """The comparator set behind the target (reports.comparators.comparator_chart)."""
+    if kind == "hrg":
+        long = dist.melt(id_vars=["label", "spells"], value_vars=["Mean stay", "Reference stay"], var_name="what")
+        return alt.Chart(long).mark_bar().encode(
+            x=alt.X("label:N", title="HRG", sort=None), xOffset="what:N", y=alt.Y("value:Q", title="Days"),
+            color=alt.Color("what:N", title=None, scale=alt.Scale(range=["#ED8B00", "#009639"]),
+                            legend=alt.Legend(orient="bottom")),
+            tooltip=["label", "what", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("spells:Q", format=",.0f")])
+    dist = dist.assign(order=range(len(dist)))
+    figure = alt.Chart(dist).mark_bar().encode(
+        x=alt.X("order:O", title=None, axis=None),
+        y=alt.Y("value:Q", title=metric_name, axis=alt.Axis(format=".0%") if fmt == "percent" else alt.Axis(),
+                scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1
+                and whole_scale else alt.Scale(zero=whole_scale)),
+        color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
+        tooltip=["label", alt.Tooltip("value:Q", format=".1%" if fmt == "percent" else ".3f")])
+    if pd.notna(target):
+        figure += alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color="#009639").encode(y="target:Q")
+    return figure
+
+
+def funnel_plot(limits, points, target, x_label, metric_name, fmt):
+    """Every comparable unit against its volume, with the 95 % and 99.8 % limits around the target."""
+    axis = alt.Axis(format=".0%") if fmt == "percent" else alt.Axis()
+    bands = alt.Chart().encode(x=alt.X("x:Q", title=f"Volume: {x_label}", scale=alt.Scale(type="log")))
+    layers = (ui.layered(limits,
+                         bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="lower_998:Q"),
+                         bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="upper_998:Q"),
+                         bands.mark_line(color="#425563").encode(y=alt.Y("lower_95:Q", title=metric_name, axis=axis)),
+                         bands.mark_line(color="#425563").encode(y="upper_95:Q"),
+                         bands.mark_line(color="#DA291C", strokeDash=[1, 3], opacity=0.6).encode(y="naive_lower_95:Q"),
+                         bands.mark_line(color="#DA291C", strokeDash=[1, 3], opacity=0.6).encode(y="naive_upper_95:Q"))
+              + alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color="#009639").encode(y="target:Q"))
+    return layers + alt.Chart(points).mark_circle(size=60, opacity=0.8).encode(
+        x="x:Q", y="value:Q",
+        color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#005EB8")),
+        size=alt.condition("datum.this", alt.value(200), alt.value(50)),
+        tooltip=["unit", alt.Tooltip("actual:Q", title="Actual", format=".1%" if fmt == "percent" else ".2f"),
+                 alt.Tooltip("flagged:N", title="Outside the 95% limit")])
+
+
 left, right = st.columns(2)
 with left:
     st.subheader("Monthly trend (SPC)")
     series = trend(cur, user.scope, metric_id, csu=csu, specialty=specialty)
     if len(series) >= 2:
-        layers = ui.spc_chart(series, metric.metric_name, target=r.target_value, percent=fmt == "percent")
-        st.altair_chart(layers, width="stretch")
+        ui.chart(ui.spc_chart, series, metric.metric_name, target=r.target_value, percent=fmt == "percent")
         st.caption("Blue: monthly value; grey dashed: XmR process limits; green: target; orange: special cause "
                    "(beyond a limit, a run of 7 on one side of the mean, or 7 rising/falling).")
     else:
@@ -88,26 +129,8 @@ with left:
 with right:
     comparators = likeforlike.comparator_chart(cur, user.scope, basis, r)  # only what produced the target
     st.subheader(comparators.title)
-    dist = comparators.frame
-    if comparators.kind == "hrg":
-        long = dist.melt(id_vars=["label", "spells"], value_vars=["Mean stay", "Reference stay"], var_name="what")
-        chart = alt.Chart(long).mark_bar().encode(
-            x=alt.X("label:N", title="HRG", sort=None), xOffset="what:N", y=alt.Y("value:Q", title="Days"),
-            color=alt.Color("what:N", title=None, scale=alt.Scale(range=["#ED8B00", "#009639"]),
-                            legend=alt.Legend(orient="bottom")),
-            tooltip=["label", "what", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("spells:Q", format=",.0f")])
-    else:
-        dist["order"] = range(len(dist))
-        chart = alt.Chart(dist).mark_bar().encode(
-            x=alt.X("order:O", title=None, axis=None),
-            y=alt.Y("value:Q", title=metric.metric_name, axis=alt.Axis(format=".0%") if fmt == "percent" else alt.Axis(),
-                    scale=alt.Scale(domain=[0, 1]) if fmt == "percent" and dist["value"].max() <= 1
-                    and comparators.whole_scale else alt.Scale(zero=comparators.whole_scale)),
-            color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#AEB7BD")),
-            tooltip=["label", alt.Tooltip("value:Q", format=".1%" if fmt == "percent" else ".3f")])
-        if pd.notna(r.target_value):
-            chart += alt.Chart(pd.DataFrame({"target": [r.target_value]})).mark_rule(color="#009639").encode(y="target:Q")
-    st.altair_chart(chart, width="stretch")
+    ui.chart(comparator_bars, comparators.kind, comparators.frame, metric.metric_name, fmt, comparators.whole_scale,
+             r.target_value)
     st.caption(comparators.caption)
 
 st.subheader("Is the gap real? Funnel plot")
@@ -115,22 +138,7 @@ fp = funnel(cur, user.scope, basis, metric_id, csu, specialty)
 if fp is None:
     st.info("This metric has no funnel plot (money shares are not tested), or the unit has no target.")
 else:
-    axis = alt.Axis(format=".0%") if fmt == "percent" else alt.Axis()
-    bands = alt.Chart(fp.limits).encode(x=alt.X("x:Q", title=f"Volume: {fp.x_label}", scale=alt.Scale(type="log")))
-    layers = (bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="lower_998:Q")
-              + bands.mark_line(color="#768692", strokeDash=[2, 2]).encode(y="upper_998:Q")
-              + bands.mark_line(color="#425563").encode(y=alt.Y("lower_95:Q", title=metric.metric_name, axis=axis))
-              + bands.mark_line(color="#425563").encode(y="upper_95:Q")
-              + bands.mark_line(color="#DA291C", strokeDash=[1, 3], opacity=0.6).encode(y="naive_lower_95:Q")
-              + bands.mark_line(color="#DA291C", strokeDash=[1, 3], opacity=0.6).encode(y="naive_upper_95:Q")
-              + alt.Chart(pd.DataFrame({"target": [fp.target]})).mark_rule(color="#009639").encode(y="target:Q"))
-    layers += alt.Chart(fp.points).mark_circle(size=60, opacity=0.8).encode(
-        x="x:Q", y="value:Q",
-        color=alt.condition("datum.this", alt.value("#ED8B00"), alt.value("#005EB8")),
-        size=alt.condition("datum.this", alt.value(200), alt.value(50)),
-        tooltip=["unit", alt.Tooltip("actual:Q", title="Actual", format=".1%" if fmt == "percent" else ".2f"),
-                 alt.Tooltip("flagged:N", title="Outside the 95% limit")])
-    st.altair_chart(layers, width="stretch")
+    ui.chart(funnel_plot, fp.limits, fp.points, fp.target, fp.x_label, metric.metric_name, fmt)
     naive, adjusted = int(fp.points["naive_flagged"].sum()), int(fp.points["flagged"].sum())
     st.caption(f"Orange: this unit; blue: the trust's other units ({fp.units} in all). Solid grey: 95% limits, dashed: "
                f"99.8%, around the target (green), widened for the spread between units that chance alone does not "

@@ -89,7 +89,7 @@ if shown.empty:
 
 rows = views.metric_rows(shown)
 rows["CSU"] = rows["csu_code"]
-rows["Detail"] = [ui.metric_href(c, s, m) for c, s, m in zip(rows["csu_code"], rows["specialty_code"], rows["metric_id"])]
+rows["Detail"] = ui.metric_hrefs(rows)
 columns = (["Opportunity £", "CSU", "Specialty", "Metric", "Gap", "Detail"] if present else
            ["Opportunity £", "CSU", "Specialty", "Metric", "Actual", "Target", "Gap", "Type", "Flags", "Detail"])
 columns = [c for c in columns if not (c == "Type" and filters.saving_type)]  # one type chosen: the column says nothing

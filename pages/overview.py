@@ -36,39 +36,47 @@ st.caption(f"**{views.headline(t)}**, net of overlap. {gbp_short(t.flagged_gbp)}
 
 domains = views.by_domain(df)
 heat, rows = views.heatmap(df)
-row_count = heat["row"].nunique()
 present = ui.presenting()
-left, right = st.columns([1, 2])
-with left:
-    st.subheader("By domain")
-    bars = alt.Chart(domains).encode(
+
+
+def domain_bars(domains):
+    bars = alt.Chart().encode(
         x=alt.X("net_gbp:Q", title="Net opportunity a year (£)", axis=alt.Axis(labelExpr=ui.GBP_LABELS, tickCount=4)),
         y=alt.Y("domain:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=200)),
         tooltip=[alt.Tooltip("domain:N", title="Domain"), alt.Tooltip("net:N", title="Net")])
-    st.altair_chart((bars.mark_bar(color="#005EB8")
-                     + bars.mark_text(align="left", dx=4, color="#212B32").encode(text="net:N"))
-                    .properties(height=max(160, 48 * len(domains))), width="stretch")
-with right:
-    st.subheader(f"{rows} × domain")
-    bands = heat.attrs.get("bands", [])
-    base = alt.Chart(heat).encode(
+    return (ui.layered(domains, bars.mark_bar(color="#005EB8"),
+                       bars.mark_text(align="left", dx=4, color="#212B32").encode(text="net:N"))
+            .properties(height=max(160, 48 * len(domains))))
+
+
+def heat_grid(heat, bands, rows, present):
+    base = alt.Chart().encode(
         x=alt.X("domain:N", title=None, axis=alt.Axis(labelAngle=0, orient="top", labelOverlap=False)),
         y=alt.Y("row:N", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=260)))
-    st.altair_chart(
-        (base.mark_rect(stroke="#FFFFFF", strokeWidth=1).encode(
-            color=alt.Color("band:N", title="Net £ a year", sort=bands,
-                            scale=alt.Scale(domain=bands, range=list(views.HEAT_FILLS[:len(bands)])),
-                            legend=alt.Legend(orient="bottom", direction="horizontal", labelLimit=0, symbolType="square")),
-            tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("domain:N", title="Domain"),
-                     alt.Tooltip("net:N", title="Net")])
-         + base.mark_text(fontSize=15 if present else 13).encode(text="net:N", color=alt.Color("ink:N", scale=None)))
-        .properties(height=max(120, (30 if present else 26) * row_count)),
-        width="stretch")
+    return (ui.layered(heat, base.mark_rect(stroke="#FFFFFF", strokeWidth=1).encode(
+                color=alt.Color("band:N", title="Net £ a year", sort=bands,
+                                scale=alt.Scale(domain=bands, range=list(views.HEAT_FILLS[:len(bands)])),
+                                legend=alt.Legend(orient="bottom", direction="horizontal", labelLimit=0,
+                                                  symbolType="square")),
+                tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("domain:N", title="Domain"),
+                         alt.Tooltip("net:N", title="Net")]),
+                       base.mark_text(fontSize=15 if present else 13).encode(text="net:N",
+                                                                           color=alt.Color("ink:N", scale=None)))
+            .properties(height=max(120, (30 if present else 26) * heat["row"].nunique())))
+
+
+left, right = st.columns([1, 2])
+with left:
+    st.subheader("By domain")
+    ui.chart(domain_bars, domains)
+with right:
+    st.subheader(f"{rows} × domain")
+    ui.chart(heat_grid, heat, heat.attrs.get("bands", []), rows, present)
 
 st.subheader("Top 10 opportunities")
 top = views.top(df, 10)
 top["CSU"] = top["csu_code"]
-top["Detail"] = [ui.metric_href(c, s_, m) for c, s_, m in zip(top["csu_code"], top["specialty_code"], top["metric_id"])]
+top["Detail"] = ui.metric_hrefs(top)
 columns = (["Opportunity £", "CSU", "Specialty", "Metric", "Gap", "Detail"] if present else
            ["Opportunity £", "CSU", "Specialty", "Metric", "Actual", "Target", "Gap", "Type", "Flags", "Detail"])
 picked = ui.money_table(top[columns], ["Opportunity £"], key="top10", on_select="rerun", selection_mode="single-row",

@@ -33,21 +33,32 @@ k3.metric("Realised to date", gbp_short(t.realised_to_date_gbp),
           delta=gbp_short(t.variance_gbp), help="Delta: realised minus planned to date.")
 k4.metric("Schemes R / A / G", f"{t.red} / {t.amber} / {t.green}")
 
+SERIES_COLOURS = alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"])
+
+
+def cumulative_lines(long):
+    return alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("period:N", title=None), y=alt.Y("gbp:Q", title="£", axis=ui.gbp_axis()),
+        color=alt.Color("series:N", scale=SERIES_COLOURS, title=None),
+        tooltip=["period:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")])
+
+
+def csu_bars(by_csu_long):
+    return alt.Chart(by_csu_long).mark_bar().encode(
+        y=alt.Y("csu_code:N", title="CSU"), x=alt.X("gbp:Q", title="£", axis=ui.gbp_axis()),
+        yOffset="series:N", color=alt.Color("series:N", scale=SERIES_COLOURS, title=None),
+        tooltip=["csu_code:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")])
+
+
 long = tracking.cumulative_long(months, as_of)
 c1, c2 = st.columns(2)
 with c1:
     st.subheader("Cumulative planned vs realised")
-    st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("period:N", title=None), y=alt.Y("gbp:Q", title="£", axis=ui.gbp_axis()),
-        color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),
-        tooltip=["period:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
+    ui.chart(cumulative_lines, long)
 with c2:
     st.subheader("By CSU, to date")
     by_csu_long = tracking.to_date_by_csu(summary)
-    st.altair_chart(alt.Chart(by_csu_long).mark_bar().encode(
-        y=alt.Y("csu_code:N", title="CSU"), x=alt.X("gbp:Q", title="£", axis=ui.gbp_axis()),
-        yOffset="series:N", color=alt.Color("series:N", scale=alt.Scale(domain=["Planned", "Realised"], range=["#005EB8", "#009639"]), title=None),
-        tooltip=["csu_code:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")]), width="stretch")
+    ui.chart(csu_bars, by_csu_long)
 
 st.subheader("Schemes")
 RAG_COLOURS = {"Red": "background-color:#F4B6B6", "Amber": "background-color:#FFE0A3", "Green": "background-color:#BFE6C8"}
@@ -117,8 +128,7 @@ verdict(f"**{ev.status.capitalize()}.** {ev.message}")
 if not ev.series.empty and "mean" in ev.series:
     percent = ev.value_format == "percent"
     st.markdown(f"**{plain(ev.metric_name)}: {plain(ev.unit_label)}**, month by month")
-    st.altair_chart(ui.spc_chart(ev.series, ev.metric_name or "Driving metric", start=ev.start_period, percent=percent),
-                    width="stretch")
+    ui.chart(ui.spc_chart, ev.series, ev.metric_name or "Driving metric", start=ev.start_period, percent=percent)
     began = f" The change began in {month(ev.change_began)}, before the start." if ev.change_began else ""
     st.caption(f"Red line: the scheme's start ({month(ev.start_period)}). Mean (solid grey) and limits (dashed) come from "
                f"the months before it; orange points are special causes. Before: "
