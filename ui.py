@@ -462,7 +462,7 @@ def chart(build: Callable[..., alt.TopLevelMixin], *args, width: str = "stretch"
     return st.vega_lite_chart(spec, width=width, key=key, on_select=on_select)  # type: ignore[call-overload]
 
 
-def layered(data: pd.DataFrame, *charts: alt.Chart) -> alt.LayerChart:
+def layered(data: pd.DataFrame, *charts: alt.Chart) -> alt.TopLevelMixin:
     """Layers drawn from one frame, the frame given once to the layer (the ``charts`` built from
     ``alt.Chart()`` with no data). Built as ``chart_a + chart_b`` on the same frame, Altair names
     each layer's data by printing the frame as text, a third of drawing Overview's two charts."""
