@@ -420,3 +420,18 @@ def test_empty_database_to_figures_with_import_files_only(tmp_path, monkeypatch,
     # The DNA rate came from the outpatients file: 1 DNA in 4 booked appointments.
     dna = rows[("ABD", "100", "op_dna_rate")]
     assert (dna["numerator"], dna["denominator"]) == (1, 4)
+
+
+XLSX_CASES = [c for c in CASES if any(name.endswith(".xlsx") for name in c.files)]
+
+
+@pytest.mark.parametrize("case", XLSX_CASES, ids=[c.name for c in XLSX_CASES])
+def test_corpus_xlsx_streamed(con, tmp_path, monkeypatch, case: Case):
+    """Every .xlsx case again as a sheet too large for python-calamine to hold at once: read in parts
+    (here of a few rows each, so rows of one file fall in several parts), with the same outcome, row
+    numbers and refusals."""
+    from opportunity_engine.store import readers
+
+    monkeypatch.setattr(readers, "STREAM_ABOVE", 0)
+    monkeypatch.setattr(readers, "CHUNK", 300)
+    test_corpus_file(con, tmp_path, case)

@@ -20,7 +20,7 @@ import datetime as dt
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -302,27 +302,124 @@ def _sheets(book: zipfile.ZipFile) -> tuple[list[_SheetInfo], int]:
     return sheets, min(active, max(len(sheets) - 1, 0))
 
 
-def _open_book(path: Path):
+def _open_book(path: Path, check_only: bool = False):
+    """The workbook (python-calamine; None with ``check_only``), its sheets and the active one."""
     from python_calamine import CalamineWorkbook
 
     try:
         with zipfile.ZipFile(path) as book:
             sheets, active = _sheets(book)
-        workbook = CalamineWorkbook.from_path(str(path))
+        workbook = None if check_only else CalamineWorkbook.from_path(str(path))
     except Exception:
         raise Unreadable("the file is not a readable .xlsx workbook (save it again from Excel as .xlsx)") from None
     return workbook, sheets, active
 
 
-def _first_row(workbook, name: str) -> tuple[int, list]:
-    """The sheet's first row holding anything (its 0-based index, values from column A): the header.
-    (calamine's rows start at row 1 but at the first used column.)"""
-    sheet = workbook.get_sheet_by_name(name)
-    offset = sheet.start[1] if sheet.start else 0
-    for index, row in enumerate(sheet.iter_rows()):
-        if _has_data(row):
-            return index, [None] * offset + list(row)
-    return 0, []
+def _first_row(path: Path, sheet: _SheetInfo) -> tuple[int, list]:
+    """The sheet's first row holding anything (its spreadsheet row, values from column A): the header."""
+    rows = sheet_rows(path, sheet)
+    try:
+        for row_no, values in rows:
+            if _has_data(values):
+                return row_no, values
+    finally:
+        rows.close()
+    return 1, []
+
+
+# A sheet whose XML inflates beyond STREAM_ABOVE is read in parts of about CHUNK bytes of XML:
+# python-calamine holds every cell of what it reads at once (0.78 GB peak for 250 MB of cells).
+STREAM_ABOVE = 48 * 1024 * 1024
+CHUNK = 16 * 1024 * 1024
+_SHEET_DATA = re.compile(rb"<((?:[\w.-]+:)?)sheetData\b[^>]*?(/?)>")
+
+
+def sheet_rows(path: Path, sheet: _SheetInfo) -> Generator[tuple[int, list], None, None]:
+    """(spreadsheet row, values from column A) for the rows of the sheet, in order.
+
+    A small sheet is read whole by python-calamine. A larger one is cut at row boundaries into
+    parts, each written as a workbook of its own (styles and shared strings as they are) and read
+    by calamine in turn, so cells are read exactly alike and memory stays bounded by the part."""
+    with zipfile.ZipFile(path) as book:
+        size = book.getinfo(sheet.part).file_size
+    if size <= STREAM_ABOVE:
+        yield from _calamine_rows(path, sheet.name)
+        return
+    with tempfile.TemporaryDirectory(prefix="xlsx-parts-") as folder:
+        for part in _sheet_parts(path, sheet, Path(folder)):
+            try:
+                yield from _calamine_rows(part, sheet.name)
+            finally:
+                part.unlink(missing_ok=True)
+
+
+def _calamine_rows(path: Path, name: str) -> Generator[tuple[int, list], None, None]:
+    workbook, _, _ = _open_book(path)
+    try:
+        found = workbook.get_sheet_by_name(name)
+        first_row, first_col = found.start or (0, 0)
+        for index, row in enumerate(found.to_python(skip_empty_area=True)):
+            yield first_row + index + 1, [None] * first_col + list(row)
+    finally:
+        workbook.close()
+
+
+def _sheet_parts(path: Path, sheet: _SheetInfo, folder: Path) -> Iterator[Path]:
+    """Copies of the workbook, each holding one run of whole rows of the sheet (CHUNK bytes or so)."""
+    with zipfile.ZipFile(path) as book, book.open(sheet.part) as fh:
+        buf = b""
+        while not (found := _SHEET_DATA.search(buf)):
+            more = fh.read(1 << 20)
+            if not more:
+                return  # no sheetData: no rows
+            buf += more
+        if found.group(2):  # <sheetData/>
+            return
+        prefix = found.group(1)
+        head = buf[:found.end()]
+        tail = b"</" + prefix + b"sheetData></" + prefix + b"worksheet>"
+        end_row, end_data = b"</" + prefix + b"row>", b"</" + prefix + b"sheetData>"
+        buf = buf[found.end():]
+        done = False
+        number = 0
+        while not done:
+            while len(buf) < CHUNK and (more := fh.read(1 << 20)):
+                buf += more
+            stop = buf.find(end_data)
+            if stop >= 0:
+                block, done = buf[:stop], True
+            else:
+                cut = buf.rfind(end_row)
+                if cut < 0:
+                    more = fh.read(1 << 20)
+                    if not more:
+                        block, done = buf, True  # a truncated sheet: calamine says what it makes of it
+                    else:
+                        buf += more
+                        continue
+                else:
+                    cut += len(end_row)
+                    block, buf = buf[:cut], buf[cut:]
+            number += 1
+            out = folder / f"part{number}.xlsx"
+            _write_part(book, sheet.part, head + block + tail, out)
+            del block
+            yield out
+
+
+def _write_part(book: zipfile.ZipFile, part: str, xml: bytes, out: Path) -> None:
+    import shutil
+
+    empty = b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData/></worksheet>'
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as dst:
+        for item in book.infolist():
+            if item.filename == part:
+                dst.writestr(item.filename, xml)
+            elif item.filename.startswith("xl/worksheets/") and item.filename.endswith(".xml"):
+                dst.writestr(item.filename, empty)  # other sheets are not read: leave their cells out
+            else:
+                with book.open(item) as src, dst.open(item.filename, "w", force_zip64=True) as target:
+                    shutil.copyfileobj(src, target)
 
 
 def _has_data(row: list) -> bool:
@@ -333,45 +430,40 @@ def choose_sheet(path: Path, matches) -> str:
     """The sheet to read: the active one; refused when hidden, or when several sheets hold data that
     could be meant (``matches(header_names)`` says whether a header fits a template)."""
     workbook, sheets, active = _open_book(path)
-    try:
-        if not sheets:
-            raise Unreadable("the workbook has no worksheet")
-        chosen = sheets[active]
-        if chosen.state != "visible":
-            raise Unreadable(f"the active sheet '{chosen.name}' is hidden: unhide it, or make the data sheet the "
-                             "active one and save")
-        headers = {s.name: _first_row(workbook, s.name)[1] for s in sheets}
-        with_data = [s for s in sheets if _has_data(headers[s.name])]
-        if not _has_data(headers[chosen.name]):
-            visible = [s for s in with_data if s.state == "visible"]
-            if len(visible) == 1:
-                return visible[0].name
-            if not visible and with_data:
-                raise Unreadable(f"the data is on hidden sheet '{with_data[0].name}': unhide it and make it the "
-                                 "active sheet")
-            if not visible:
-                raise Unreadable("the sheet is empty: its first row must be the header", 1)
-            raise Unreadable(f"the active sheet '{chosen.name}' is empty and {len(visible)} other sheets hold data "
-                             f"({', '.join(repr(s.name) for s in visible)}): make the one to load the active sheet")
-        others = [s.name for s in with_data if s.name != chosen.name and s.state == "visible"
-                  and matches([normalise(str(v)) for v in headers[s.name] if v not in (None, "")])]
-        if others:
-            raise Unreadable(f"the workbook has more than one data sheet ('{chosen.name}', "
-                             f"{', '.join(repr(o) for o in others)}): save each as its own file")
-        return chosen.name
-    finally:
-        workbook.close()
+    workbook.close()  # opened to check the file is a workbook calamine reads; rows come from sheet_rows
+    if not sheets:
+        raise Unreadable("the workbook has no worksheet")
+    chosen = sheets[active]
+    if chosen.state != "visible":
+        raise Unreadable(f"the active sheet '{chosen.name}' is hidden: unhide it, or make the data sheet the "
+                         "active one and save")
+    headers = {s.name: _first_row(path, s)[1] for s in sheets}
+    with_data = [s for s in sheets if _has_data(headers[s.name])]
+    if not _has_data(headers[chosen.name]):
+        visible = [s for s in with_data if s.state == "visible"]
+        if len(visible) == 1:
+            return visible[0].name
+        if not visible and with_data:
+            raise Unreadable(f"the data is on hidden sheet '{with_data[0].name}': unhide it and make it the "
+                             "active sheet")
+        if not visible:
+            raise Unreadable("the sheet is empty: its first row must be the header", 1)
+        raise Unreadable(f"the active sheet '{chosen.name}' is empty and {len(visible)} other sheets hold data "
+                         f"({', '.join(repr(s.name) for s in visible)}): make the one to load the active sheet")
+    others = [s.name for s in with_data if s.name != chosen.name and s.state == "visible"
+              and matches([normalise(str(v)) for v in headers[s.name] if v not in (None, "")])]
+    if others:
+        raise Unreadable(f"the workbook has more than one data sheet ('{chosen.name}', "
+                         f"{', '.join(repr(o) for o in others)}): save each as its own file")
+    return chosen.name
 
 
 def xlsx_header(path: Path, sheet: str) -> Header:
-    workbook, _, _ = _open_book(path)
-    try:
-        index, row = _first_row(workbook, sheet)
-    finally:
-        workbook.close()
+    _, sheets, _ = _open_book(path, check_only=True)
+    row_no, row = _first_row(path, next(s for s in sheets if s.name == sheet))
     header = _header_of([cell_text(v) for v in row])
     header.sheet = sheet
-    header.row = index + 1
+    header.row = row_no
     return header
 
 
@@ -436,7 +528,7 @@ def _formula_cell(path: Path, part: str) -> tuple[str, int, str] | None:
 def stage_xlsx(con: duckdb.DuckDBPyConnection, path: Path, header: Header, names: list[str], table: str,
                periods: set[str]) -> None:
     """Stage the chosen sheet's rows below the header; ``periods`` are the period-type column names."""
-    _, sheets, _ = _open_book(path)
+    _, sheets, _ = _open_book(path, check_only=True)
     part = next(s.part for s in sheets if s.name == header.sheet)
     formula = _formula_cell(path, part)
     if formula:
@@ -445,32 +537,23 @@ def stage_xlsx(con: duckdb.DuckDBPyConnection, path: Path, header: Header, names
         column = names[index] if 0 <= index < len(names) else None
         raise Unreadable(f"cell {letters}{row} holds a formula (={text[:40]}) where a value is expected: "
                          "paste values only (Paste Special → Values)", row, column)
-    workbook, _, _ = _open_book(path)
     width = len(names)
     is_period = [n in periods for n in names]
-    try:
-        sheet = workbook.get_sheet_by_name(header.sheet)
-        offset = sheet.start[1] if sheet.start else 0
+    sheet = next(s for s in sheets if s.name == header.sheet)
 
-        def rows() -> Iterator[list]:
-            for index, values in enumerate(sheet.iter_rows()):
-                row_no = index + 1
-                if row_no <= header.row:
-                    continue
-                values = [None] * offset + list(values)
-                if not _has_data(values):
-                    continue
-                extra = values[width:]
-                if _has_data(extra):
-                    col = width + next(i for i, v in enumerate(extra) if _has_data([v]))
-                    raise Unreadable(f"a value in column {_letters(col)}, right of the last header column: name "
-                                     "the column or delete it", row_no)
-                values = values[:width] + [None] * (width - len(values))
-                yield [row_no] + [cell_text(v, p) for v, p in zip(values, is_period)]
+    def rows() -> Iterator[list]:
+        for row_no, values in sheet_rows(path, sheet):
+            if row_no <= header.row or not _has_data(values):
+                continue
+            extra = values[width:]
+            if _has_data(extra):
+                col = width + next(i for i, v in enumerate(extra) if _has_data([v]))
+                raise Unreadable(f"a value in column {_letters(col)}, right of the last header column: name "
+                                 "the column or delete it", row_no)
+            values = values[:width] + [None] * (width - len(values))
+            yield [row_no] + [cell_text(v, p) for v, p in zip(values, is_period)]
 
-        _stage_rows(con, rows(), names, table)
-    finally:
-        workbook.close()
+    _stage_rows(con, rows(), names, table)
 
 
 def _letters(index: int) -> str:
