@@ -256,3 +256,62 @@ def test_planted_markup_and_hostile_links_render_as_literal_text(demo_copy, monk
             shown_on.add(page)
     assert failures == [], "\n".join(map(str, failures))
     assert len(shown_on) >= len(PAGES) - 2, shown_on  # the payload did reach the pages, as text (not vacuous)
+
+
+def _downloads(monkeypatch) -> list[tuple[str, str, object]]:
+    """Record every download button a page renders (st.download_button and a column's), as
+    (file name, mime type, data or the callable that builds it)."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    seen: list[tuple[str, str, object]] = []
+    real_st, real_dg = st.download_button, DeltaGenerator.download_button
+
+    def on_st(label, data, *args, **kwargs):
+        seen.append((kwargs.get("file_name", ""), kwargs.get("mime", ""), data))
+        return real_st(label, data, *args, **kwargs)
+
+    def on_dg(self, label, data, *args, **kwargs):
+        seen.append((kwargs.get("file_name", ""), kwargs.get("mime", ""), data))
+        return real_dg(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", on_st)
+    monkeypatch.setattr(DeltaGenerator, "download_button", on_dg)
+    return seen
+
+
+def _live_cells(file_name: str, mime: str, data: bytes) -> list[str]:
+    """The text cells of a downloaded CSV or workbook that a spreadsheet would run as a formula
+    (and, in a CSV, any number turned into text by a prefix: numbers stay numbers)."""
+    if mime == "text/csv":
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+        numbers_as_text = [c for row in rows for c in row if c.startswith("'") and _number(c[1:])]
+        return [c for row in rows for c in row if live(c) and not _number(c)] + numbers_as_text
+    book = load_workbook(io.BytesIO(data))
+    return [c.value for ws in book.worksheets for row in ws.iter_rows() for c in row
+            if isinstance(c.value, str) and c.data_type == "s" and live(c.value)]
+
+
+def test_every_download_on_every_page_has_no_live_formula(demo_copy, monkeypatch):
+    """Formula payloads in every stored text; each page's downloads (CSV tables, workbooks,
+    templates) built as a click would: no cell a spreadsheet would run, and the payloads did
+    reach the files (prefixed), so the check is not vacuous."""
+    monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
+    monkeypatch.setenv("OPPORTUNITY_COOKIE_KEY", "apptest-key")
+    _plant_everywhere(demo_copy, FORMULAS)
+    seen = _downloads(monkeypatch)
+    for name, page in PAGES.items():
+        for user in WHO.get(name, ("csu", "finance")):
+            signed_in(user, page, **GOOD)
+    files: dict[str, list[str]] = {}
+    prefixed = 0
+    for file_name, mime, data in seen:
+        body = data() if callable(data) else data
+        body = body.encode("utf-8") if isinstance(body, str) else body
+        if mime == "text/csv" or "spreadsheetml" in mime:
+            files[file_name] = _live_cells(file_name, mime, body)
+            prefixed += body.count(b"'=") + body.count(b"'+") + body.count("'＝".encode())
+    assert {n: bad[:3] for n, bad in files.items() if bad} == {}
+    assert any(n.startswith("tracking-") and n.endswith(".csv") for n in files), sorted(files)
+    assert sum(n.endswith(".xlsx") for n in files) >= 3, sorted(files)
+    assert prefixed > 0
