@@ -72,3 +72,42 @@ def demo_copy(small_demo, tmp_path) -> Path:
     path = tmp_path / "copy.duckdb"
     shutil.copy(small_demo, path)
     return path
+
+
+# --- the Chromium tests' server and browser (helpers in tests/browser_fixtures.py) -------------
+
+@pytest.fixture(scope="module")
+def app_database(small_demo) -> Path:
+    """The database a browser test module's server runs on (copied first); a module overrides
+    this fixture to plant records of its own."""
+    return small_demo
+
+
+@pytest.fixture(scope="module")
+def workdir(request, tmp_path_factory) -> Path:
+    """The module's server folder: its database copy, upload staging (uploads/) and log (server.log)."""
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def server(app_database, workdir):
+    """A Streamlit server of the module's own (tools.app_harness.running_app); yields its URL."""
+    from tools.app_harness import running_app
+
+    (workdir / "uploads").mkdir()
+    with running_app(app_database, workdir, env_extra={"OPPORTUNITY_STAGING": str(workdir / "uploads")},
+                     log=workdir / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium for the module (tests open contexts and pages of their own)."""
+    from playwright.sync_api import sync_playwright
+
+    from tools.app_harness import ARGS, CHROMIUM
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()

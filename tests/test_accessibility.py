@@ -10,8 +10,8 @@ import os
 
 import pytest
 
+from .browser_fixtures import settle, sign_in
 from .conftest import ROOT
-from .test_e2e_browser import ARGS, CHROMIUM, running_app, settle, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -21,8 +21,6 @@ if not AXE.exists():
         raise RuntimeError("axe-core is missing: `make test` installs it with npm ci")
     pytest.skip("axe-core not installed (make test runs npm ci)", allow_module_level=True)
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 METRIC = "/metric?csu=EMA&specialty=300&metric=alos_non_elective"
 PAGES = {
     "finance": ["/", "/explore", "/explore?csu=EMA", METRIC, "/shortlist", "/tracking", "/library", "/feedback",
@@ -31,20 +29,6 @@ PAGES = {
     "admin": ["/data", "/adoption", "/feedback"],
 }
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-@pytest.fixture(scope="module")
-def server(small_demo, tmp_path_factory):
-    with running_app(small_demo, tmp_path_factory.mktemp("axe")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def violations(page) -> list[str]:

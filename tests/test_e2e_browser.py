@@ -3,87 +3,18 @@ on a demo database, sign in, drill CSU → specialty → metric, open a deep lin
 export. Screenshots go to test-artifacts/ for a person to look at."""
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
-from tools.app_harness import ARGS, CHROMIUM, running_app
+from tools.app_harness import running_app
 
-from .conftest import ROOT
-
-ARTIFACTS = ROOT / "test-artifacts"
+from .browser_fixtures import choose, settle, shot, sign_in
 
 # One worker runs all of them (make test: --dist loadgroup), so the module's server starts once.
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-
-playwright = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
-    pytest.skip("Debian chromium not installed (make test installs it)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(small_demo, tmp_path_factory):
-    with running_app(small_demo, tmp_path_factory.mktemp("e2e")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def settle(page, timeout: float = 30) -> None:
-    """Wait until the script has finished and nothing is stale, held for about a second."""
-    deadline = time.time() + timeout
-    calm_since = None
-    while time.time() < deadline:
-        ready = page.evaluate("""() => {
-            const app = document.querySelector('[data-testid="stApp"]');
-            if (!app) return false;
-            if (app.getAttribute('data-test-script-state') === 'running') return false;
-            if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], '
-                                       + '[data-testid="stSpinner"], [data-stale="true"]')) return false;
-            return true; }""")
-        if ready:
-            calm_since = calm_since or time.time()
-            if time.time() - calm_since > 1.0:
-                return
-        else:
-            calm_since = None
-        time.sleep(0.15)
-    raise AssertionError("page did not settle")
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page, url: str, username: str, path: str = "") -> None:
-    """Open ``path``; sign in unless the browser's cookie already did (both are correct)."""
-    page.goto(url + path)
-    settle(page)
-    if page.get_by_role("textbox", name="Username").count() == 0:
-        return
-    page.get_by_role("textbox", name="Username").fill(username)
-    page.get_by_role("textbox", name="Password").fill("demo")
-    page.get_by_role("button", name="Sign in").click()
-    settle(page)
-
-
-def choose(page, label: str, option_text: str) -> None:
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option", name=option_text).first.click()
-    settle(page)
 
 
 def test_sign_in_drill_deep_link_and_export(server, browser, tmp_path):

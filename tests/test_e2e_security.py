@@ -7,38 +7,11 @@ import time
 
 import pytest
 
-from tools.app_harness import running_app
-
-from .test_e2e_browser import ARTIFACTS, settle, sign_in
+from .browser_fixtures import ARTIFACTS, settle, sign_in
 
 pytestmark = pytest.mark.browser
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 ERROR_TEXTS = ("This app has encountered an error", "Something went wrong", "Traceback")
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("e2e-security")
-
-
-@pytest.fixture(scope="module")
-def server(small_demo, workdir):
-    (workdir / "uploads").mkdir()
-    with running_app(small_demo, workdir, env_extra={"OPPORTUNITY_STAGING": str(workdir / "uploads")},
-                     log=workdir / "server.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from tools.app_harness import ARGS, CHROMIUM
-
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _page_text(page) -> str:
