@@ -110,6 +110,12 @@ def write_csv(frame, out, **options) -> None:
 # --- text shown in the app: always literal -----------------------------------------------------
 
 _MARKDOWN_SPECIAL = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+# GitHub-flavoured autolinks (www., http://, https://, mailto:, xmpp:, name@host) are found in
+# the text after escapes are decoded (remark-gfm, which Streamlit's markdown uses), so a backslash
+# does not stop them: Chromium showed "http\:\/\/evil\.example" drawn as a live link. An
+# invisible WORD JOINER (U+2060) after the scheme word and before '@' breaks the pattern.
+_AUTOLINK = re.compile(r"(?i)(https?|www|mailto|xmpp)(?=[:.])|(?=@)")
+WORD_JOINER = "\u2060"
 
 
 def plain(value: object) -> str:
@@ -118,7 +124,8 @@ def plain(value: object) -> str:
     is backslash-escaped (CommonMark allows it for all of them), so a link, an image, emphasis,
     a heading, a list, LaTeX ($), an emoji or colour directive (:red[...]) or an autolinked
     http://... shows as the characters typed; '<' and '&' escaped mean HTML never renders.
-    Line breaks are kept as breaks."""
+    An autolink is broken by an invisible word joiner (see _AUTOLINK). Line breaks are kept."""
     text = "" if value is None else str(value)
+    text = _AUTOLINK.sub(lambda m: (m.group(1) or "") + WORD_JOINER, text)
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "  \n")

@@ -126,19 +126,21 @@ def test_both_workbooks_have_no_live_text(demo_copy):
 
 # --- point 4: text is text --------------------------------------------------------------------
 
-MARKUP = ('[click](http://evil.example/x) ![t](http://evil.example/t.png) <img src="http://evil.example/i.png"> '
+MARKUP = ('[click](http://evil.example/x) evil@evil.example ![t](http://evil.example/t.png) <img src="http://evil.example/i.png"> '
           '<a href="javascript:alert(1)">j</a> [js](javascript:alert(1)) **bold** :red[red] $x^2$ www.evil.example')
 # Live markup: what Streamlit's markdown would turn into a link, an image or HTML (a backslash
 # before the character makes it literal).
 LIVE = [re.compile(p) for p in (r"evil\.example", r"javascript:", r"(?<!\\)<(img|a)\b", r"(?<!\\)\[(click|js)(?<!\\)\]",
-                                r"(?<!\\)!(?<!\\)\[t")]
+                                r"(?<!\\)!(?<!\\)\[t",
+                                # GFM autolinks, found after escapes are decoded: a backslash does not stop them
+                                r"(?i)(https?|www|mailto)\\?[:.]", r"[\w.]\\?@")]
 
 
 def test_plain_escapes_every_markup_and_keeps_the_words():
     out = formatting.plain(MARKUP)
     assert not [m.pattern for m in LIVE if m.search(out)]
     assert [m.pattern for m in LIVE if m.search(MARKUP)] == [m.pattern for m in LIVE]  # each check can fail
-    assert out.replace("\\", "") == MARKUP  # nothing lost: only backslashes added
+    assert out.replace("\\", "").replace(formatting.WORD_JOINER, "") == MARKUP  # nothing lost: only escapes added
     assert formatting.plain("line one\nline two") == "line one  \nline two"
     assert formatting.plain(None) == "" and formatting.plain("Emergency 2025") == "Emergency 2025"
 
@@ -315,3 +317,55 @@ def test_every_download_on_every_page_has_no_live_formula(demo_copy, monkeypatch
     assert any(n.startswith("tracking-") and n.endswith(".csv") for n in files), sorted(files)
     assert sum(n.endswith(".xlsx") for n in files) >= 3, sorted(files)
     assert prefixed > 0
+
+
+# --- the same in Chromium: what the browser really drew ---------------------------------------
+
+BROWSER_MARKUP = MARKUP + ' <span id="oe-injected">x</span> <script src="http://evil.example/s.js"></script>'
+# Anything the payload could have made: a javascript: or outside link, an outside image or script,
+# the injected element.
+INJECTED = """() => Array.from(document.querySelectorAll(
+    'a[href^="javascript" i], [href*="evil.example"], [src*="evil.example"], #oe-injected, img, script[src]'))
+  .filter(e => !(e.tagName === 'IMG' && (e.src.startsWith(location.origin) || e.src.startsWith('data:')))
+            && !(e.tagName === 'SCRIPT' && e.src.startsWith(location.origin)))
+  .map(e => e.outerHTML.slice(0, 160))"""
+
+
+@pytest.fixture(scope="module")
+def app_database(small_demo, tmp_path_factory):
+    """The server's database: the small demo with the payload in every stored text."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("hostile") / "planted.duckdb"
+    shutil.copy(small_demo, path)
+    _plant_everywhere(path, [BROWSER_MARKUP])
+    return path
+
+
+@pytest.mark.browser
+def test_in_chromium_no_page_draws_a_planted_link_image_or_element(server, browser):
+    """Every page as a CSU user, or an admin where only they may open it, with good links (the planted records show) and with
+    every link parameter hostile: the DOM holds no javascript: or outside link, no outside image
+    or script and no injected element, while the payload's words are on the page."""
+    from urllib.parse import urlencode
+
+    from .browser_fixtures import settle, sign_in
+
+    hostile = urlencode(dict.fromkeys(PARAMS, BROWSER_MARKUP))
+    found, shown = [], set()
+    for user in ("csu", "admin"):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        sign_in(page, server, user)
+        for name in PAGES:
+            if user not in WHO.get(name, ("csu",)):
+                continue
+            for query in (urlencode(GOOD), hostile):
+                page.goto(f"{server}/{name}?{query}")
+                settle(page, timeout=60)
+                found += [(user, name, query[:20], html) for html in page.evaluate(INJECTED)]
+                if "evil.example" in page.locator('[data-testid="stMain"]').inner_text():
+                    shown.add(name)
+        context.close()
+    assert found == [], "\n".join(map(str, found))
+    assert len(shown) >= len(PAGES) - 2, shown  # the payload reached the pages, as text
