@@ -76,19 +76,27 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(data, bcrypt.gensalt(rounds=12)).decode("ascii")
 
 
+def _checked_role(con: duckdb.DuckDBPyConnection, role: str, csus: list[str] | tuple[str, ...]) -> list[str]:
+    """The CSUs for a role, sorted and unique, or a ValueError naming what is wrong: one rule for
+    adding a user and for changing their role, so neither can give a CSU user no CSU or a code
+    the database does not hold."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    chosen = sorted(set(csus))
+    if role == "csu" and not chosen:
+        raise ValueError("a csu user needs at least one CSU (--csu CODE)")
+    unknown = [c for c in chosen if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [c]).fetchone()]
+    if unknown:
+        raise ValueError(f"unknown CSU code(s): {', '.join(unknown)}")
+    return chosen
+
+
 def add_user(con: duckdb.DuckDBPyConnection, username: str, name: str, password: str, role: str,
              csus: list[str] | tuple[str, ...] = (), email: str = "") -> User:
     username = username.strip().lower()  # the sign-in widget lower-cases usernames
     if not USERNAME.fullmatch(username):
         raise ValueError("a username is 2-32 lower-case letters, digits, '.', '_' or '-'")
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    csus = sorted(set(csus))
-    if role == "csu" and not csus:
-        raise ValueError("a csu user needs at least one CSU (--csu CODE)")
-    unknown = [c for c in csus if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [c]).fetchone()]
-    if unknown:
-        raise ValueError(f"unknown CSU code(s): {', '.join(unknown)}")
+    csus = _checked_role(con, role, csus)
     if con.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
         raise ValueError(f"user {username} already exists")
     con.execute("INSERT INTO users (username, name, email, password_hash, role, csus) VALUES (?, ?, ?, ?, ?, ?)",
@@ -107,14 +115,7 @@ def remove_user(con: duckdb.DuckDBPyConnection, username: str) -> None:
 def set_role(con: duckdb.DuckDBPyConnection, username: str, role: str,
              csus: list[str] | tuple[str, ...] = ()) -> User:
     """Change a user's role and CSUs; their sessions end, so they sign in again under the new role."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    csus = sorted(set(csus))
-    if role == "csu" and not csus:
-        raise ValueError("a csu user needs at least one CSU (--csu CODE)")
-    unknown = [c for c in csus if not con.execute("SELECT 1 FROM csus WHERE csu_code = ?", [c]).fetchone()]
-    if unknown:
-        raise ValueError(f"unknown CSU code(s): {', '.join(unknown)}")
+    csus = _checked_role(con, role, csus)
     if not con.execute("UPDATE users SET role = ?, csus = ? WHERE username = ? RETURNING username",
                        [role, csus, username.lower()]).fetchall():
         raise ValueError(f"no user {username}")

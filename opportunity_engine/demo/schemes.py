@@ -28,6 +28,23 @@ def _advance(con, user, scheme, *statuses):
     return scheme
 
 
+def _dna_scheme(con, user, title, where, period_to, description, start, fye, monthly):
+    """A DNA-rate scheme taken from idea to delivering with a plan, a signed QIA and a realised
+    saving each month from its start (fy, month) to March: the two schemes the evidence test
+    needs (one already improving before it started, one that changed its metric) differ only in
+    these values."""
+    csu, specialty = where
+    s = schemes.create(con, user, title, csu, specialty=specialty, metric="op_dna_rate",
+                       basis=Basis(period_to=period_to), lead="Outpatient manager", finance_category="non_pay",
+                       description=description)
+    s = _advance(con, user, s, "shortlisted", "planning")
+    s = _plan_and_qia(con, user, s, start[0], start[1], fye)
+    s = _advance(con, user, s, "approved", "delivering")
+    for month in range(start[1], 13):
+        tracking.record_realised(con, user, s.scheme_id, plans.period_of(start[0], month), monthly)
+    return s
+
+
 def _plan_and_qia(con, user, scheme, fy, start, fye, scores=LOW_RISK, escalate=False, profile="even"):
     plans.save_plan(con, user, scheme.scheme_id, scheme.version, fy, start, fye, profile,
                     milestones="M1 pathway agreed; M2 staff briefed; M3 live", metric_target_value=None)
@@ -161,32 +178,18 @@ def add(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> dict:
     # A delivered scheme on a specialty whose DNA rate was already falling before it started: the
     # evidence says so and does not credit it (issue 12).
     csu, specialty = improving
-    s = schemes.create(con, finance, "Text reminders and easy rebooking to cut DNAs", csu, specialty=specialty,
-                       metric="op_dna_rate", basis=Basis(period_to="2025-06"), lead="Outpatient manager",
-                       finance_category="non_pay",
-                       description="Two-way SMS reminders 7 and 2 days before; rebooking by reply; "
-                                   "clinic templates backfilled from a waiting list.")
-    s = _advance(con, finance, s, "shortlisted", "planning")
-    s = _plan_and_qia(con, finance, s, 2025, 4, 60_000)
-    s = _advance(con, finance, s, "approved", "delivering")
-    for month in range(4, 13):
-        tracking.record_realised(con, finance, s.scheme_id, plans.period_of(2025, month), 5_000)
+    s = _dna_scheme(con, finance, "Text reminders and easy rebooking to cut DNAs", (csu, specialty), "2025-06",
+                    "Two-way SMS reminders 7 and 2 days before; rebooking by reply; "
+                    "clinic templates backfilled from a waiting list.", (2025, 4), 60_000, 5_000)
     s = _advance(con, finance, s, "delivered")
     workflow.set_case_study(con, finance, s.scheme_id, s.version, True)
     made["case_study"] = s.scheme_id
 
     # A scheme that changed its metric at its start (planted above): the evidence credits it.
     p_csu, p_specialty = planted
-    s = schemes.create(con, finance, "Two-way text reminders with same-week rebooking", p_csu, specialty=p_specialty,
-                       metric="op_dna_rate", basis=Basis(period_to="2025-09"), lead="Outpatient manager",
-                       finance_category="non_pay",
-                       description="Reminders 5 and 1 days before; a reply of 'cancel' offers the slot to the "
-                                   "waiting list the same day.")
-    s = _advance(con, finance, s, "shortlisted", "planning")
-    s = _plan_and_qia(con, finance, s, PLANTED_START[0], PLANTED_START[1], 30_000)
-    s = _advance(con, finance, s, "approved", "delivering")
-    for month in range(PLANTED_START[1], 13):
-        tracking.record_realised(con, finance, s.scheme_id, plans.period_of(PLANTED_START[0], month), 2_500)
+    s = _dna_scheme(con, finance, "Two-way text reminders with same-week rebooking", (p_csu, p_specialty), "2025-09",
+                    "Reminders 5 and 1 days before; a reply of 'cancel' offers the slot to the "
+                    "waiting list the same day.", PLANTED_START, 30_000, 2_500)
     made["credited"] = s.scheme_id
 
     # An approved scheme whose QIA was escalated (risk 16) and signed by the MD and chief nurse.
