@@ -248,6 +248,7 @@ def test_planted_markup_and_hostile_links_render_as_literal_text(demo_copy, monk
     monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
     monkeypatch.setenv("OPPORTUNITY_COOKIE_KEY", "apptest-key")
     _plant_everywhere(demo_copy, [MARKUP])
+    downloads = _downloads(monkeypatch)
     visits = _visits(MARKUP)
     failures, shown_on = [], set()
     for username, page, params in visits:
@@ -259,6 +260,10 @@ def test_planted_markup_and_hostile_links_render_as_literal_text(demo_copy, monk
             shown_on.add(page)
     assert failures == [], "\n".join(map(str, failures))
     assert len(shown_on) >= len(PAGES) - 2, shown_on  # the payload did reach the pages, as text (not vacuous)
+    pages_html = [data for _, mime, data in downloads if mime == "text/html"]  # the printable Guide
+    assert any("evil" in h for h in pages_html)  # the planted metric text is in the file
+    assert not [m.group(0) for h in pages_html for m in re.finditer(
+        r"<(a|img|script|span)\b[^>]*(evil\.example|javascript|oe-injected)[^>]*>", h)]
 
 
 def _downloads(monkeypatch) -> list[tuple[str, str, object]]:
