@@ -221,6 +221,7 @@ SELECT 'SP' || specialty_code || '-' || lpad(i::VARCHAR, 8, '0'),
        CASE WHEN u_coded >= uncoded AND hrg_family <> '' THEN hrg_family || hrg_group || '0' || level END,
        age
 FROM los
+ORDER BY discharge_date, csu_code, specialty_code, i  -- stored month by month, as a trust's loads arrive
 """
 
 OUTPATIENTS_SQL = f"""
@@ -244,6 +245,7 @@ SELECT 'OP' || specialty_code || '-' || lpad(i::VARCHAR, 9, '0'), csu_code, spec
        (u_virt < n_virt / f_virt)::INTEGER,
        strftime(appointment_date, '%Y-%m')
 FROM typed
+ORDER BY appointment_date, csu_code, specialty_code, i
 """
 
 THEATRE_SQL = f"""
@@ -269,6 +271,7 @@ SELECT 'TH' || specialty_code || '-' || lpad(i::VARCHAR, 7, '0'), csu_code, spec
        late, early, cases, (u_cancel < cases * n_cancel * f_cancel)::INTEGER,
        strftime(session_date, '%Y-%m')
 FROM parts
+ORDER BY session_date, csu_code, specialty_code, i
 """
 
 WORKFORCE_SQL = """
