@@ -1,19 +1,22 @@
 """Many users at once (a benchmark, not a test: pytest never collects it): `python tools/bench_load.py`.
 
-One Streamlit server of its own on a copy of a `trust` demo (loopback only, a free port), one
-headless Chromium (Debian's) with one context per simulated user:
+One Streamlit server of its own on a copy of a `trust` demo (loopback only, a free port):
 
-- ``--browsers`` users (default 20) signed in as finance, csu and viewer in turn, each opening the
+- ``--browsers`` users (default 20), signed in as finance, csu and viewer in turn, each opening the
   pages its role sees with filters (CSU, specialty, metric, target, benchmark) taken from the
-  demo's largest opportunities, one after another, for ``--minutes`` (default 5);
-- ``--editors`` users (default 2) signed in as finance, all editing the same scheme on Shortlist &
-  plans: load it, think 0-2 s, change the Lead, Save details. Each save must either land ("Saved.")
-  or show the conflict message; afterwards the scheme's version must have risen by exactly the
-  number of saves that landed (no lost update, no silent overwrite).
+  demo's largest opportunities, one after another with ``--think`` seconds of reading between
+  (default 2-8), for ``--minutes`` (default 5). They speak Streamlit's own WebSocket protocol
+  (protocol_browse), as the page in a browser does, but without a browser: a user's browser runs
+  on the user's machine, and 20 Chromium renderers on these 2 cores would measure Chromium;
+- ``--editors`` users (default 2) in headless Chromium (Debian's, at the lowest CPU priority), signed
+  in through the form as finance, all editing the same scheme on Shortlist & plans: load it, think
+  0-2 s, change the Lead, Save details. Each save must either land ("Saved.") or show the conflict
+  message; afterwards the scheme's version must have risen by exactly the number of saves that
+  landed (no lost update, no silent overwrite).
 
 Server time per interaction comes from the app's own log (one ``page_run`` line per script run,
-with its duration, app.py); errors are any error box or Streamlit exception on a page and any
-error line in the log; memory is the server process's VmRSS at the start and the end.
+with its duration, app.py); errors are any error box, Streamlit exception or sign-in form on a page
+and any error line in the log; memory is the server process's VmRSS at the start and the end.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,33 +149,75 @@ async def _sign_in(page, url: str, username: str) -> None:
     await page.get_by_role("button", name="Sign out").wait_for(timeout=120_000)
 
 
-async def browse(browser, url: str, username: str, links: list[str], until: float, tally: Tally, seed: int,
-                 think: tuple[float, float] = THINK) -> None:
+def minted_cookies(db: Path, usernames: list[str], key: str) -> list[str]:
+    """A live sign-in session per simulated user, written into ``db`` before the server opens it,
+    and the Cookie header that carries each (what a browser sends after signing in: ui.resume_session
+    reads it). Sign-in itself is measured by bench_app and tested under concurrency elsewhere."""
+    import jwt
+
+    from opportunity_engine import users
+    from opportunity_engine.config import settings
+    from opportunity_engine.store import db as store
+
+    name = settings()["auth"]["cookie_name"]
+    expires = int(time.time()) + 86_400
+    with store.connect(db) as con:
+        tokens = [users.start_session(con, u) for u in usernames]
+    return [f"{name}={jwt.encode({'sid': t, 'exp': expires}, key, algorithm='HS256')}" for t in tokens]
+
+
+async def protocol_browse(url: str, cookie: str, username: str, links: list[str], until: float, tally: Tally,
+                          seed: int, think: tuple[float, float] = THINK) -> None:
+    """One browsing user speaking Streamlit's own protocol (what the browser's page sends and
+    receives on its WebSocket), without a browser: the user's browser runs on the user's own machine,
+    so only the server's work should share these 2 cores. Each click asks the server to run a page
+    with its link's parameters (as following a link inside the app does) and waits until the run
+    has finished; error boxes, exceptions and a sign-in form are counted as errors."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from websockets.typing import Origin, Subprotocol
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
     rnd = random.Random(seed)
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(120_000)
-    page = await context.new_page()
-    try:
-        await asyncio.sleep(seed * 1.5)  # arrivals spread over half a minute, not 22 bcrypt checks at once
-        await sign_in(page, url, username, tally)
+    early = ForwardMsg.ScriptFinishedStatus.FINISHED_EARLY_FOR_RERUN
+    await asyncio.sleep(seed * 0.5)
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=[Subprotocol("streamlit")],
+                                  additional_headers={"Cookie": cookie}, origin=Origin(url), max_size=None,
+                                  open_timeout=120) as ws:
         while time.monotonic() < until:
             link = rnd.choice(links)
+            page, _, query = link.lstrip("/").partition("?")
+            ask = BackMsg()
+            ask.rerun_script.query_string = query
+            ask.rerun_script.page_name = page
             started = time.perf_counter()
+            await ws.send(ask.SerializeToString())
+            texts: list[str] = []
             try:
-                await page.goto(url + link)  # a link followed: a fresh script run, signed in by the cookie
-                await settle(page)
+                while True:
+                    reply = ForwardMsg()
+                    reply.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
+                    kind = reply.WhichOneof("type")
+                    if kind == "script_finished" and reply.script_finished != early:
+                        break
+                    if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
+                        element = reply.delta.new_element
+                        what = element.WhichOneof("type")
+                        if what == "exception":
+                            texts.append("Traceback " + element.exception.message)
+                        elif what == "alert":
+                            texts.append(element.alert.body)
+                        elif what == "text_input" and element.text_input.label == "Username":
+                            texts.append("signed out")
             except Exception as exc:  # a timeout is a finding, not a crash of the benchmark
                 tally.errors.append(f"{username} {link}: {exc!r}"[:300])
-                continue
+                return
             tally.client_ms.append((time.perf_counter() - started) * 1000)
             tally.interactions += 1
-            await check(page, tally, f"{username} {link}")
-            if await page.get_by_role("textbox", name="Username").count():  # the cookie did not sign in
-                tally.errors.append(f"{username} {link}: signed out")
-                await sign_in(page, url, username, tally)
+            bad = [t for t in texts if t == "signed out" or any(e in t for e in ERROR_TEXTS)]
+            if bad:
+                tally.errors.append(f"{username} {link}: {bad[0][:200]!r}")
             await asyncio.sleep(rnd.uniform(*think))  # reading the page
-    finally:
-        await context.close()
 
 
 async def edit(browser, url: str, scheme_id: int, n: int, until: float, tally: Tally) -> None:
@@ -255,26 +301,48 @@ def server_log(path: Path) -> tuple[list[dict], list[str]]:
     return runs, errors
 
 
+def lowest_priority(server: int) -> None:
+    """Every thread of every process but the server's at nice 19. Chromium raises its own threads'
+    priority (as root it may), so inheriting nice 19 from this process is not enough."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == server:
+            continue
+        with contextlib.suppress(OSError):
+            if b"chromium" not in (proc / "cmdline").read_bytes():
+                continue
+            for task in (proc / "task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
+
+
+async def keep_browsers_low(server: int) -> None:
+    while True:
+        lowest_priority(server)
+        await asyncio.sleep(1.0)
+
+
 async def drive(url: str, pid: int, args, links: dict[str, list[str]], scheme_id: int) -> dict:
     from playwright.async_api import async_playwright
 
     browse_tally, edit_tally = Tally(), Tally()
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        renicer = asyncio.create_task(keep_browsers_low(pid))
         warm = await browser.new_context()
         warm.set_default_timeout(120_000)  # one user first: the app's imports and first caches, then memory
         await sign_in(await warm.new_page(), url, "finance")
         await warm.close()
         until = time.monotonic() + 60 * args.minutes  # sign-ins (bcrypt for 22 at once) are inside the window
         start_at = time.monotonic()
-        tasks = [browse(browser, url, BROWSERS[i % 3], links[BROWSERS[i % 3]], until, browse_tally, i, args.think)
-                 for i in range(args.browsers)]
+        tasks = [protocol_browse(url, args.cookies[i], BROWSERS[i % 3], links[BROWSERS[i % 3]], until, browse_tally, i,
+                                 args.think) for i in range(args.browsers)]
         tasks += [edit(browser, url, scheme_id, n, until, edit_tally) for n in range(args.editors)]
         rss_start, cpu_start, runs_before = rss_mb(pid), cpu_seconds(pid), len(server_log(args.log_path)[0])
         for failed in await asyncio.gather(*tasks, return_exceptions=True):  # a user that never signed in
             if isinstance(failed, BaseException):
                 browse_tally.errors.append(f"a user gave up: {failed!r}"[:300])
         elapsed = time.monotonic() - start_at
+        renicer.cancel()
         await browser.close()
     return {"browse": browse_tally, "edit": edit_tally, "rss_start": rss_start, "rss_end": rss_mb(pid), "elapsed": elapsed,
             "cpu": cpu_seconds(pid) - cpu_start, "runs_before": runs_before}
@@ -302,11 +370,14 @@ def main() -> None:
     log_path = workdir / "server.log"
     env = {"STREAMLIT_SERVER_ADDRESS": "127.0.0.1", "OPPORTUNITY_COOKIE_KEY": "bench-load-key-" + "x" * 32}  # loopback only
     args.log_path = log_path
-    with running_app(args.db, workdir, env_extra=env, log=log_path) as url:
+    source = workdir / "source.duckdb"  # the demo copy the server runs on, with the users' sessions in it
+    shutil.copy(args.db, source)
+    args.cookies = minted_cookies(source, [BROWSERS[i % 3] for i in range(args.browsers)], env["OPPORTUNITY_COOKIE_KEY"])
+    with running_app(source, workdir, env_extra=env, log=log_path) as url:
         pid = server_pid(url.rsplit(":", 1)[1])
-        # The users' browsers stand in for their own machines: at the lowest CPU priority (inherited
-        # by Chromium, started after this), so the server gets the 2 cores whenever it wants them and
-        # its times are the server's, not the browsers' rendering.
+        # The users' browsers stand in for their own machines: at the lowest CPU priority (this
+        # process, and every Chromium thread, see lowest_priority), so the server gets the 2 cores
+        # whenever it wants them and its times are the server's, not the browsers' rendering.
         os.nice(19)
         result = asyncio.run(drive(url, pid, args, links, scheme_id))
     import duckdb
@@ -320,12 +391,12 @@ def main() -> None:
     ms = [float(r["ms"]) for r in runs]
     b, e = result["browse"], result["edit"]
     print(f"\nMany users at once: {args.browsers} browsing (reading {args.think[0]:g}-{args.think[1]:g} s a page) + "
-          f"{args.editors} editing, one Chromium at nice 19, {result['elapsed'] / 60:.1f} min (sign-in included), "
+          f"{args.editors} editing (Chromium at nice 19), {result['elapsed'] / 60:.1f} min (sign-in included), "
           f"server log {log_path}")
     print(f"  server CPU {result['cpu']:.0f} s in {result['elapsed']:.0f} s "
           f"({result['cpu'] / result['elapsed']:.2f} of a core; {len(ms) / result['elapsed']:.1f} script runs a second)")
     print(f"  page views: {b.interactions} browsing + {e.saves + e.conflicts + e.unclear} edit rounds; "
-          f"browser time per view p50 {pct(b.client_ms, .5):.0f} ms, p95 {pct(b.client_ms, .95):.0f} ms")
+          f"click to page finished (protocol users) p50 {pct(b.client_ms, .5):.0f} ms, p95 {pct(b.client_ms, .95):.0f} ms")
     print(f"  server time per script run ({len(ms)} runs): p50 {pct(ms, .5):.0f} ms, p95 {pct(ms, .95):.0f} ms, "
           f"max {max(ms, default=float('nan')):.0f} ms, mean {statistics.fmean(ms) if ms else float('nan'):.0f} ms")
     by_page: dict[str, list[float]] = {}
