@@ -175,8 +175,8 @@ async def protocol_browse(url: str, cookie: str, username: str, links: list[str]
     has finished; error boxes, exceptions and a sign-in form are counted as errors."""
     import websockets
     from streamlit.proto.BackMsg_pb2 import BackMsg
-    from websockets.typing import Origin, Subprotocol
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.typing import Origin, Subprotocol
 
     rnd = random.Random(seed)
     early = ForwardMsg.ScriptFinishedStatus.FINISHED_EARLY_FOR_RERUN
