@@ -34,6 +34,7 @@ from opportunity_engine.users import User
 
 log = logs.setup()
 run_started = time.perf_counter()  # server time of this run, logged as page_run when the page ends
+ui.start_run()
 
 # Presentation mode opens with the sidebar collapsed: the projector's 1280 px go to the tables.
 # The icon is drawn here and served by this server: a :material: icon is fetched from a font host on

@@ -157,10 +157,31 @@ def resume_session(cur) -> bool:
     return True
 
 
+RUN_MEMO = "_oe_this_run"
+
+
+def start_run() -> None:
+    """app.py, first thing in every run: forget what the last run worked out once (see once_per_run)."""
+    st.session_state[RUN_MEMO] = {}
+
+
+def once_per_run(name: str, compute):
+    """``compute()`` once per script run, however many times app.py and the page ask (the signed-in
+    user, the basis: each a few database reads, asked for three times a run; with 20 users at once
+    such small reads were a tenth of the server's time). A page run without app.py computes afresh."""
+    memo = st.session_state.get(RUN_MEMO)
+    if memo is None:
+        return compute()
+    if name not in memo:
+        memo[name] = compute()
+    return memo[name]
+
+
 def current_user() -> User | None:
     if not st.session_state.get("authentication_status"):
         return None
-    return get_user(cursor(), st.session_state.get("username"))
+    username = st.session_state.get("username")
+    return once_per_run(f"user:{username}", lambda: get_user(cursor(), username))
 
 
 def require_user() -> User:
@@ -201,7 +222,7 @@ def basis() -> Basis:
     """The target, benchmark and peer group from the URL (unknown values fall back to the
     defaults; the peer group to the configured one if the data holds it, else the first)."""
     target, benchmark, peer = param("target"), param("benchmark"), param("peer")
-    groups = peer_groups(cursor())
+    groups = once_per_run("peer_groups", lambda: peer_groups(cursor()))
     return Basis(target=target if target is not None and is_target(target) else "median",
                  benchmark=benchmark if benchmark is not None and benchmark in BENCHMARKS else "peer",
                  peer_group=peer if peer is not None and peer in groups else default_peer_group(groups))
