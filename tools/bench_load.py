@@ -48,6 +48,7 @@ READY_JS = """() => { const app = document.querySelector('[data-testid="stApp"]'
       !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], '
         + '[data-testid="stSpinner"], [data-stale="true"]'); }"""
 BROWSERS = ("finance", "csu", "viewer")
+SHOTS = Path(tempfile.gettempdir())  # an editor's screen when a save could not be made (set in main)
 THINK = (2.0, 8.0)  # seconds a user reads a page before the next click (--think)
 
 
@@ -242,6 +243,8 @@ async def edit(browser, url: str, scheme_id: int, n: int, until: float, tally: T
                 await settle(page)
             except Exception as exc:
                 tally.errors.append(f"editor {n} save {i}: {exc!r}"[:300])
+                with contextlib.suppress(Exception):  # what the editor saw, beside the server log
+                    await page.screenshot(path=str(SHOTS / f"editor-{n}-save-{i}.png"), full_page=True)
                 continue
             text = await check(page, tally, f"editor {n} save {i}")
             if "Saved." in text:
@@ -315,9 +318,14 @@ def lowest_priority(server: int) -> None:
                     os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
 
 
-async def keep_browsers_low(server: int) -> None:
+async def keep_browsers_low(server: int, memory: list[float]) -> None:
+    """Keeps the browsers at the lowest priority, and samples the server's memory once a minute."""
+    tick = 0
     while True:
         lowest_priority(server)
+        if tick % 60 == 0:
+            memory.append(rss_mb(server))
+        tick += 1
         await asyncio.sleep(1.0)
 
 
@@ -327,7 +335,8 @@ async def drive(url: str, pid: int, args, links: dict[str, list[str]], scheme_id
     browse_tally, edit_tally = Tally(), Tally()
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        renicer = asyncio.create_task(keep_browsers_low(pid))
+        memory: list[float] = []
+        renicer = asyncio.create_task(keep_browsers_low(pid, memory))
         warm = await browser.new_context()
         warm.set_default_timeout(120_000)  # one user first: the app's imports and first caches, then memory
         await sign_in(await warm.new_page(), url, "finance")
@@ -345,7 +354,7 @@ async def drive(url: str, pid: int, args, links: dict[str, list[str]], scheme_id
         renicer.cancel()
         await browser.close()
     return {"browse": browse_tally, "edit": edit_tally, "rss_start": rss_start, "rss_end": rss_mb(pid), "elapsed": elapsed,
-            "cpu": cpu_seconds(pid) - cpu_start, "runs_before": runs_before}
+            "cpu": cpu_seconds(pid) - cpu_start, "runs_before": runs_before, "memory": memory}
 
 
 def main() -> None:
@@ -367,6 +376,8 @@ def main() -> None:
     links = views(args.db)
     scheme_id, version_before = scheme_to_edit(args.db)
     workdir = Path(tempfile.mkdtemp(prefix="oe-bench-load-"))
+    global SHOTS
+    SHOTS = workdir
     log_path = workdir / "server.log"
     env = {"STREAMLIT_SERVER_ADDRESS": "127.0.0.1", "OPPORTUNITY_COOKIE_KEY": "bench-load-key-" + "x" * 32}  # loopback only
     args.log_path = log_path
@@ -411,7 +422,8 @@ def main() -> None:
     print(f"  errors: {len(b.errors) + len(e.errors)} on pages, {len(log_errors)} in the server log")
     for err in (b.errors + e.errors + log_errors)[:10]:
         print(f"    {err}")
-    print(f"  server memory (VmRSS): {result['rss_start']:.0f} MB after the first sign-in, {result['rss_end']:.0f} MB at the end")
+    print(f"  server memory (VmRSS): {result['rss_start']:.0f} MB after the first sign-in, {result['rss_end']:.0f} MB at the end; "
+          f"once a minute: {', '.join(f'{m:.0f}' for m in result['memory'])} MB")
 
 
 if __name__ == "__main__":
