@@ -102,6 +102,9 @@ def _clear_session(*_) -> None:
     """Sign-out ends the server-side session (a copy of the cookie is then worthless), forgets
     everything the session held (views, seen versions) and deletes the cookie."""
     users.end_session(ui.cursor(), st.session_state.get(ui.SESSION_KEY), "signed out")
+    held = st.session_state.get("_oe_staged")
+    if held is not None:  # the upload's folder goes now: a last page run still holds it until a collection
+        held.discard()
     for key in list(st.session_state):
         if key not in ("authentication_status", "username", "name", "email", "roles", "logout"):
             del st.session_state[key]

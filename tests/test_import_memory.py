@@ -90,23 +90,36 @@ def test_an_xlsx_inflating_to_250_mb_of_cells_loads_in_full_in_bounded_memory(tm
     from opportunity_engine.store import db
     from opportunity_engine.store.importer import import_files
 
-    path = tmp_path / "trust.duckdb"
     (tmp_path / "csus.csv").write_text("csu_code,csu_name\nABD,Abdominal\n")
     (tmp_path / "specialties.csv").write_text("specialty_code,specialty_name,csu_code\n100,General Surgery,ABD\n")
-    with db.connect(path) as con:
-        assert import_files(con, [tmp_path / "csus.csv", tmp_path / "specialties.csv"]).ok
+    path, beside = tmp_path / "trust.duckdb", tmp_path / "beside.duckdb"
+    for database in (path, beside):
+        with db.connect(database) as con:
+            assert import_files(con, [tmp_path / "csus.csv", tmp_path / "specialties.csv"]).ok
     workbook = tmp_path / "spells.xlsx"
     rows = huge_xlsx(workbook, 250)
     assert workbook.stat().st_size < 40_000_000  # a small file ...
     with zipfile.ZipFile(workbook) as book:  # ... of 250 MB of cells
         assert book.getinfo("xl/worksheets/sheet1.xml").file_size >= 250_000_000
 
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(workbook)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1800)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = _import_alone(path, workbook)
     assert out["ok"], out["report"]
     assert out["rows"] == rows  # every row, whatever the stale stored dimension says
-    # Read whole by python-calamine this import peaked at 779 MB; in parts at 404 MB (the same rows as
-    # a CSV: 343 MB, DuckDB's own share). 600 MB fails the old reader and leaves room for the machine.
-    assert out["peak_mb"] < 600, out
+    # The same rows as a CSV, imported in a process of its own in the same run: DuckDB's own share of
+    # the memory, which varies with the machine (a ratio within one run, not an absolute figure).
+    csv = tmp_path / "spells.csv"
+    with csv.open("w") as fh:
+        fh.write(",".join(HEAD) + "\n")
+        fh.writelines(f"X{r},ABD,100,2026-02-02,2026-02-05,elective,0,,0\n" for r in range(2, rows + 2))
+    plain = _import_alone(beside, csv)
+    assert plain["ok"] and plain["rows"] == rows, plain["report"]
+    # Read whole by python-calamine this import peaked at 779 MB (2.3 x the CSV's 343 MB); in parts at
+    # 404 MB (1.2 x). 1.6 x fails the old reader; under a gigabyte is what the issue asks.
+    assert out["peak_mb"] < 1.6 * plain["peak_mb"] and out["peak_mb"] < 1000, (out, plain)
+
+
+def _import_alone(database: Path, file: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(database), str(file)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
