@@ -6,6 +6,7 @@ nothing a browser sends can widen what a session may see.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -199,8 +200,11 @@ class SignIn:
     failures: int = 0
 
 
-# bcrypt of a random password: an unknown username costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=12))
+@functools.cache
+def _dummy_hash() -> bytes:
+    """bcrypt of a random password: an unknown username costs as long as a wrong password. Made on
+    first use, not at import: at import it was a third of a second added to every command."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=12))
 
 
 def attempt_sign_in(con: duckdb.DuckDBPyConnection, username: str, password: str) -> SignIn:
@@ -226,7 +230,7 @@ def attempt_sign_in(con: duckdb.DuckDBPyConnection, username: str, password: str
         exists = con.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone()
         if exists:
             return SignIn(username, ok=False, refused=True, locked=True, failures=max_failures)
-        _check(password, _DUMMY_HASH)
+        _check(password, _dummy_hash())
         return SignIn(username, ok=False)
     failures, stored = rows[0]
     if _check(password, stored.encode("ascii")):
