@@ -550,8 +550,8 @@ def _money_styler(frame: pd.DataFrame, money: list[str]) -> Styler:
                 for i, row in sorted(cells.items())]
         return {"body": body, "table_styles": [], "cellstyle": []}
 
-    styler._compute = lambda: styler  # type: ignore[method-assign]
-    styler._translate = translate  # type: ignore[method-assign]
+    styler._compute = lambda: styler
+    styler._translate = translate
     return styler
 
 
