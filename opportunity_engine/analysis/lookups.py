@@ -69,6 +69,7 @@ class Lookups:
     specialty_names: np.ndarray          # [specialty position] -> name ("CSU-wide" for '')
     peer: dict[str, Reference]           # peer_group -> percentiles (p10, p25, p50, p75, p90)
     unit_costs: Reference                # by metric (through its cost driver) and specialty
+    csus_with_facts: frozenset[str]      # CSU codes that have metric facts (the pages' CSU choices)
 
     def benchmarks(self, peer_group: str) -> Reference:
         """The peer group's percentiles; none at all (every target missing) for an unknown group."""
@@ -151,6 +152,7 @@ def _read(con: duckdb.DuckDBPyConnection, data_version: str) -> Lookups:
     overlap_code = np.array([groups.index(g) + 1 if g else 0 for g in metric["overlap_group"]], dtype=np.int64)
 
     latest = dict(con.execute("SELECT metric_id, max(period) FROM metric_facts GROUP BY metric_id").fetchall())
+    with_facts = frozenset(r[0] for r in con.execute("SELECT DISTINCT csu_code FROM metric_facts").fetchall())
     named = dict(con.execute("SELECT specialty_code, specialty_name FROM specialties").fetchall())
     # Every code a benchmark or unit cost names gets a position, listed in the reference table or not,
     # so matching is by code exactly as a join on the code would be.
@@ -182,7 +184,7 @@ def _read(con: duckdb.DuckDBPyConnection, data_version: str) -> Lookups:
     unit_costs = _reference([(r[0], r[1]) for r in by_metric], metric_pos, specialty_pos,
                             np.array([r[2] for r in by_metric], dtype=np.float64), [r[3] for r in by_metric])
     return Lookups(data_version, metric_ids, metric_pos, metric, overlap_code, latest, csu_pos, csu_names,
-                   specialty_pos, specialty_names, peer, unit_costs)
+                   specialty_pos, specialty_names, peer, unit_costs, with_facts)
 
 
 def _reference(keys: list[tuple[str, str]], metric_pos: dict[str, int], specialty_pos: dict[str, int],

@@ -538,11 +538,11 @@ def _window_months() -> int:
 
 
 def csu_list(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
-    """(code, name) of the CSUs in scope that have metric facts, by name."""
-    return [tuple(r) for r in con.execute(
-        f"""SELECT csu_code, csu_name FROM csus WHERE {SCOPE_FILTER}
-            AND csu_code IN (SELECT DISTINCT csu_code FROM metric_facts) ORDER BY csu_name""",
-        scope.sql_params()).fetchall()]
+    """(code, name) of the CSUs in scope that have metric facts, by name. From the look-ups of the
+    data version (every page's CSU choice asked for it: a scan of metric_facts per page view)."""
+    found = lookups.get(con)
+    return sorted(((code, found.csu_names[pos]) for code, pos in found.csu_pos.items()
+                   if code in found.csus_with_facts and scope.allows(code)), key=lambda r: (r[1], r[0]))
 
 
 def freshness(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
