@@ -479,22 +479,43 @@ def gbp_axis() -> alt.Axis:
     return alt.Axis(labelExpr=GBP_LABELS)
 
 
+# Altair checks every chart against the Vega-Lite schema as it writes it out: a third of building a
+# chart, and a chart is built afresh for each new view. The tests (tests/conftest.py sets this)
+# check every chart the pages draw; the server trusts the code they checked.
+CHECK_CHARTS = os.environ.get("OPPORTUNITY_CHECK_CHARTS") == "1"
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _chart_spec(name: str, args: tuple, kwargs: dict, _build: Callable[..., alt.TopLevelMixin]) -> dict:
+    return _build(*args, **kwargs).to_dict(validate=CHECK_CHARTS)
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
 def _drawn_chart(name: str, args: tuple, kwargs: dict, width: str, _build: Callable[..., alt.TopLevelMixin]) -> None:
-    st.vega_lite_chart(_build(*args, **kwargs).to_dict(), width=width)  # type: ignore[call-overload]
+    st.vega_lite_chart(_build(*args, **kwargs).to_dict(validate=CHECK_CHARTS), width=width)  # type: ignore[call-overload]
+
+
+def _name(build: Callable) -> str:
+    return f"{build.__code__.co_filename}:{build.__qualname__}"
 
 
 def chart(build: Callable[..., alt.TopLevelMixin], *args, width: str = "stretch", **kwargs) -> None:
     """Draw the Altair chart ``build(*args, **kwargs)``, built and drawn once per distinct arguments.
 
-    Building an Altair chart and writing it out as Vega-Lite (with its schema check) is most of a
-    chart page's server time, and turning the spec's data into Arrow for the browser is most of the
-    rest; every user and rerun asks for the same few charts again. So ``build`` is a function of
-    its arguments alone (frames included, which the cache hashes), and the chart element it draws
-    is kept whole: on a repeat Streamlit's cache_data replays the element already built. The
-    charts are pictures (no selection), which a replayed element can be."""
-    name = f"{build.__code__.co_filename}:{build.__qualname__}"
-    _drawn_chart(name, args, kwargs, width, build)
+    Building an Altair chart and writing it out as Vega-Lite is most of a chart page's server
+    time, and turning the spec's data into Arrow for the browser is most of the rest; every user
+    and rerun asks for the same few charts again. So ``build`` is a function of its arguments
+    alone (frames included, which the cache hashes), and the chart element it draws is kept
+    whole: on a repeat Streamlit's cache_data replays the element already built. For a picture;
+    a chart that is clicked is a :func:`clickable_chart`."""
+    _drawn_chart(_name(build), args, kwargs, width, build)
+
+
+def clickable_chart(build: Callable[..., alt.TopLevelMixin], *args, key: str, width: str = "stretch", **kwargs):
+    """A chart whose marks select (``on_select="rerun"``), its spec built once per distinct
+    arguments as in :func:`chart`; returns the selection event. (A widget is drawn afresh each run.)"""
+    spec = _chart_spec(_name(build), args, kwargs, build)
+    return st.vega_lite_chart(spec, width=width, key=key, on_select="rerun")  # type: ignore[call-overload]
 
 
 def layered(data: pd.DataFrame, *charts: alt.Chart) -> alt.TopLevelMixin:

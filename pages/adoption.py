@@ -16,15 +16,22 @@ cur = ui.cursor()
 st.title("Adoption and value")
 
 weeks = usage.by_csu_week(cur, weeks=12)
+
+
+def usage_grid(weeks):
+    return alt.Chart(weeks).mark_rect().encode(
+        x=alt.X("yearmonthdate(week):O", title="Week starting", axis=alt.Axis(format="%d %b", labelAngle=0)),
+        y=alt.Y("csu_code:N", title=None),
+        color=alt.Color("events:Q", title="Events", scale=alt.Scale(scheme="blues")),
+        tooltip=["csu_code:N", alt.Tooltip("week:T", format="%d %b %Y"), "events:Q", "users:Q", "exports:Q",
+                 "schemes_created:Q"])
+
+
 st.subheader("Use by CSU and week (last 12 weeks)")
 if weeks.empty:
     st.info("No usage recorded yet: events appear as people sign in, view pages and export.")
 else:
-    st.altair_chart(alt.Chart(weeks).mark_rect().encode(
-        x=alt.X("yearmonthdate(week):O", title="Week starting", axis=alt.Axis(format="%d %b", labelAngle=0)), y=alt.Y("csu_code:N", title=None),
-        color=alt.Color("events:Q", title="Events", scale=alt.Scale(scheme="blues")),
-        tooltip=["csu_code:N", alt.Tooltip("week:T", format="%d %b %Y"), "events:Q", "users:Q", "exports:Q",
-                 "schemes_created:Q"]), width="stretch")
+    ui.chart(usage_grid, weeks)
 
 value = usage.value(cur, tracking.evidenced_by_scheme(cur, user))
 st.subheader("Value from schemes that started in the tool")

@@ -43,6 +43,16 @@ specs = views.by_specialty(df)
 labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
 nets = dict(zip(specs["specialty_code"], specs["net"]))
 present = ui.presenting()
+
+
+def specialty_bars(specs):
+    return alt.Chart(specs).mark_bar(color="#005EB8").encode(
+        x=alt.X("net_gbp:Q", title="Net opportunity a year (£)", axis=alt.Axis(labelExpr=ui.GBP_LABELS, tickCount=4)),
+        y=alt.Y("specialty_name:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=220)),
+        tooltip=[alt.Tooltip("specialty_name:N", title="Specialty"), alt.Tooltip("net:N", title="Net")],
+    ).add_params(alt.selection_point(name="pick", fields=["specialty_code"])).properties(height=max(120, 34 * len(specs)))
+
+
 crumb = f"Trust › **{plain(csus[csu])}**"
 if specialty is not None:
     crumb += f" › **{plain(labels.get(specialty, specialty))}**"
@@ -64,13 +74,7 @@ with left:
         ["Net £", "Gross £"], help={"Net £": "A year, net of overlap. Click a row for its metrics."},
         on_select="rerun", selection_mode="single-row", key="specialty_table")
 with right:
-    chart_event = st.altair_chart(
-        alt.Chart(specs).mark_bar(color="#005EB8").encode(
-            x=alt.X("net_gbp:Q", title="Net opportunity a year (£)", axis=alt.Axis(labelExpr=ui.GBP_LABELS, tickCount=4)),
-            y=alt.Y("specialty_name:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=220)),
-            tooltip=[alt.Tooltip("specialty_name:N", title="Specialty"), alt.Tooltip("net:N", title="Net")],
-        ).add_params(alt.selection_point(name="pick", fields=["specialty_code"])).properties(height=max(120, 34 * len(specs))),
-        width="stretch", on_select="rerun", key="specialty_chart")
+    chart_event = ui.clickable_chart(specialty_bars, specs, key="specialty_chart")
 
 clicked = ui.selected_value(specs, table_event, "specialty_code") or ui.selected_value(specs, chart_event, "specialty_code")
 spec_codes = list(specs["specialty_code"])

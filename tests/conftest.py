@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from opportunity_engine.demo import generator as demo
 from opportunity_engine.store import db
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every chart a page draws in the tests (AppTest here, the browser tests' servers inherit it) is
+# checked against the Vega-Lite schema; the served app skips the check (ui.CHECK_CHARTS).
+os.environ["OPPORTUNITY_CHECK_CHARTS"] = "1"
 # The day the tests' demo database is built "on": its data end the month before (Nov 2026), so no
 # figure a test checks depends on the day the tests run.
 DEMO_AS_OF = dt.date(2026, 12, 1)

@@ -1,4 +1,4 @@
-"""ui.money_table's Styler: the display text Streamlit sends is the stock Styler's, written faster.
+"""ui.money_table and ui.chart: what Streamlit sends is what the stock path would send, made cheaper.
 
 The fast Styler replaces two private methods Streamlit calls; if Streamlit or pandas change how
 they meet, these tests fail instead of a table quietly showing raw numbers."""
@@ -50,3 +50,14 @@ def test_money_reads_as_pounds_and_stays_a_number(frame):
     assert shown["CSU"].tolist()[2] == "=cmd|x"  # text is shown as itself (the page escapes nothing here)
     assert styler.data["Opportunity £"].dtype == "float64"  # the numbers a click on the header sorts by
 
+
+
+def test_the_tests_check_every_chart_against_the_schema():
+    """The server skips Altair's schema check (a third of building a chart); the tests keep it, so a
+    chart a page draws that Vega-Lite would refuse fails here."""
+    import altair as alt
+
+    assert ui.CHECK_CHARTS
+    broken = alt.Chart(pd.DataFrame({"a": [1]})).mark_bar().encode(x=alt.X("a:Q", bin="sometimes"))
+    with pytest.raises(Exception):
+        ui._chart_spec("test:broken", (), {}, lambda: broken)
