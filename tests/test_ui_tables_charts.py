@@ -59,5 +59,5 @@ def test_the_tests_check_every_chart_against_the_schema():
 
     assert ui.CHECK_CHARTS
     broken = alt.Chart(pd.DataFrame({"a": [1]})).mark_bar().encode(x=alt.X("a:Q", bin="sometimes"))
-    with pytest.raises(Exception):
+    with pytest.raises(alt.utils.schemapi.SchemaValidationError):
         ui._chart_spec("test:broken", (), {}, lambda: broken)
