@@ -18,10 +18,13 @@ trust (they are percentiles, not any one CSU's data), so a CSU user sees the sam
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -34,6 +37,8 @@ from ..store.db import scalar
 from . import casemix, lookups, maths, stats
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
+
+T = TypeVar("T")
 
 TARGETS = ("median", "top_quartile", "top_decile")
 TARGET_LABELS = {"median": "Median", "top_quartile": "Top quartile", "top_decile": "Top decile"}
@@ -208,6 +213,53 @@ def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = B
             if len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
     return hit.copy()
+
+
+_VIEWS: OrderedDict[tuple, object] = OrderedDict()
+_VIEWS_SIZE = 512
+
+
+def view(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, derive: Callable[..., T], *args: Hashable,
+         csu: str | None = None, specialty: str | None = None) -> T:
+    """``derive(opportunities(con, scope, basis, csu, specialty), *args)``, kept like the opportunities.
+
+    The pages derive the same tables, totals and notes from the same opportunities on every view
+    (pandas group-bys over some 760 rows: most of Overview's and Explore's server time with 20
+    users at once). ``derive`` must be a function of the frame and ``args`` (hashable) alone; the
+    result is kept per data version, scope, basis and filters, and frames come back as copies (in
+    a tuple or a dataclass too), so a page may change its own."""
+    version = data_version(con)
+    if version == "0":
+        return derive(opportunities(con, scope, basis, csu, specialty), *args)
+    key = (version, scope.csus, basis, csu, specialty, derive.__module__, derive.__qualname__, args)
+    with _CACHE_LOCK:
+        hit = _VIEWS.get(key, _MISSING)
+        if hit is not _MISSING:
+            _VIEWS.move_to_end(key)
+    if hit is _MISSING:
+        hit = derive(opportunities(con, scope, basis, csu, specialty), *args)
+        with _CACHE_LOCK:
+            for stale in [k for k in _VIEWS if k[0] != version]:
+                del _VIEWS[stale]
+            _VIEWS[key] = hit
+            if len(_VIEWS) > _VIEWS_SIZE:
+                _VIEWS.popitem(last=False)
+    return _copied(hit)  # type: ignore[return-value]
+
+
+_MISSING = object()
+
+
+def _copied(value):
+    if isinstance(value, pd.DataFrame):
+        return value.copy()
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        frames = {f.name: getattr(value, f.name).copy() for f in dataclasses.fields(value)
+                  if isinstance(getattr(value, f.name), pd.DataFrame)}
+        return dataclasses.replace(value, **frames) if frames else value
+    return value
 
 
 def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
