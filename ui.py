@@ -245,7 +245,11 @@ def basis() -> Basis:
 
 def no_target_notice(df) -> None:
     """Say which metrics have no target under the current basis: never a silent £0."""
-    note = missing_targets_note(df, basis())
+    target_notice(missing_targets_note(df, basis()))
+
+
+def target_notice(note: str | None) -> None:
+    """The warning naming the metrics without a target (``missing_targets_note``), when there are any."""
     if note:
         st.warning(note, icon=":material/help:")
 

@@ -7,7 +7,7 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine.analysis.opportunities import csu_list, opportunities, totals
+from opportunity_engine.analysis.opportunities import csu_list, view
 from opportunity_engine.delivery import schemes
 from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports import views
@@ -35,11 +35,9 @@ if picked != ui.param("csu"):
         del st.query_params["specialty"]
 csu = picked
 
-df = opportunities(cur, user.scope, basis, csu=csu)
 specialty = ui.specialty_from_param(ui.param("specialty"))
-
-
-specs = views.by_specialty(df)
+parts = view(cur, user.scope, basis, views.explore_parts, basis, specialty, csu=csu)
+specs = parts.specialties
 labels = dict(zip(specs["specialty_code"], specs["specialty_name"]))
 nets = dict(zip(specs["specialty_code"], specs["net"]))
 present = ui.presenting()
@@ -58,8 +56,8 @@ if specialty is not None:
     crumb += f" › **{plain(labels.get(specialty, specialty))}**"
 st.markdown(crumb)
 st.caption(plain(basis.label))
-ui.no_target_notice(df)
-t = totals(df)
+ui.target_notice(parts.missing_note)
+t = parts.totals
 c1, c2, c3 = st.columns(3)
 ui.annual_metric(c1, f"{plain(csus[csu])}: net opportunity", t.net_gbp, help="Net of overlap, at the chosen target.")
 ui.annual_metric(c2, "Gross", t.gross_gbp, help="Every metric's opportunity summed, overlaps included.")
@@ -85,7 +83,7 @@ ui.linked_select("Specialty", [None, *spec_codes], specialty, "specialty", to_pa
                  help="Or click a row or a bar above.")
 
 if specialty is not None:
-    rows = views.metric_rows(df[df["specialty_code"] == specialty])
+    rows = parts.metric_rows
     st.subheader(f"{plain(labels.get(specialty, specialty))}: metrics by opportunity")
     metric_event = ui.money_table(
         rows[["Opportunity £", "Metric", "Actual", "Target", "Gap"] if present else

@@ -8,7 +8,7 @@ The filters live in the URL (a finance partner can send the view) and are applie
 import streamlit as st
 
 import ui
-from opportunity_engine.analysis.opportunities import csu_list, opportunities, totals
+from opportunity_engine.analysis.opportunities import csu_list, opportunities, view
 from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports import views
 from opportunity_engine.reports.export_view import view_workbook
@@ -78,16 +78,16 @@ if pick_csu != csu:
 
 filters = views.Filters(csu=pick_csu, specialty=pick_spec if pick_csu == csu else None, domain=pick_domain,
                         saving_type=pick_type, hide_flagged=pick_hide, min_gbp=float(pick_min))
-shown = views.filter_opportunities(everything, filters)
-t = totals(shown)
-st.caption(f"{plain(user.scope.label)} · {plain(basis.label)} · {views.window(everything) if len(everything) else 'no data'} · "
-           f"**{len(shown)}** opportunities, {gbp_short(t.gross_gbp)} a year in all, {gbp_short(t.net_gbp)} of it "
+parts = view(cur, user.scope, basis, views.list_parts, filters, csu=csu)
+t = parts.totals
+st.caption(f"{plain(user.scope.label)} · {plain(basis.label)} · {parts.window} · "
+           f"**{len(parts.rows)}** opportunities, {gbp_short(t.gross_gbp)} a year in all, {gbp_short(t.net_gbp)} of it "
            "counted in the net total (overlapping metrics free the same resource, so a list is not a sum to quote).")
-if shown.empty:
+if parts.rows.empty:
     st.info("No opportunity passes these filters. Lower the minimum or show flagged rows.")
     st.stop()
 
-rows = views.metric_rows(shown)
+rows = parts.rows
 rows["CSU"] = rows["csu_code"]
 rows["Detail"] = ui.metric_hrefs(rows)
 columns = (["Opportunity £", "CSU", "Specialty", "Metric", "Gap", "Detail"] if present else

@@ -3,14 +3,15 @@ import altair as alt
 import streamlit as st
 
 import ui
-from opportunity_engine.analysis.opportunities import opportunities, totals
+from opportunity_engine.analysis.opportunities import opportunities, view
 from opportunity_engine.formatting import gbp_short, plain
 from opportunity_engine.reports import views
 from opportunity_engine.reports.export import opportunities_workbook
 
 user = ui.require_user()
 basis = ui.basis()
-df = opportunities(ui.cursor(), user.scope, basis)
+cur = ui.cursor()
+df = opportunities(cur, user.scope, basis)
 
 st.title("Overview")
 if df.empty:
@@ -18,10 +19,11 @@ if df.empty:
     st.info("No data yet. An admin can load extracts on the Data page, or build the demo database with "
             "`make run`.")
     st.stop()
-st.caption(f"{plain(user.scope.label)} · {plain(basis.label)} · {views.window(df)}")
-ui.no_target_notice(df)
+parts = view(cur, user.scope, basis, views.overview_parts, basis)
+st.caption(f"{plain(user.scope.label)} · {plain(basis.label)} · {parts.window}")
+ui.target_notice(parts.missing_note)
 
-t = totals(df)
+t = parts.totals
 c1, c2, c3, c4 = st.columns(4)
 ui.annual_metric(c1, "Total opportunity (net)", t.net_gbp, help="Net of overlap: for each CSU and specialty only "
                  "the largest of the metrics that free the same resource counts. A full year at the chosen target. "
@@ -34,8 +36,7 @@ st.caption(f"**{views.headline(t)}**, net of overlap. {gbp_short(t.flagged_gbp)}
            "or not-significant gaps, "
            f"flagged below. {t.opportunities} opportunities in all.")
 
-domains = views.by_domain(df)
-heat, rows = views.heatmap(df)
+domains, heat, rows = parts.domains, parts.heat, parts.heat_rows
 present = ui.presenting()
 
 
@@ -74,7 +75,7 @@ with right:
     ui.chart(heat_grid, heat, heat.attrs.get("bands", []), rows, present)
 
 st.subheader("Top 10 opportunities")
-top = views.top(df, 10)
+top = parts.top
 top["CSU"] = top["csu_code"]
 top["Detail"] = ui.metric_hrefs(top)
 columns = (["Opportunity £", "CSU", "Specialty", "Metric", "Gap", "Detail"] if present else

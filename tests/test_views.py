@@ -131,3 +131,33 @@ def test_a_banner_when_the_data_are_older_than_the_configured_months(tiny, today
     assert (message is not None) == warned
     if warned:
         assert message.startswith(f"The latest data are for Mar 2025, {behind} months before")
+
+
+def test_a_pages_derived_view_is_kept_per_data_version_and_handed_out_as_copies(tiny):
+    """analysis.opportunities.view: the pages' derivations (totals, tables, notes) are computed once
+    per data version, scope, basis and arguments; a page changing its frame never changes the
+    next page's; an import (a new data version) computes them afresh."""
+    from opportunity_engine.analysis.opportunities import Basis, opportunities, view
+    from opportunity_engine.scope import Scope
+    from opportunity_engine.store.db import bump_data_version
+
+    bump_data_version(tiny)  # a database that has been loaded (version "0" is never kept)
+    calls: list[int] = []
+
+    def biggest(df, n):
+        calls.append(n)
+        return df.head(n)[["csu_code", "metric_id", "opportunity_gbp"]], len(df)
+
+    first, count = view(tiny, Scope.trust(), Basis(), biggest, 2)
+    expected = opportunities(tiny, Scope.trust(), Basis()).head(2)
+    assert count == len(opportunities(tiny, Scope.trust(), Basis()))
+    assert first["opportunity_gbp"].tolist() == expected["opportunity_gbp"].tolist()
+    first.loc[:, "opportunity_gbp"] = -1.0  # the page's own copy
+    again, _ = view(tiny, Scope.trust(), Basis(), biggest, 2)
+    assert calls == [2] and again["opportunity_gbp"].tolist() == expected["opportunity_gbp"].tolist()
+    view(tiny, Scope.of("A"), Basis(), biggest, 2)  # another scope, another view
+    view(tiny, Scope.trust(), Basis(), biggest, 3)  # other arguments too
+    assert calls == [2, 2, 3]
+    bump_data_version(tiny)
+    view(tiny, Scope.trust(), Basis(), biggest, 2)
+    assert calls == [2, 2, 3, 2]

@@ -244,7 +244,7 @@ def view(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, derive: Cal
             _VIEWS[key] = hit
             if len(_VIEWS) > _VIEWS_SIZE:
                 _VIEWS.popitem(last=False)
-    return _copied(hit)  # type: ignore[return-value]
+    return _copied(hit)
 
 
 _MISSING = object()

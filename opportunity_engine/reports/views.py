@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..analysis.opportunities import summarise, target_label
+from ..analysis.opportunities import Basis, Totals, missing_targets_note, summarise, target_label, totals
 from ..formatting import gbp_short, metric_value, month, months, units
 
 SAVING_TYPE_LABELS = {"cash": "Cash-releasing", "productivity": "Productivity"}
@@ -151,6 +151,53 @@ def calculation_steps(row, basis_label: str, numerator_label: str = "", denomina
 
 def top(df: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     return metric_rows(df[df["opportunity_gbp"] > 0].head(n))
+
+
+# --- What a page shows, derived once per view (analysis.opportunities.view keeps it) -------------
+
+@dataclass(frozen=True)
+class OverviewParts:
+    """Everything the Overview derives from the opportunities of its view."""
+    window: str
+    missing_note: str | None
+    totals: Totals
+    domains: pd.DataFrame
+    heat: pd.DataFrame
+    heat_rows: str            # what a heatmap row is: "CSU", or "Specialty" for one CSU
+    top: pd.DataFrame
+
+
+def overview_parts(df: pd.DataFrame, basis: Basis) -> OverviewParts:
+    heat, rows = heatmap(df) if len(df) else (pd.DataFrame(), "CSU")
+    return OverviewParts(window(df) if len(df) else "", missing_targets_note(df, basis), totals(df),
+                         by_domain(df), heat, rows, top(df, 10))
+
+
+@dataclass(frozen=True)
+class ExploreParts:
+    """What Explore derives for one CSU (and, when chosen, one of its specialties)."""
+    missing_note: str | None
+    totals: Totals
+    specialties: pd.DataFrame
+    metric_rows: pd.DataFrame  # the chosen specialty's metrics, largest first (none chosen: no rows)
+
+
+def explore_parts(df: pd.DataFrame, basis: Basis, specialty: str | None) -> ExploreParts:
+    rows = metric_rows(df[df["specialty_code"] == specialty])
+    return ExploreParts(missing_targets_note(df, basis), totals(df), by_specialty(df), rows)
+
+
+@dataclass(frozen=True)
+class ListParts:
+    """The Opportunities page's list under its filters."""
+    window: str
+    totals: Totals             # of the rows shown
+    rows: pd.DataFrame         # metric_rows of the rows shown, largest first
+
+
+def list_parts(df: pd.DataFrame, filters: Filters) -> ListParts:
+    shown = filter_opportunities(df, filters)
+    return ListParts(window(df) if len(df) else "no data", totals(shown), metric_rows(shown))
 
 
 # --- Heatmap colours: bands of one colour ramp, each with the text colour that reads on it ----------
