@@ -370,3 +370,29 @@ def test_no_request_leaves_the_server_and_a_refused_page_says_so(server, browser
     assert outside == [], outside
     assert page.get_by_text("Adoption is not available to you").count() == 1  # the last page: told, not sent away
     context.close()
+
+
+def test_a_click_on_a_specialty_bar_opens_its_metrics(server, browser):
+    """Explore's specialty chart selects (on_select="rerun"): a click on the top bar, the CSU's
+    largest net opportunity, adds its specialty to the link and shows its metrics. The chart is
+    drawn as SVG: the bar is found by its mark and clicked at its centre, as a person would."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    sign_in(page, server, "finance", "/explore?csu=EMA")
+    chart = page.get_by_test_id("stVegaLiteChart").filter(has=page.locator('path[aria-label*="specialty_name:"]'))
+    chart.scroll_into_view_if_needed()
+    assert "specialty=" not in page.url and page.get_by_text("metrics by opportunity").count() == 0
+    bars = chart.evaluate("""c => [...c.querySelectorAll('g.mark-rect path')].map(p => {
+        const r = p.getBoundingClientRect();
+        return {label: p.getAttribute('aria-label'), x: r.x, y: r.y, w: r.width, h: r.height}; })""")
+    assert len(bars) >= 2, bars
+    top = min(bars, key=lambda b: b["y"])
+    assert top["w"] == max(b["w"] for b in bars)  # sorted by £: the top bar is the largest
+    name = re.search(r"specialty_name: ([^;]+);", top["label"]).group(1)
+    page.mouse.click(top["x"] + top["w"] / 2, top["y"] + top["h"] / 2)
+    settle(page)
+    assert "specialty=" in page.url and "csu=EMA" in page.url
+    page.get_by_role("heading", name=f"{name}: metrics by opportunity").wait_for(timeout=10_000)
+    assert page.locator('[data-testid="stDataFrame"]').count() == 2  # the specialties, and now its metrics
+    shot(page, "explore-bar-clicked")
+    context.close()
