@@ -58,6 +58,27 @@ PAGES = {
     "feedback": st.Page("pages/feedback.py", title="Feedback", icon=":material/forum:", url_path="feedback"),
     "guide": st.Page("pages/guide.py", title="Guide", icon=":material/menu_book:", url_path="guide"),
 }
+
+
+def _overview_by_its_name() -> None:
+    """Open ``/overview`` (the Overview's own name, in bookmarks and links) as the Overview.
+
+    Streamlit serves the default page at ``/`` and matches a typed address against each page's
+    url_path, which for the default page is "": ``/overview`` matched no page, so its "Page not
+    found" dialog covered the Overview, and the sign-in form (inert under it). Before navigation
+    resolves the address, a request by that name is made a request for the page itself; its
+    query parameters are kept (``/overview?target=top_quartile``)."""
+    ctx = get_script_run_ctx()
+    manager = getattr(ctx, "pages_manager", None)
+    overview = PAGES["overview"]
+    if (manager is not None and not getattr(manager, "intended_page_script_hash", None)
+            and getattr(manager, "intended_page_name", None) == overview._url_path):
+        manager.set_script_intent(overview._script_hash, "")
+
+
+_overview_by_its_name()
+
+
 # Pages a user sees: all of them, except those that need a capability the user's role lacks.
 PAGE_NEEDS = {"shortlist": lambda u: u.can_edit_schemes, "data": lambda u: u.can_manage_data,
               "adoption": lambda u: u.has_finance_duties}

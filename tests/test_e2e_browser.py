@@ -396,3 +396,30 @@ def test_a_click_on_a_specialty_bar_opens_its_metrics(server, browser):
     assert page.locator('[data-testid="stDataFrame"]').count() == 2  # the specialties, and now its metrics
     shot(page, "explore-bar-clicked")
     context.close()
+
+
+def test_overview_opens_by_its_own_name(server, browser):
+    """/overview (the Overview's url_path, in bookmarks and tools/bench_load.py's links) opens the
+    Overview with its query parameters, through the sign-in form and when typed signed in. It used
+    to match no page (Streamlit serves the default page at "/"): a "Page not found" dialog covered
+    the page, and the sign-in form under it could not be filled in."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(server + "/overview?target=top_quartile")
+    settle(page)
+    assert page.get_by_role("dialog").count() == 0 and page.get_by_text("Page not found").count() == 0
+    page.get_by_role("textbox", name="Username").fill("finance", timeout=5_000)
+    page.get_by_role("textbox", name="Password").fill("demo")
+    page.get_by_role("button", name="Sign in").click()
+    settle(page)
+    page.get_by_role("heading", name="Overview").wait_for()
+    assert "target=top_quartile" in page.url and "Top quartile" in page.locator('[data-testid="stMain"]').inner_text()
+    for path, query in (("/overview", ""), ("/overview?target=top_quartile&present=1", "target=top_quartile&present=1"),
+                        ("/", "")):
+        page.goto(server + path)
+        settle(page)
+        assert page.get_by_role("dialog").count() == 0, path
+        page.get_by_text("Total opportunity (net)").wait_for()
+        assert page.url.endswith(query), (path, page.url)
+    shot(page, "overview-by-name")
+    context.close()
