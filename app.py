@@ -36,6 +36,7 @@ log = logs.setup()
 run_started = time.perf_counter()  # server time of this run, logged as page_run when the page ends
 run_cpu_started = time.thread_time()  # and the CPU this run's own thread used (without waits for other sessions)
 ui.start_run()
+ui.start_housekeeping()
 
 # Presentation mode opens with the sidebar collapsed: the projector's 1280 px go to the tables.
 # The icon is drawn here and served by this server: a :material: icon is fetched from a font host on

@@ -175,6 +175,40 @@ def resume_session(cur) -> bool:
 RUN_MEMO = "_oe_this_run"
 
 
+HOUSEKEEPING_SECONDS = 30
+
+
+@st.cache_resource(show_spinner=False)
+def start_housekeeping() -> threading.Thread:
+    """Once per server: every ``HOUSEKEEPING_SECONDS`` a full garbage collection, then glibc's
+    malloc_trim hands the freed memory back to the system.
+
+    Streamlit's collection after every script run is off (.streamlit/config.toml: it was a third
+    of the CPU with 20 users); Python's own collector seldom reaches the oldest generation, so the
+    cycles a run leaves (frames, elements, an upload's Arrow buffers) piled up and the server grew
+    with every page view and upload. One collection every half minute costs a fraction of that and
+    keeps the server's memory level (tools/bench_load.py and bench_refresh.py report it)."""
+    import ctypes
+    import ctypes.util
+    import gc
+    import time
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    trim = getattr(libc, "malloc_trim", None)  # glibc only
+
+    def loop() -> None:
+        while True:
+            time.sleep(HOUSEKEEPING_SECONDS)
+            gc.collect()
+            if trim is not None:
+                trim(0)
+
+    thread = threading.Thread(target=loop, name="oe-housekeeping", daemon=True)
+    thread.start()
+    return thread
+
+
 def start_run() -> None:
     """app.py, first thing in every run: forget what the last run worked out once (see once_per_run)."""
     st.session_state[RUN_MEMO] = {}

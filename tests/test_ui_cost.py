@@ -1,4 +1,4 @@
-"""ui.money_table and ui.chart: what Streamlit sends is what the stock path would send, made cheaper.
+"""ui: the cheaper ways of drawing tables and charts send what the stock ways send; housekeeping runs.
 
 The fast Styler replaces two private methods Streamlit calls; if Streamlit or pandas change how
 they meet, these tests fail instead of a table quietly showing raw numbers."""
@@ -61,3 +61,11 @@ def test_the_tests_check_every_chart_against_the_schema():
     broken = alt.Chart(pd.DataFrame({"a": [1]})).mark_bar().encode(x=alt.X("a:Q", bin="sometimes"))
     with pytest.raises(alt.utils.schemapi.SchemaValidationError):
         ui._chart_spec("test:broken", (), {}, lambda: broken)
+
+
+def test_housekeeping_runs_once_per_server_in_the_background():
+    """The collection that keeps the server's memory level runs on one daemon thread per process,
+    however many runs ask for it (app.py asks on every run)."""
+    first = ui.start_housekeeping()
+    assert first.is_alive() and first.daemon and first.name == "oe-housekeeping"
+    assert ui.start_housekeeping() is first
