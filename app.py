@@ -348,3 +348,4 @@ finally:  # also when the page stops or reruns: one line per run, for the load b
     log.info("page_run", extra={"page": navigation.url_path or "overview", "username": user.username,
                                 "ms": round((time.perf_counter() - run_started) * 1000, 1),
                                 "cpu_ms": round((time.thread_time() - run_cpu_started) * 1000, 1)})
+    ui.end_run()

@@ -30,6 +30,7 @@ from streamlit.elements.lib.column_types import ColumnConfig
 from streamlit.errors import StreamlitPageNotFoundError
 
 from opportunity_engine import formatting, usage, users
+from opportunity_engine.analysis import lookups
 from opportunity_engine.analysis.opportunities import (
     BENCHMARKS,
     Basis,
@@ -210,8 +211,15 @@ def start_housekeeping() -> threading.Thread:
 
 
 def start_run() -> None:
-    """app.py, first thing in every run: forget what the last run worked out once (see once_per_run)."""
+    """app.py, first thing in every run: forget what the last run worked out once (see once_per_run),
+    and read the data version once for the whole run (lookups.pin_version)."""
     st.session_state[RUN_MEMO] = {}
+    lookups.pin_version(cursor())
+
+
+def end_run() -> None:
+    """app.py, last thing in every run (also when it stops early): the version pin goes with it."""
+    lookups.pin_version(None)
 
 
 def once_per_run(name: str, compute):

@@ -9,7 +9,7 @@ sections = guide.sections(ui.cursor(), user.scope)
 st.title("Guide")
 st.caption("How to use Opportunity Explorer and how every number is worked out. The worked examples use the data "
            "loaded now, so they match what the other pages show.")
-st.download_button("Download printable guide (HTML)", guide.to_html(sections), file_name="opportunity-explorer-guide.html",
+st.download_button("Download printable guide (HTML)", lambda: guide.to_html(sections), file_name="opportunity-explorer-guide.html",
                    mime="text/html", icon=":material/print:",
                    help="Opens in any browser; print it or save it as PDF for training sessions.")
 contents, body = st.columns([1, 3])

@@ -127,7 +127,9 @@ with left:
     else:
         st.info("Not enough months for a trend.")
 with right:
-    comparators = likeforlike.comparator_chart(cur, user.scope, basis, r)  # only what produced the target
+    behind = likeforlike.behind_target(cur, user.scope, basis, csu, specialty, metric_id)
+    assert behind is not None  # the row above exists
+    comparators = behind.chart  # only what produced the target
     st.subheader(comparators.title)
     ui.chart(comparator_bars, comparators.kind, comparators.frame, metric.metric_name, fmt, comparators.whole_scale,
              r.target_value)
@@ -151,7 +153,7 @@ calc = views.calculation_steps(r, basis.label, metric.numerator_label, metric.de
 st.dataframe(calc, hide_index=True, width="stretch")
 if r.target_basis == "case mix":
     st.markdown("**Target = your spells, at the reference length of stay of each HRG** (Σ expected bed days ÷ spells)")
-    st.dataframe(pd.DataFrame(likeforlike.hrg_breakdown(cur, r, basis)), hide_index=True, width="stretch",
+    st.dataframe(pd.DataFrame(list(behind.hrg_lines)), hide_index=True, width="stretch",
                  column_config={"Spells": st.column_config.NumberColumn(format="%.0f"),
                                 "Mean stay": st.column_config.NumberColumn(format="%.2f days"),
                                 "Reference stay": st.column_config.NumberColumn(format="%.2f days"),

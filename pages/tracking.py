@@ -17,15 +17,16 @@ as_of = tracking.last_complete_period()
 st.title("Tracking")
 ui.linked_select("Financial year", list(range(fy - 2, fy + 2)), fy, "fy", format_func=plans.fy_label,
                  help="Committed schemes (approved, delivering, delivered) with a plan in this year.")
-months = tracking.by_month(cur, user.scope, fy, csu=csu)
-summary = tracking.summarise_months(months, as_of)
+seen = tracking.tracking_view(cur, user.scope, fy, csu, as_of)
+months, summary = seen.months, seen.summary
 st.caption(f"{plain(user.scope.label)}{' · CSU ' + plain(csu) if csu else ''} · {plans.fy_label(fy)} · to date = up to {month(as_of)} "
            f"(the last complete month). RAG: green ≥ 95% of plan to date realised, amber ≥ 80%, red below.")
 if summary.empty:
     st.info("No committed schemes with a plan in this year. Approve a scheme on Shortlist & plans, or pick another year.")
     st.stop()
 
-t = tracking.totals(summary)
+t = seen.totals
+assert t is not None  # summary is not empty
 k1, k2, k3, k4 = st.columns(4)
 k1.metric("Planned in-year", gbp_short(t.in_year_gbp))
 k2.metric("Planned to date", gbp_short(t.planned_to_date_gbp))
@@ -50,14 +51,14 @@ def csu_bars(by_csu_long):
         tooltip=["csu_code:N", "series:N", alt.Tooltip("gbp:Q", format=",.0f", title="£")])
 
 
-long = tracking.cumulative_long(months, as_of)
+long = seen.cumulative
 c1, c2 = st.columns(2)
 with c1:
     st.subheader("Cumulative planned vs realised")
     ui.chart(cumulative_lines, long)
 with c2:
     st.subheader("By CSU, to date")
-    by_csu_long = tracking.to_date_by_csu(summary)
+    by_csu_long = seen.by_csu
     ui.chart(csu_bars, by_csu_long)
 
 st.subheader("Schemes")

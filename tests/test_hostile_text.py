@@ -260,7 +260,8 @@ def test_planted_markup_and_hostile_links_render_as_literal_text(demo_copy, monk
             shown_on.add(page)
     assert failures == [], "\n".join(map(str, failures))
     assert len(shown_on) >= len(PAGES) - 2, shown_on  # the payload did reach the pages, as text (not vacuous)
-    pages_html = [data for _, mime, data in downloads if mime == "text/html"]  # the printable Guide
+    pages_html = [data() if callable(data) else data for _, mime, data in downloads
+                  if mime == "text/html"]  # the printable Guide, built as a click would
     assert any("evil" in h for h in pages_html)  # the planted metric text is in the file
     assert not [m.group(0) for h in pages_html for m in re.finditer(
         r"<(a|img|script|span)\b[^>]*(evil\.example|javascript|oe-injected)[^>]*>", h)]

@@ -95,9 +95,26 @@ _LOCK = threading.Lock()
 _last: Lookups | None = None
 
 
+_PINNED = threading.local()
+
+
 def version(con: duckdb.DuckDBPyConnection) -> str:
+    """The database's data version, or the one :func:`pin_version` pinned for this thread."""
+    pinned = getattr(_PINNED, "version", None)
+    if pinned is not None:
+        return pinned
     row = con.execute(VERSION_SQL).fetchone()
     return row[0] if row else "0"
+
+
+def pin_version(con: duckdb.DuckDBPyConnection | None) -> None:
+    """Read the data version once for the rest of this thread's work (one page run), or forget it
+    (``None``). A page run asked for it seven times, each a query; one version for the whole run
+    also means one page shows one moment of the data. Results stay right if an import commits
+    during the run: the opportunities' own query checks the version of the facts it reads."""
+    _PINNED.version = None
+    if con is not None:
+        _PINNED.version = version(con)
 
 
 def latest_known() -> Lookups | None:

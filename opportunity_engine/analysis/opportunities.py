@@ -19,6 +19,7 @@ trust (they are percentiles, not any one CSU's data), so a CSU user sees the sam
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -251,15 +252,59 @@ _MISSING = object()
 
 
 def _copied(value):
+    """A fresh copy of every frame in ``value`` (itself, in a tuple, in a dataclass's fields)."""
     if isinstance(value, pd.DataFrame):
         return value.copy()
     if isinstance(value, tuple):
         return tuple(_copied(v) for v in value)
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        frames = {f.name: getattr(value, f.name).copy() for f in dataclasses.fields(value)
-                  if isinstance(getattr(value, f.name), pd.DataFrame)}
-        return dataclasses.replace(value, **frames) if frames else value
+        changed = {f.name: _copied(getattr(value, f.name)) for f in dataclasses.fields(value)
+                   if isinstance(getattr(value, f.name), (pd.DataFrame, tuple)) or dataclasses.is_dataclass(getattr(value, f.name))}
+        return dataclasses.replace(value, **changed) if changed else value
     return value
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def kept_by(version_of: Callable[[duckdb.DuckDBPyConnection], str]) -> Callable[[F], F]:
+    """A decorator: ``fn(con, *args)`` kept per ``version_of(con)`` and (hashable) arguments,
+    handed out as copies. Version "0" (nothing ever loaded) is never kept."""
+    def decorate(fn: F) -> F:
+        kept: OrderedDict[tuple, object] = OrderedDict()
+
+        @functools.wraps(fn)
+        def wrapper(con, *args, **kwargs):
+            version = version_of(con)
+            if version == "0":
+                return fn(con, *args, **kwargs)
+            key = (version, args, tuple(sorted(kwargs.items())))
+            with _CACHE_LOCK:
+                hit = kept.get(key, _MISSING)
+                if hit is not _MISSING:
+                    kept.move_to_end(key)
+            if hit is _MISSING:
+                hit = fn(con, *args, **kwargs)
+                with _CACHE_LOCK:
+                    for stale in [k for k in kept if k[0] != version]:
+                        del kept[stale]
+                    kept[key] = hit
+                    if len(kept) > _VIEWS_SIZE:
+                        kept.popitem(last=False)
+            return _copied(hit)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def kept_per_data_version(fn: F) -> F:
+    """``fn(con, *args)`` kept per data version: for what Metric detail reads on every view that
+    only an import changes (a trend, a funnel, the comparators behind a target), each a query and
+    some pandas per page view."""
+    return kept_by(data_version)(fn)
 
 
 def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
@@ -458,6 +503,7 @@ def summarise(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out.sort_values("net_gbp", ascending=False, kind="stable").reset_index(drop=True)
 
 
+@kept_per_data_version
 def trend(con: duckdb.DuckDBPyConnection, scope: Scope, metric: str, csu: str | None = None,
           specialty: str | None = None) -> pd.DataFrame:
     """Monthly series of a metric (all months held) for the scope, optionally one CSU/specialty."""
@@ -516,6 +562,7 @@ class Funnel:
     x_label: str       # what x is: the denominator, or for a count per unit the equivalent one
 
 
+@kept_per_data_version
 def funnel(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, metric: str, csu: str,
            specialty: str) -> Funnel | None:
     """The funnel plot of ``metric`` around the unit (csu, specialty): None when the metric has no

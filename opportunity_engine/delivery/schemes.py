@@ -11,6 +11,7 @@ workflow's (``delivery.workflow``), which builds on this module, the plan and th
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -19,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from .. import usage
-from ..analysis.opportunities import Basis, opportunities
+from ..analysis.opportunities import Basis, data_version, opportunities
 from ..errors import InvalidInput, NotAllowed
 from ..scope import ScopeError, scope_filter
 from ..store import audit
@@ -154,6 +155,16 @@ def create(con: duckdb.DuckDBPyConnection, user: User, title: str, csu: str, *, 
         audit.record(con, user.username, "scheme", scheme_id, {"created": (None, f"{origin}: {title}")})
         usage.record(con, user, "scheme_created", "shortlist", str(scheme_id))
     return get(con, user, scheme_id)
+
+
+def records_version(con: duckdb.DuckDBPyConnection) -> str:
+    """Changes with every change to the delivery records (schemes, plans, QIA, realised savings,
+    WRP targets: each written with its audit_log row in one transaction), with the data version
+    and with the day ("to date" moves with the calendar). For views of the records kept between
+    page views (analysis.opportunities.kept_by); "0" before any data is loaded (never kept)."""
+    data = data_version(con)
+    last = scalar(con, "SELECT max(audit_id) FROM audit_log")
+    return "0" if data == "0" else f"{data}:{last}:{dt.date.today().isoformat()}"
 
 
 def _num(value) -> float | None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from ..analysis.opportunities import Basis, opportunities, trend
+from ..analysis.opportunities import Basis, kept_by, opportunities, trend
 from ..analysis.stats import xmr
 from ..config import settings
 from ..errors import InvalidInput
@@ -188,6 +188,29 @@ def cumulative_long(months: pd.DataFrame, as_of: str) -> pd.DataFrame:
     return out[(out["series"] == "Planned") | (out["period"] <= as_of)].reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class TrackingView:
+    """What the Tracking page shows for a scope, year and CSU: the plan and realised months, the
+    schemes' summary (none: nothing committed), the headline totals and the two charts' data."""
+    months: pd.DataFrame
+    summary: pd.DataFrame
+    totals: TrackingTotals | None
+    cumulative: pd.DataFrame
+    by_csu: pd.DataFrame
+
+
+@kept_by(schemes.records_version)
+def tracking_view(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int, csu: str | None,
+                  as_of: str) -> TrackingView:
+    """Read once per change to the records (a few pandas passes over every committed scheme's
+    months were most of the page's server time)."""
+    months = by_month(con, scope, financial_year, csu=csu)
+    summary = summarise_months(months, as_of)
+    if summary.empty:
+        return TrackingView(months, summary, None, pd.DataFrame(), pd.DataFrame())
+    return TrackingView(months, summary, totals(summary), cumulative_long(months, as_of), to_date_by_csu(summary))
+
+
 def monthly_totals(months: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """Planned vs realised per month (optionally per CSU), with cumulative columns for the chart."""
     keys = (by or []) + ["month", "month_name", "period"]
@@ -222,6 +245,7 @@ class Evidence:
     value_format: str = ""
 
 
+@kept_by(schemes.records_version)
 def evidence(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Evidence:
     scheme = schemes.get(con, user, scheme_id)
     plan = plans.load_plan(con, scheme_id)
@@ -365,6 +389,7 @@ def assess_series(series: pd.DataFrame, start: str, direction: str, unit_cost: f
     return base
 
 
+@kept_by(schemes.records_version)
 def evidenced_by_scheme(con: duckdb.DuckDBPyConnection, user: User) -> dict[int, float]:
     """Evidenced full-year £ of each delivering or delivered scheme that came from an
     opportunity (the Adoption page's "value evidenced by the data")."""

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..analysis.casemix import HISTORY_MONTHS, QUANTILE_LIST, QUARTER
 from ..analysis.maths import _chosen
-from ..analysis.opportunities import Basis, opportunities, totals
+from ..analysis.opportunities import Basis, kept_per_data_version, opportunities, totals
 from ..config import settings
 from ..formatting import gbp_short
 from ..scope import Scope
@@ -184,13 +184,15 @@ class ComparatorChart:
     whole_scale: bool = True  # rates drawn on 0-100 %; False for one unit's own quarters (they vary little)
 
 
-def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row) -> ComparatorChart:
+def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row,
+                     lines: list[dict] | None = None) -> ComparatorChart:
     """Only what produced the target: the specialty's own units (internal), the unit's own
     quarters (own history), its HRGs (case mix) or the peer percentiles (peer); never units of
-    other specialties. Units outside the caller's scope are anonymised."""
+    other specialties. Units outside the caller's scope are anonymised. ``lines``: the case-mix
+    row's hrg_breakdown when the caller has it already."""
     basis_kind = row.target_basis
     if basis_kind == "case mix":
-        lines = hrg_breakdown(con, row, basis)
+        lines = hrg_breakdown(con, row, basis) if lines is None else lines
         frame = pd.DataFrame([{"label": o["HRG"], "Mean stay": o["Mean stay"], "Reference stay": o["Reference stay"],
                                "spells": o["Spells"]} for o in lines])
         return ComparatorChart("hrg", "This unit's spells by HRG",
@@ -223,6 +225,27 @@ def comparator_chart(con: duckdb.DuckDBPyConnection, scope, basis, row) -> Compa
     return ComparatorChart("units", f"Peer trusts, {level}",
                            "Grey: the peer distribution the target is read from; orange: this unit. Green: target.",
                            frame)
+
+
+@dataclass(frozen=True)
+class Behind:
+    """What Metric detail shows behind one unit's target: the comparator chart and, for a
+    case-mix target, the HRG lines it is the weighted mean of (empty otherwise)."""
+    chart: ComparatorChart
+    hrg_lines: tuple[dict, ...]
+
+
+@kept_per_data_version
+def behind_target(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, csu: str, specialty: str,
+                  metric: str) -> Behind | None:
+    """:func:`comparator_chart` and :func:`hrg_breakdown` of the unit's opportunities row, read
+    once per data version (None when the unit has no row)."""
+    rows = opportunities(con, scope, basis, csu=csu, specialty=specialty, metric=metric)
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    lines = hrg_breakdown(con, row, basis) if row.target_basis == "case mix" else []
+    return Behind(comparator_chart(con, scope, basis, row, lines), tuple(lines))
 
 
 def target_note(row) -> str | None:

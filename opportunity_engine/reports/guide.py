@@ -14,10 +14,11 @@ import re
 import duckdb
 import pandas as pd
 
-from ..analysis.opportunities import Basis, opportunities, totals
+from ..analysis.opportunities import Basis, kept_by, opportunities, totals
 from ..analysis.stats import xmr
 from ..config import settings
 from ..delivery import plans, qia, tracking
+from ..delivery.schemes import records_version
 from ..formatting import gbp_short, months, plain
 from ..scope import Scope
 from ..store.facts import CASEMIX_METRICS
@@ -188,6 +189,7 @@ def _value(v: float, fmt: str) -> str:
     return f"{v:.1%}" if fmt == "percent" else f"{v:.3g}"
 
 
+@kept_by(records_version)  # its worked examples read the data and the schemes: a tenth of a second a view
 def sections(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[tuple[str, str]]:
     example, df = _example_row(con, scope)
     out = [("What the tool is for", """
