@@ -177,6 +177,13 @@ RUN_MEMO = "_oe_this_run"
 
 
 HOUSEKEEPING_SECONDS = 30
+_NUDGE = threading.Event()
+
+
+def release_memory_soon() -> None:
+    """Collect now rather than at the next half minute: after an import, whose file buffers and
+    staged rows are the largest garbage the app makes (the Data page asks at commit and cancel)."""
+    _NUDGE.set()
 
 
 @st.cache_resource(show_spinner=False)
@@ -200,7 +207,9 @@ def start_housekeeping() -> threading.Thread:
 
     def loop() -> None:
         while True:
-            time.sleep(HOUSEKEEPING_SECONDS)
+            if _NUDGE.wait(HOUSEKEEPING_SECONDS):  # asked for: let the run that asked end first
+                _NUDGE.clear()
+                time.sleep(1)
             gc.collect()
             if trim is not None:
                 trim(0)

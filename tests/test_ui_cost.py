@@ -69,3 +69,30 @@ def test_housekeeping_runs_once_per_server_in_the_background():
     first = ui.start_housekeeping()
     assert first.is_alive() and first.daemon and first.name == "oe-housekeeping"
     assert ui.start_housekeeping() is first
+
+
+def test_a_nudge_makes_housekeeping_collect_within_seconds():
+    """After an import the Data page asks for a collection at once (ui.release_memory_soon): the
+    upload's garbage, kept in a reference cycle here, is gone within seconds, not half a minute."""
+    import gc
+    import time
+    import weakref
+
+    ui.start_housekeeping()
+
+    class Buffer:
+        pass
+
+    garbage = Buffer()
+    garbage.me = garbage  # a cycle: only the collector frees it
+    alive = weakref.ref(garbage)
+    del garbage
+    gc.disable()  # no automatic collection in between: only the housekeeping's
+    try:
+        ui.release_memory_soon()
+        deadline = time.monotonic() + 10
+        while alive() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        gc.enable()
+    assert alive() is None

@@ -111,7 +111,7 @@ def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int
                 main.get_by_text("All files passed every check").wait_for(timeout=300_000)
                 main.get_by_role("button", name="Commit to the database").click()
                 main.get_by_text(f"Loaded {len(files)} file(s)").wait_for(timeout=300_000)
-                time.sleep(1)
+                time.sleep(3)  # settled: the app collects the upload's garbage a second after the commit
                 readings.append(rss_mb(proc.pid))
                 print(f"  after refresh {cycle}: {readings[-1]:.0f} MB")
             browser.close()
