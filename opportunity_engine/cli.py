@@ -10,22 +10,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .analysis.opportunities import (
-    BENCHMARKS,
-    TARGETS,
-    Basis,
-    is_target,
-    missing_targets_note,
-    opportunities,
-    peer_groups,
-    resolve_peer_group,
-)
+# The opportunity maths (pandas, NumPy) load only in the commands that compute: a monthly
+# `import` is a fresh process, and loading pandas was half a second of it.
+from .analysis.targets import BENCHMARKS, TARGETS, is_target
 from .config import database_path, settings
 from .formatting import write_csv
 from .scope import Scope, ScopeError
 from .store import db as dbmod
 from .users import ROLES
+
+if TYPE_CHECKING:
+    from .analysis.opportunities import Basis
 
 
 def _db_arg(parser: argparse.ArgumentParser) -> None:
@@ -262,6 +259,8 @@ def _scope_for(con, csu: str | None) -> Scope:
 
 def _basis(con, args) -> Basis:
     """The basis of the arguments with the peer group named; an unknown group is an error."""
+    from .analysis.opportunities import Basis, peer_groups, resolve_peer_group
+
     basis = Basis(args.target, args.benchmark, args.period_from, args.period_to, args.peer_group)
     groups = peer_groups(con)
     if args.peer_group is not None and args.peer_group not in groups:
@@ -271,6 +270,8 @@ def _basis(con, args) -> Basis:
 
 
 def cmd_opportunities(args, path: Path) -> int:
+    from .analysis.opportunities import missing_targets_note, opportunities
+
     with dbmod.connect(path, read_only=True) as con:
         basis = _basis(con, args)
         df = opportunities(con, _scope_for(con, args.csu), basis, csu=args.csu)
@@ -288,7 +289,7 @@ def cmd_opportunities(args, path: Path) -> int:
 
 def cmd_significance(args, path: Path) -> int:
     """The issue-12 measure: how many units a naive funnel flags against the over-dispersed one."""
-    from .analysis.opportunities import significance_shares, totals
+    from .analysis.opportunities import Basis, opportunities, significance_shares, totals
     from .reports.views import headline
 
     with dbmod.connect(path, read_only=True) as con:

@@ -38,39 +38,20 @@ from ..store.db import scalar
 from . import casemix, lookups, maths, stats
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
+from .targets import (  # noqa: F401 (part of this module's API)
+    BENCHMARK_LABELS,
+    BENCHMARKS,
+    CUSTOM_BEST,
+    TARGET_LABELS,
+    TARGETS,
+    custom_best,
+    custom_target,
+    is_target,
+    target_label,
+)
 
 T = TypeVar("T")
 
-TARGETS = ("median", "top_quartile", "top_decile")
-TARGET_LABELS = {"median": "Median", "top_quartile": "Top quartile", "top_decile": "Top decile"}
-# A custom target "best_N" is the level of the best N % of units: the N-th percentile when lower is
-# better, the (100 − N)-th when higher is better. best_50, best_25 and best_10 are the named targets.
-CUSTOM_BEST = (10, 90)
-
-
-def custom_target(best: int) -> str:
-    return f"best_{int(best)}"
-
-
-def custom_best(target: str) -> int | None:
-    """N of a custom target "best_N" (10 ≤ N ≤ 90), else None."""
-    if not target.startswith("best_") or not target[5:].isdigit():
-        return None
-    best = int(target[5:])
-    return best if CUSTOM_BEST[0] <= best <= CUSTOM_BEST[1] else None
-
-
-def target_label(target: str) -> str:
-    best = custom_best(target)
-    return f"Best {best}%" if best is not None else TARGET_LABELS[target]
-
-
-def is_target(target: str | None) -> bool:
-    return target is not None and (target in TARGETS or custom_best(target) is not None)
-
-
-BENCHMARKS = ("peer", "internal")
-BENCHMARK_LABELS = {"peer": "Peer trusts", "internal": "Internal (trust's own units)"}
 
 
 @dataclass(frozen=True)
