@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from ..analysis.opportunities import kept_by
 from ..config import settings
 from ..errors import InvalidInput, NotAllowed
 from ..formatting import MONTHS
@@ -26,6 +27,10 @@ from ..store.audit import transaction
 from ..store.statuses import IN_DELIVERY, PIPELINE
 from ..users import User
 from . import schemes
+
+# Read on every Shortlist and Tracking view, changed only by a change to the records (each audited):
+# kept between views per records version (a tenth of a second of the Shortlist's run).
+_kept = kept_by(schemes.records_version)
 
 PROFILES = ("even", "ramp", "custom")
 PROFILE_LABELS = {"even": "Even", "ramp": "Ramp-up (3 months)", "custom": "Custom"}
@@ -162,6 +167,7 @@ def save_plan(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int, expect
     return saved
 
 
+@_kept
 def monthly_plan(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
                  statuses: tuple[str, ...] = schemes.COMMITTED) -> pd.DataFrame:
     """One row per (scheme, month) of the financial year: the planned £ from each plan's phasing."""
@@ -197,6 +203,7 @@ def set_wrp_target(con: duckdb.DuckDBPyConnection, user: User, csu: str, financi
                      {"target_gbp": (old[0] if old else None, float(target_gbp))})
 
 
+@_kept
 def wrp_targets(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int) -> pd.DataFrame:
     return con.execute(f"""SELECT c.csu_code, c.csu_name, t.target_gbp, t.source, t.set_by
                            FROM csus c LEFT JOIN wrp_targets t ON t.csu_code = c.csu_code AND t.financial_year = $fy
@@ -204,6 +211,7 @@ def wrp_targets(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: in
                        {"fy": int(financial_year), **scope.sql_params()}).df()
 
 
+@_kept
 def totals_by_csu(con: duckdb.DuckDBPyConnection, scope: Scope, financial_year: int,
                   csu: str | None = None) -> pd.DataFrame:
     """Per CSU: committed in-year £ and FYE (approved, delivering, delivered), pipeline in-year £

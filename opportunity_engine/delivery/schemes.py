@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from .. import usage
-from ..analysis.opportunities import Basis, data_version, opportunities
+from ..analysis.opportunities import Basis, data_version, kept_by, opportunities
 from ..errors import InvalidInput, NotAllowed
 from ..scope import ScopeError, scope_filter
 from ..store import audit
@@ -180,6 +180,7 @@ def get(con: duckdb.DuckDBPyConnection, user: User, scheme_id: int) -> Scheme:
     return Scheme(*row)
 
 
+@kept_by(records_version)  # the Shortlist reads it on every view; each change is audited
 def listing(con: duckdb.DuckDBPyConnection, user: User, csu: str | None = None,
             statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Schemes in scope with their plan's headline figures, newest first."""
