@@ -81,6 +81,8 @@ def rss_mb(pid: int) -> float:
 def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int, cycles: int) -> list[float]:
     from playwright.sync_api import sync_playwright
 
+    from opportunity_engine.config import settings
+
     copy = work / "app.duckdb"
     shutil.copy(source, copy)
     env = {**os.environ, "OPPORTUNITY_DB": str(copy), "OPPORTUNITY_COOKIE_KEY": "bench-key"}
@@ -102,6 +104,11 @@ def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int
             page.get_by_role("button", name="Sign in").click()
             main = page.locator('[data-testid="stMain"]')
             main.get_by_text("Load extracts").wait_for(timeout=120_000)
+            name = settings()["auth"]["cookie_name"]
+            for _ in range(300):  # the sign-in cookie is written by a component once the page has drawn
+                if any(c["name"] == name for c in page.context.cookies()):
+                    break
+                time.sleep(0.1)
             readings.append(rss_mb(proc.pid))
             print(f"  before the first upload: {readings[-1]:.0f} MB")
             for cycle in range(1, cycles + 1):
