@@ -309,9 +309,10 @@ def server_log(path: Path) -> tuple[list[dict], list[str]]:
     return runs, errors
 
 
-def lowest_priority(server: int) -> None:
-    """Every thread of every process but the server's at nice 19. Chromium raises its own threads'
-    priority (as root it may), so inheriting nice 19 from this process is not enough."""
+def lowest_priority(server: int, cpus: set[int] | None = None) -> None:
+    """Every thread of every process but the server's at nice 19 (and, given ``cpus``, on those
+    CPUs only). Chromium raises its own threads' priority (as root it may), so inheriting nice 19
+    from this process is not enough."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == server:
             continue
@@ -321,13 +322,15 @@ def lowest_priority(server: int) -> None:
             for task in (proc / "task").iterdir():
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
+                    if cpus:
+                        os.sched_setaffinity(int(task.name), cpus)
 
 
-async def keep_browsers_low(server: int, memory: list[float]) -> None:
+async def keep_browsers_low(server: int, memory: list[float], cpus: set[int] | None = None) -> None:
     """Keeps the browsers at the lowest priority, and samples the server's memory once a minute."""
     tick = 0
     while True:
-        lowest_priority(server)
+        lowest_priority(server, cpus)
         if tick % 60 == 0:
             memory.append(rss_mb(server))
         tick += 1
@@ -341,7 +344,7 @@ async def drive(url: str, pid: int, args, links: dict[str, list[str]], scheme_id
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         memory: list[float] = []
-        renicer = asyncio.create_task(keep_browsers_low(pid, memory))
+        renicer = asyncio.create_task(keep_browsers_low(pid, memory, {args.browser_cpu} if args.browser_cpu is not None else None))
         warm = await browser.new_context()
         warm.set_default_timeout(120_000)  # one user first: the app's imports and first caches, then memory
         await sign_in(await warm.new_page(), url, "finance")
@@ -369,6 +372,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--browsers", type=int, default=20, help="simulated users browsing")
     ap.add_argument("--editors", type=int, default=2, help="simulated users editing one scheme")
+    ap.add_argument("--browser-cpu", type=int, default=None,
+                    help="keep the editors' Chromium on this CPU only (a user's browser runs on the user's own "
+                         "machine; on these 2 cores it otherwise takes turns with the server)")
     ap.add_argument("--think", default=f"{THINK[0]:g}-{THINK[1]:g}",
                     help="seconds a browsing user reads a page before the next click, MIN-MAX")
     args = ap.parse_args()
@@ -406,8 +412,9 @@ def main() -> None:
     runs = runs[result["runs_before"]:]  # the warm-up user's runs are not the load's
     ms = [float(r["ms"]) for r in runs]
     b, e = result["browse"], result["edit"]
+    pinned = f", on CPU {args.browser_cpu}" if args.browser_cpu is not None else ""
     print(f"\nMany users at once: {args.browsers} browsing (reading {args.think[0]:g}-{args.think[1]:g} s a page) + "
-          f"{args.editors} editing (Chromium at nice 19), {result['elapsed'] / 60:.1f} min (sign-in included), "
+          f"{args.editors} editing (Chromium at nice 19{pinned}), {result['elapsed'] / 60:.1f} min (sign-in included), "
           f"server log {log_path}")
     print(f"  server CPU {result['cpu']:.0f} s in {result['elapsed']:.0f} s "
           f"({result['cpu'] / result['elapsed']:.2f} of a core; {len(ms) / result['elapsed']:.1f} script runs a second)")
