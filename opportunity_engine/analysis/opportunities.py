@@ -197,7 +197,6 @@ def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = B
     return hit.copy()
 
 
-_VIEWS: OrderedDict[tuple, object] = OrderedDict()
 _VIEWS_SIZE = 512
 
 
@@ -208,25 +207,9 @@ def view(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, derive: Cal
     The pages derive the same tables, totals and notes from the same opportunities on every view
     (pandas group-bys over some 760 rows: most of Overview's and Explore's server time with 20
     users at once). ``derive`` must be a function of the frame and ``args`` (hashable) alone; the
-    result is kept per data version, scope, basis and filters, and frames come back as copies (in
-    a tuple or a dataclass too), so a page may change its own."""
-    version = data_version(con)
-    if version == "0":
-        return derive(opportunities(con, scope, basis, csu, specialty), *args)
-    key = (version, scope.csus, basis, csu, specialty, derive.__module__, derive.__qualname__, args)
-    with _CACHE_LOCK:
-        hit = _VIEWS.get(key, _MISSING)
-        if hit is not _MISSING:
-            _VIEWS.move_to_end(key)
-    if hit is _MISSING:
-        hit = derive(opportunities(con, scope, basis, csu, specialty), *args)
-        with _CACHE_LOCK:
-            for stale in [k for k in _VIEWS if k[0] != version]:
-                del _VIEWS[stale]
-            _VIEWS[key] = hit
-            if len(_VIEWS) > _VIEWS_SIZE:
-                _VIEWS.popitem(last=False)
-    return _copied(hit)
+    result is kept per data version, scope, basis and filters (:func:`kept_by`), and frames come
+    back as copies (in a tuple or a dataclass too), so a page may change its own."""
+    return _derived(con, scope, basis, derive, args, csu, specialty)
 
 
 _MISSING = object()
@@ -286,6 +269,12 @@ def kept_per_data_version(fn: F) -> F:
     only an import changes (a trend, a funnel, the comparators behind a target), each a query and
     some pandas per page view."""
     return kept_by(data_version)(fn)
+
+
+@kept_per_data_version
+def _derived(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, derive: Callable, args: tuple,
+             csu: str | None, specialty: str | None):
+    return derive(opportunities(con, scope, basis, csu, specialty), *args)
 
 
 def compute_opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = Basis(),
