@@ -94,8 +94,15 @@ def safe_frame(frame):
     missing values untouched (a number column is never turned into text)."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
-            out[column] = out[column].map(lambda v: safe_text(v) if isinstance(v, str) else v)
+        values = out[column]
+        if values.dtype == object or str(values.dtype) in ("string", "str"):
+            try:  # each distinct text once: a column of CSU names holds 19 of them in 760 rows
+                distinct = values.dropna().unique()
+            except TypeError:  # unhashable cells (lists): every cell then
+                distinct = values.dropna().tolist()
+            changed = {v: safe_text(v) for v in distinct if isinstance(v, str) and safe_text(v) != v}
+            if changed:
+                out[column] = [changed.get(v, v) if isinstance(v, str) else v for v in values]
     out.columns = [safe_text(c) if isinstance(c, str) else c for c in out.columns]
     return out
 

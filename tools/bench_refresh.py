@@ -3,7 +3,10 @@
 1. Command line, each step in a fresh process as an information team runs it: import one month of
    all four activity sources (the demo's latest month, about 150k rows, replacing that month), then
    all opportunities. Runs alternate between databases so drift on a shared machine hits both;
-   medians are printed and, with --large, the large : trust ratio (target ≤ 1.1).
+   medians are printed and, with --large, the large : trust ratio (target ≤ 1.1). With --baseline REV
+   the same refresh runs with the code of REV too (its own checkout and demo, alternating with this
+   code), and the ratio this : REV is printed: issue 14's "CLI ≤ 2 s" was measured as 1.9 s with the
+   importer before it (a306fa0), so on a slower or busier machine the ratio is the fair test.
 2. Server memory: a Streamlit server on a copy of the trust database, driven in headless Chromium
    through 10 Data-page refreshes (upload the four files, check, commit). Prints the server's
    resident memory after each; target: after the 10th within 10 % of after the first.
@@ -24,8 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import duckdb  # noqa: E402
+
 from opportunity_engine.demo import generator as demo  # noqa: E402
-from opportunity_engine.store import db  # noqa: E402
 
 COLUMNS = {
     "spells": "spell_id, csu_code, specialty_code, admission_date, discharge_date, admission_type, bads_eligible, "
@@ -38,21 +42,38 @@ COLUMNS = {
 }
 
 
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> int:
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
 def month_files(path: Path, folder: Path) -> tuple[list[Path], int]:
     """The latest month of every activity source as template CSVs."""
     folder.mkdir(parents=True, exist_ok=True)
     out, rows = [], 0
-    with db.connect(path, read_only=True) as con:
-        latest = db.scalar(con, "SELECT max(period) FROM spells")
+    # Plain DuckDB, not db.connect: a baseline's demo may be of an older schema version.
+    with duckdb.connect(str(path), read_only=True) as con:
+        latest = con.execute("SELECT max(period) FROM spells").fetchall()[0][0]
         for table, cols in COLUMNS.items():
             target = folder / f"{table}.csv"
             con.execute(f"COPY (SELECT {cols} FROM {table} WHERE period = ?) TO '{target}' (HEADER)", [latest])
-            rows += db.scalar(con, f"SELECT count(*) FROM {table} WHERE period = ?", [latest])
+            rows += _count(con, f"SELECT count(*) FROM {table} WHERE period = ?", [latest])
             out.append(target)
     return out, rows
 
 
-def cli_refresh(source: Path, files: list[Path], work: Path) -> tuple[float, float]:
+def baseline(rev: str, work: Path) -> tuple[Path, Path]:
+    """A checkout of ``rev`` (a git worktree, removed at the end) and a trust demo built by its code."""
+    tree = work / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    source = work / "baseline.duckdb"
+    subprocess.run([sys.executable, "-m", "opportunity_engine", "demo", "--scale", "trust", "--db", str(source)],
+                   cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    return tree, source
+
+
+def cli_refresh(source: Path, files: list[Path], work: Path, code: Path = ROOT) -> tuple[float, float]:
     """Wall-clock and CPU seconds (user + system of the two processes) of one refresh. On a shared
     machine the CPU time is the steadier measure of the work done; wall clock is what a user waits."""
     copy = work / "run.duckdb"
@@ -61,9 +82,9 @@ def cli_refresh(source: Path, files: list[Path], work: Path) -> tuple[float, flo
     started = time.perf_counter()
     python = sys.executable
     subprocess.run([python, "-m", "opportunity_engine", "import", "--db", str(copy), "--quiet", *map(str, files)],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+                   cwd=code, check=True, stdout=subprocess.DEVNULL)
     subprocess.run([python, "-m", "opportunity_engine", "opportunities", "--db", str(copy)],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   cwd=code, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -137,6 +158,8 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--port", type=int, default=8560)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also time the code of this git revision (e.g. a306fa0, before issue 14)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="oe-refresh-"))
     try:
@@ -148,24 +171,34 @@ def main() -> None:
             large = work / "large.duckdb"
             demo.build(large, scale="large")
         trust_files, rows = month_files(trust, work / "trust-month")
-        dbs = {"trust": (trust, trust_files)}
+        dbs = {"trust": (trust, trust_files, ROOT)}
         if large:
-            dbs["large"] = (large, month_files(large, work / "large-month")[0])
+            dbs["large"] = (large, month_files(large, work / "large-month")[0], ROOT)
+        if args.baseline:
+            tree, source = baseline(args.baseline, work)
+            baseline_files, baseline_rows = month_files(source, work / "baseline-month")
+            dbs["baseline"] = (source, baseline_files, tree)
+            print(f"Baseline {args.baseline}: its own trust demo, latest month {baseline_rows:,} rows")
         times: dict[str, list[float]] = {k: [] for k in dbs}
         cpus: dict[str, list[float]] = {k: [] for k in dbs}
         for _ in range(args.runs):
-            for name, (source, files) in dbs.items():
-                wall, cpu = cli_refresh(source, files, work)
+            for name, (source, files, code) in dbs.items():
+                wall, cpu = cli_refresh(source, files, work, code)
                 times[name].append(wall)
                 cpus[name].append(cpu)
         print(f"CLI monthly refresh ({rows:,} rows, import + opportunities, fresh processes), median of {args.runs}:")
         for name, values in times.items():
             print(f"  {name}: {statistics.median(values):.2f} s wall, {statistics.median(cpus[name]):.2f} s CPU  "
                   f"(runs: {', '.join(f'{v:.2f}' for v in values)}; CPU {', '.join(f'{v:.2f}' for v in cpus[name])})")
-        if large:
+        for other, label_of in (("large", "large : trust"), ("baseline", f"trust : {args.baseline}")):
+            if other not in dbs:
+                continue
             for label, series in (("wall", times), ("CPU", cpus)):
-                ratios = [b / a for a, b in zip(series["trust"], series["large"])]
-                print(f"  large : trust ({label}) = {statistics.median(ratios):.2f} (per-run ratios: "
+                if other == "large":
+                    ratios = [b / a for a, b in zip(series["trust"], series["large"])]
+                else:
+                    ratios = [a / b for a, b in zip(series["trust"], series["baseline"])]
+                print(f"  {label_of} ({label}) = {statistics.median(ratios):.2f} (per-run ratios: "
                       f"{', '.join(f'{r:.2f}' for r in ratios)})")
         if not args.no_memory:
             print(f"Server memory over {args.cycles} Data-page refreshes (upload, check, commit):")
@@ -173,6 +206,9 @@ def main() -> None:
             if len(readings) > 2:
                 print(f"  after the last vs after the first: {readings[-1] / readings[1]:.2f} x")
     finally:
+        if (work / "baseline").exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "baseline")],
+                           check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
 
 
