@@ -110,6 +110,25 @@ def _wait_idle(page) -> None:
         time.sleep(0.02)
 
 
+def _sign_in(page, main, url: str) -> None:
+    """Sign in as admin on the Data page. A form filled while the page is still settling (the
+    cookie component reruns it) can lose its input, so wait for the page to be idle and retry."""
+    for attempt in range(3):
+        page.goto(url, timeout=120_000)
+        page.get_by_role("textbox", name="Username").wait_for(timeout=60_000)
+        _wait_idle(page)
+        page.get_by_role("textbox", name="Username").fill("admin")
+        page.get_by_role("textbox", name="Password").fill("demo")
+        page.get_by_role("button", name="Sign in").click()
+        try:
+            main.get_by_text("Load extracts").wait_for(timeout=30_000)
+            return
+        except Exception:
+            if attempt == 2:
+                page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench-refresh-sign-in.png"))
+                raise
+
+
 def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int, cycles: int,
                           timings: list[tuple[float, float]], code: Path = ROOT) -> list[float]:
     """Resident memory before the first upload and after each refresh; ``timings`` gets, per
@@ -133,12 +152,8 @@ def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int
                                         args=["--headless", "--no-sandbox", "--disable-gpu",
                                               "--disable-background-networking"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/data", timeout=120_000)
-            page.get_by_role("textbox", name="Username").fill("admin")
-            page.get_by_role("textbox", name="Password").fill("demo")
-            page.get_by_role("button", name="Sign in").click()
             main = page.locator('[data-testid="stMain"]')
-            main.get_by_text("Load extracts").wait_for(timeout=120_000)
+            _sign_in(page, main, f"http://127.0.0.1:{port}/data")
             name = settings()["auth"]["cookie_name"]
             for _ in range(300):  # the sign-in cookie is written by a component once the page has drawn
                 if any(c["name"] == name for c in page.context.cookies()):
@@ -148,7 +163,10 @@ def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int
             print(f"  before the first upload: {readings[-1]:.0f} MB")
             for cycle in range(1, cycles + 1):
                 page.goto(f"http://127.0.0.1:{port}/data", timeout=120_000)
-                main.get_by_text("Load extracts").wait_for(timeout=120_000)
+                try:
+                    main.get_by_text("Load extracts").wait_for(timeout=20_000)
+                except Exception:  # the sign-in cookie was not kept (seen with older code): sign in again
+                    _sign_in(page, main, f"http://127.0.0.1:{port}/data")
                 started = time.perf_counter()
                 page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in files])
                 main.get_by_text("All files passed every check").wait_for(timeout=300_000)
@@ -171,6 +189,8 @@ def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if os.environ.get("BENCH_KEEP_LOG"):
+            shutil.copy(work / f"server-{port}.log", os.environ["BENCH_KEEP_LOG"] + f"-{port}.log")
     return readings
 
 
