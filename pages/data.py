@@ -51,9 +51,9 @@ def _finish_upload() -> None:
     ui.release_memory_soon()  # the upload's buffers are garbage once this run ends
 
 
-def _run(paths: list[Path], dry_run: bool):
+def _run(paths: list[Path], dry_run: bool, checked=None):
     bar = st.progress(0.0, text="Starting")
-    result = import_files(cur, paths, loaded_by=user.username, dry_run=dry_run,
+    result = import_files(cur, paths, loaded_by=user.username, dry_run=dry_run, checked=checked,
                           progress=lambda message, fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=message))
     bar.empty()
     return result
@@ -156,7 +156,7 @@ if uploads:
                 st.rerun()
             if commit.button("Commit to the database", type="primary", icon=":material/upload:",
                              help="Loads every checked file in one transaction: all of them or none."):
-                result = _run(paths, dry_run=False)
+                result = _run(paths, dry_run=False, checked=checked)  # its checks stand if nothing changed since
                 st.session_state.pop("checked_key", None)
                 if result.ok:
                     ui.log.info("import", extra={"username": user.username, "files": [f.file for f in result.loaded],

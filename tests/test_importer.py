@@ -294,3 +294,66 @@ def test_uploads_over_the_limit_or_of_the_wrong_type_get_a_clear_message(tmp_pat
     assert problems[0].startswith("huge.csv: 301 MB is over the 300 MB limit")
     assert "report.pdf: only .csv and .xlsx" in problems[1]
     assert "passwd" in problems[2] and not (tmp_path.parent / "passwd").exists()
+
+
+def test_commit_after_a_fresh_check_skips_the_checks_and_repeats_its_report(con, tmp_path, monkeypatch):
+    """The Data page's Commit hands over its check: same files, no import since, so the commit loads
+    without validating again (half of the wait), and says exactly what the check said."""
+    from opportunity_engine.store import importer
+
+    good = write_csv(tmp_path / "spells.csv", "spells", [SPELL])
+    checked = import_files(con, [good], dry_run=True)
+    assert checked.ok and checked.checked_against is not None
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(importer, "_validate", refuse)
+    monkeypatch.setattr(importer, "_compare", refuse)
+    done = import_files(con, [good], checked=checked)
+    assert done.ok, done.report()
+    assert [str(c) for c in done.changes] == [str(c) for c in checked.changes]
+    assert con.execute("SELECT count(*) FROM spells WHERE spell_id = 'S1'").fetchone()[0] == 1
+
+
+def test_commit_checks_again_when_the_file_or_the_data_changed_since_the_check(con, tmp_path):
+    """A check is stale once the file is rewritten or another import has committed: the commit then
+    validates from scratch, so an id loaded meanwhile for another CSU is refused, not duplicated."""
+    good = write_csv(tmp_path / "spells.csv", "spells", [SPELL])
+    checked = import_files(con, [good], dry_run=True)
+    (tmp_path / "other").mkdir()
+    other = write_csv(tmp_path / "other" / "spells.csv", "spells",
+                      [with_value(with_value(SPELL, "spells", "csu_code", "B"), "spells", "specialty_code", "200")])
+    assert import_files(con, [other]).ok  # S1 now held by CSU B
+    before = snapshot(con)
+    done = import_files(con, [good], checked=checked)
+    assert not done.ok and "already loaded" in done.report(), done.report()
+    assert snapshot(con) == before
+    # a rewritten file is read afresh even at the same data version
+    checked = import_files(con, [good], dry_run=True)
+    write_csv(good, "spells", [with_value(SPELL, "spells", "csu_code", "ZZ")])
+    done = import_files(con, [good], checked=checked)
+    assert not done.ok and "unknown CSU code" in done.report()
+    assert snapshot(con) == before
+
+
+def test_an_import_committing_between_the_check_and_the_commit_wins_and_the_commit_changes_nothing(con, tmp_path):
+    """The data version is read inside the commit's transaction; an import that commits after that
+    read writes the same settings row, so the later commit fails whole instead of loading against
+    checks that no longer hold."""
+    good = write_csv(tmp_path / "spells.csv", "spells", [SPELL])
+    checked = import_files(con, [good], dry_run=True)
+    (tmp_path / "b").mkdir()
+    other = write_csv(tmp_path / "b" / "spells.csv", "spells",
+                      [with_value(with_value(SPELL, "spells", "csu_code", "B"), "spells", "specialty_code", "200")])
+    rival = con.cursor()
+    fired = []
+
+    def meanwhile(message: str, fraction: float) -> None:
+        if message.startswith("Checking") and not fired:  # inside the commit's transaction
+            fired.append(import_files(rival, [other]))
+
+    done = import_files(con, [good], checked=checked, progress=meanwhile)
+    assert fired and fired[0].ok
+    assert not done.ok and "another import was committed while this one ran" in done.report(), done.report()
+    assert con.execute("SELECT count(*) FROM spells WHERE spell_id = 'S1'").fetchone()[0] == 1
