@@ -21,6 +21,11 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 CHROMIUM = "/usr/bin/chromium"
+# True once the page is drawn and idle: the script has finished and nothing is stale or spinning.
+READY_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
+    return !!app && app.getAttribute('data-test-script-state') !== 'running' &&
+      !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], '
+        + '[data-testid="stSpinner"], [data-stale="true"]'); }"""
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 

@@ -61,11 +61,8 @@ def server_times(db_path: Path) -> list[tuple[str, float]]:
 def browser_first_page(db_path: Path) -> list[float]:
     from playwright.sync_api import sync_playwright
 
-    from tools.app_harness import ARGS, CHROMIUM, running_app
+    from tools.app_harness import ARGS, CHROMIUM, READY_JS, running_app
 
-    ready_js = """() => { const app = document.querySelector('[data-testid="stApp"]');
-        return !!app && app.getAttribute('data-test-script-state') !== 'running' &&
-          !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stSpinner"], [data-stale="true"]'); }"""
     out = []
     with running_app(db_path, Path(tempfile.mkdtemp(prefix="oe-bench-app-"))) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -78,7 +75,7 @@ def browser_first_page(db_path: Path) -> list[float]:
             started = time.perf_counter()
             page.get_by_role("button", name="Sign in").click()
             page.get_by_text("Top 10 opportunities").first.wait_for(timeout=60_000)  # a rerun may briefly show two
-            while not page.evaluate(ready_js):
+            while not page.evaluate(READY_JS):
                 time.sleep(0.02)
             out.append(time.perf_counter() - started)
             context.close()

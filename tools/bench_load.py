@@ -39,14 +39,10 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.app_harness import ARGS, CHROMIUM, running_app  # noqa: E402
+from tools.app_harness import ARGS, CHROMIUM, READY_JS, running_app  # noqa: E402
 
 ERROR_TEXTS = ("This app has encountered an error", "Something went wrong", "Traceback")
 CONFLICT_TEXTS = ("after you opened it", "Someone else saved a change")
-READY_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
-    return !!app && app.getAttribute('data-test-script-state') !== 'running' &&
-      !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], '
-        + '[data-testid="stSpinner"], [data-stale="true"]'); }"""
 BROWSERS = ("finance", "csu", "viewer")
 SHOTS = Path(tempfile.gettempdir())  # an editor's screen when a save could not be made (set in main)
 THINK = (2.0, 8.0)  # seconds a user reads a page before the next click (--think)

@@ -99,13 +99,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-READY_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
-    return !!app && app.getAttribute('data-test-script-state') !== 'running' &&
-      !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stSpinner"], [data-stale="true"]'); }"""
 
 
 def _wait_idle(page) -> None:
     """Until the script has finished and nothing on the page is stale or spinning."""
+    from tools.app_harness import READY_JS
+
     while not page.evaluate(READY_JS):
         time.sleep(0.02)
 
