@@ -184,8 +184,10 @@ def _has_codes(con, kind: str, table: str, present: set[str]) -> bool:
     if kind == "spells" and "patient_classification" in present:
         return True
     columns = {"spells": ("admission_type",), "outpatients": ("attendance_type", "outcome", "virtual")}.get(kind, ())
-    tests = [f"coalesce(trim({_q(c)}), '') NOT IN ('', {', '.join(repr(w) for w in _WORDS[c])})"
-             for c in columns if c in present]
+    # The bare text against our words: DuckDB filters that in the scan (10 ms for a month of
+    # outpatients, against 86 ms with trim). A padded or quoted-empty value then counts as a code:
+    # such a file takes the copy-and-translate path, which trims and leaves our words alone.
+    tests = [f"{_q(c)} NOT IN ({', '.join(repr(w) for w in _WORDS[c])})" for c in columns if c in present]
     if not tests:
         return False
     found = con.execute(f"SELECT 1 FROM {table} WHERE {' OR '.join(tests)} LIMIT 1").fetchone()

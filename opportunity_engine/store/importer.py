@@ -206,9 +206,16 @@ def _present(template: Template, header: list[str]) -> tuple[list[Column], str]:
     return cols, ", ".join(f"{_typed(c)} AS {_q(c.name)}" for c in cols)
 
 
+def _trimmed(name: str) -> str:
+    """The column of the checks' source holding a column's value trimmed, '' as NULL."""
+    return _q(name + " trimmed")
+
+
 def _column_checks(col: Column, kind: str) -> list[tuple[str, str]]:
-    """(SQL condition that marks a bad row, rule text) for one column."""
-    v = f"nullif(trim({_q(col.name)}), '')"
+    """(SQL condition that marks a bad row, rule text) for one column, over a source holding the
+    raw text and, as :func:`_trimmed`, the value trimmed with '' as NULL: each rule reads that
+    once, rather than trimming the text again in every rule (a third of the checks' time)."""
+    v = _trimmed(col.name)
     raw = _q(col.name)
     checks = []
     if col.type in ("text", "code", "id"):
@@ -327,8 +334,8 @@ def _validate(con, template: Template, table: str, names: list[str], files: list
     checks: list[tuple[str | None, str, str]] = []
     for col in cols:
         checks += [(col.name, cond, rule) for cond, rule in _column_checks(col, template.kind)]
-    issues = _run_checks(con, f"SELECT _file, _row, {', '.join(_q(c.name) for c in cols)} FROM {table}",
-                         checks, files, limit)
+    source = ", ".join(f"{_q(c.name)}, nullif(trim({_q(c.name)}), '') AS {_trimmed(c.name)}" for c in cols)
+    issues = _run_checks(con, f"SELECT _file, _row, {source} FROM {table}", checks, files, limit)
     row_checks = _row_checks(template, names)
     if row_checks and not issues:  # typed rules only over rows whose values parse
         issues += _run_checks(con, f"SELECT _file, _row, {typed} FROM {table}", row_checks, files, limit)
