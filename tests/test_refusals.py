@@ -80,8 +80,15 @@ def test_an_unexpected_value_error_in_a_page_action_is_logged_not_shown_as_advic
 
     at = signed_in("finance", "pages/shortlist.py")
     monkeypatch.setattr(schemes, "update", crash)
-    with caplog.at_level(logging.ERROR, logger="opportunity_explorer"):
-        _save_details(at)
+    # caplog's handler sits on the root logger, and the app's logger does not propagate to it
+    # (logs.setup): the handler goes on the app's logger itself, or the test depends on order.
+    log = logging.getLogger("opportunity_explorer")
+    log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="opportunity_explorer"):
+            _save_details(at)
+    finally:
+        log.removeHandler(caplog.handler)
     assert not at.exception  # app.py's handler caught it: no Streamlit error box either
     shown = " ".join(e.value for e in at.error)
     assert PANDAS_LIKE not in shown
