@@ -28,6 +28,9 @@ import streamlit as st
 from pandas.io.formats.style import Styler
 from streamlit.elements.lib.column_types import ColumnConfig
 from streamlit.errors import StreamlitPageNotFoundError
+from streamlit.runtime import Runtime
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from opportunity_engine import formatting, usage, users
 from opportunity_engine.analysis import lookups
@@ -176,7 +179,8 @@ def resume_session(cur) -> bool:
 RUN_MEMO = "_oe_this_run"
 
 
-HOUSEKEEPING_SECONDS = 30
+# Tests shorten it (OPPORTUNITY_HOUSEKEEPING_SECONDS) to see an ended session released within seconds.
+HOUSEKEEPING_SECONDS = float(os.environ.get("OPPORTUNITY_HOUSEKEEPING_SECONDS") or 30)
 _NUDGE = threading.Event()
 
 
@@ -213,10 +217,138 @@ def start_housekeeping() -> threading.Thread:
             gc.collect()
             if trim is not None:
                 trim(0)
+            if report:
+                try:
+                    _write_memory_report(report, libc)
+                except Exception:  # a benchmark's report must never stop the housekeeping
+                    log.exception("memory_report_failed")
 
+    report = os.environ.get("OPPORTUNITY_MEMORY_REPORT")
     thread = threading.Thread(target=loop, name="oe-housekeeping", daemon=True)
     thread.start()
     return thread
+
+
+def forget_uploads(files) -> None:
+    """Drop ``files`` (st.file_uploader's UploadedFiles) from Streamlit's upload store now.
+
+    Streamlit keeps every uploaded file's bytes in its upload store until the browser session
+    ends (closed, and then 2 minutes kept for a reconnection: ``server.disconnectedSessionTTL``)
+    or until the file is taken out of the uploader by hand; the new, empty uploader the Data page
+    draws after a commit or a cancel does not take them out. So each refresh kept its files (up
+    to 300 MB each) for as long as the tab stayed open, and tools/bench_refresh.py's server held
+    8 MB more after every refresh (each one a new page load, so a new session)."""
+    ctx = get_script_run_ctx()
+    if ctx is None or not files or not isinstance(ctx.uploaded_file_mgr, MemoryUploadedFileManager):
+        return  # (remove_file is the in-memory store's; st.chat_input's files are dropped the same way)
+    for f in files:
+        ctx.uploaded_file_mgr.remove_file(ctx.session_id, f.file_id)
+
+
+_REPORT_STATE: dict = {}
+
+
+def _anon_rss_by_mapping() -> dict[str, object]:
+    """Resident anonymous memory (MB) by the kind of mapping holding it, told apart by size (which
+    allocator made a mapping is not recorded): glibc's main heap, mappings of up to 1 MB (Python's
+    object arenas, thread stacks' guard pages), 1-64 MB, and larger (glibc's per-thread heaps are
+    reserved 64 MB at a time; mimalloc's and DuckDB's allocators take large regions)."""
+    sizes: dict[str, int] = {}
+    out: dict[str, object] = {}
+    kind, path, size = "", "", 0
+    largest: list[tuple[int, int]] = []
+    try:
+        lines = Path("/proc/self/smaps").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            path = head[5] if len(head) > 5 else ""
+            size = end - start
+            kind = ("[heap]" if path == "[heap]" else "" if path else
+                    "<=1MB" if size <= 2**20 else "1-64MB" if size < 64 * 2**20 else ">=64MB")
+        elif head and head[0] == "Rss:" and kind:
+            sizes[kind] = sizes.get(kind, 0) + int(head[1])
+            largest.append((int(head[1]), size))
+    out.update({k: v >> 10 for k, v in sorted(sizes.items())})
+    out["largest (rss MB / size MB)"] = [f"{rss >> 10}/{size >> 20}" for rss, size in sorted(largest)[::-1][:8]]
+    return out
+
+
+def _write_memory_report(path: str, libc) -> None:
+    """Benchmarks only (``OPPORTUNITY_MEMORY_REPORT=FILE``, off by default): after each collection,
+    one JSON line of what holds the server's memory, to find what grows between refreshes. The
+    resident set, glibc's heap (mallinfo2: bytes in use, free bytes held, arenas), Arrow's pool, the
+    engine's and Streamlit's caches, object counts by type and their change since
+    the last report. Slow (it walks every object): never in production. (tracemalloc was tried:
+    with it on, a report on the server took minutes; and DuckDB's duckdb_memory() read from this
+    thread hung the report during an import.)"""
+    import ctypes
+    import gc
+    import json
+    import time
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from opportunity_engine.analysis import casemix
+    from opportunity_engine.analysis import opportunities as engine
+
+    out: dict = {"t": round(time.time(), 1)}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:", "Threads:")):
+            key, value = line.split(":")
+            out[key] = int(value.split()[0]) // 1024 if "kB" in value else int(value)
+    out["anon_rss_by_mapping_mb"] = _anon_rss_by_mapping()
+    if libc is not None and hasattr(libc, "mallinfo2"):
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc.mallinfo2.restype = MallInfo2
+        mi = libc.mallinfo2()
+        out["malloc"] = {"arena_mb": mi.arena >> 20, "mmap_mb": mi.hblkhd >> 20, "in_use_mb": mi.uordblks >> 20,
+                         "free_held_mb": mi.fordblks >> 20, "free_chunks": mi.ordblks}
+        try:
+            libc.open_memstream.restype = ctypes.c_void_p
+            buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+            stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+            libc.malloc_info(0, ctypes.c_void_p(stream))
+            libc.fclose(ctypes.c_void_p(stream))
+            out["malloc"]["arenas"] = (buf.value or b"").count(b"<heap nr=")
+            libc.free(buf)
+        except (AttributeError, OSError):
+            pass
+    pool = pa.default_memory_pool()
+    out["arrow"] = {"backend": pool.backend_name, "allocated_mb": pa.total_allocated_bytes() >> 20,
+                    "max_mb": pool.max_memory() >> 20 if pool.max_memory() else None}
+    out["engine"] = {"opportunities": len(engine._CACHE), "casemix": len(casemix._CACHE),
+                     "lookups": len(lookups._CACHE), "kept_by": sum(len(k) for k in engine.KEPT_CACHES)}
+    try:
+        from streamlit.runtime.stats import CacheStat
+
+        runtime = Runtime.instance()
+        out["sessions"] = len(runtime._session_mgr.list_sessions())
+        families: dict[str, int] = {}
+        for stats in runtime.stats_mgr.get_stats().values():
+            for stat in stats:
+                if isinstance(stat, CacheStat):
+                    name = f"{stat.category_name}:{stat.cache_name}" if stat.cache_name else stat.category_name
+                    families[name] = families.get(name, 0) + stat.byte_length
+        out["streamlit_kb"] = {k: v >> 10 for k, v in sorted(families.items())}
+        out["uploads_bytes"] = families.get("UploadedFileManager", 0)
+        out["table_sources"] = runtime.dataframe_source_mgr.get_source_count()
+    except Exception as exc:  # a Streamlit internal moved: the rest of the report still counts
+        out["streamlit_error"] = repr(exc)
+    counts = Counter(type(o).__name__ for o in gc.get_objects())
+    before = _REPORT_STATE.get("counts", Counter())
+    out["objects"] = sum(counts.values())
+    out["object_growth"] = dict(sorted(((k, counts[k] - before.get(k, 0)) for k in counts),
+                                       key=lambda kv: -abs(kv[1]))[:15])
+    _REPORT_STATE["counts"] = counts
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(out) + "\n")
 
 
 def start_run() -> None:

@@ -96,3 +96,52 @@ def test_a_nudge_makes_housekeeping_collect_within_seconds():
     finally:
         gc.enable()
     assert alive() is None
+
+
+def _upload_store(*files: tuple[str, str, bytes]):
+    """Streamlit's in-memory upload store holding ``files`` as (session id, file id, bytes)."""
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    store = MemoryUploadedFileManager("/_stcore/upload_file")
+    for session_id, file_id, data in files:
+        store.add_file(session_id, UploadedFileRec(file_id=file_id, name=f"{file_id}.csv", type="text/csv", data=data))
+    return store
+
+
+def _held(store, session_id: str) -> list[str]:
+    return sorted(store.file_storage.get(session_id, {}))
+
+
+def test_a_committed_upload_leaves_streamlits_upload_store(monkeypatch):
+    """Streamlit keeps an uploaded file's bytes until its browser session ends unless the file is
+    taken out of the uploader; the Data page's fresh uploader after a commit or cancel does not
+    take it out, so every refresh in one tab kept its files. ui.forget_uploads drops exactly the
+    files given (the page passes the committed upload's)."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+    store = _upload_store(("tab", "spells", b"x" * 1000), ("tab", "workforce", b"y" * 10), ("other", "a", b"z"))
+    monkeypatch.setattr(ui, "get_script_run_ctx", lambda: SimpleNamespace(uploaded_file_mgr=store, session_id="tab"))
+    committed = [UploadedFile(rec, None) for rec in store.get_files("tab", ["spells"])]
+    ui.forget_uploads(committed)
+    assert _held(store, "tab") == ["workforce"] and _held(store, "other") == ["a"]
+    ui.forget_uploads(None)  # no upload: nothing to do
+
+
+def test_the_memory_report_names_what_holds_the_servers_memory(tmp_path):
+    """OPPORTUNITY_MEMORY_REPORT (benchmarks only): one JSON line per collection with the resident
+    set, the heap, the caches and the change in object counts, outside a server too."""
+    import ctypes
+    import ctypes.util
+    import json
+
+    name = ctypes.util.find_library("c")
+    report = tmp_path / "memory.jsonl"
+    for _ in range(2):
+        ui._write_memory_report(str(report), ctypes.CDLL(name) if name else None)
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert len(lines) == 2 and lines[1]["VmRSS"] > 0 and lines[1]["objects"] > 0
+    assert {"opportunities", "casemix", "lookups", "kept_by"} <= set(lines[1]["engine"])
+    assert "arrow" in lines[1] and "object_growth" in lines[1]

@@ -233,11 +233,15 @@ def _copied(value):
 F = TypeVar("F", bound=Callable)
 
 
+KEPT_CACHES: list[OrderedDict] = []  # every kept_by cache, for the app's memory report (ui.py)
+
+
 def kept_by(version_of: Callable[[duckdb.DuckDBPyConnection], str]) -> Callable[[F], F]:
     """A decorator: ``fn(con, *args)`` kept per ``version_of(con)`` and (hashable) arguments,
     handed out as copies. Version "0" (nothing ever loaded) is never kept."""
     def decorate(fn: F) -> F:
         kept: OrderedDict[tuple, object] = OrderedDict()
+        KEPT_CACHES.append(kept)
 
         @functools.wraps(fn)
         def wrapper(con, *args, **kwargs):
