@@ -373,6 +373,9 @@ def main() -> None:
                          "machine; on these 2 cores it otherwise takes turns with the server)")
     ap.add_argument("--think", default=f"{THINK[0]:g}-{THINK[1]:g}",
                     help="seconds a browsing user reads a page before the next click, MIN-MAX")
+    ap.add_argument("--memory-report", type=Path, default=None, metavar="FILE",
+                    help="the server appends a JSON line of what holds its memory after each 30-second collection "
+                         "(OPPORTUNITY_MEMORY_REPORT, ui.py; it walks every object, so server times rise a little)")
     args = ap.parse_args()
     low, high = args.think.split("-")
     args.think = (float(low), float(high))
@@ -387,6 +390,8 @@ def main() -> None:
     SHOTS = workdir
     log_path = workdir / "server.log"
     env = {"STREAMLIT_SERVER_ADDRESS": "127.0.0.1", "OPPORTUNITY_COOKIE_KEY": "bench-load-key-" + "x" * 32}  # loopback only
+    if args.memory_report:
+        env["OPPORTUNITY_MEMORY_REPORT"] = str(args.memory_report.resolve())
     args.log_path = log_path
     source = workdir / "source.duckdb"  # the demo copy the server runs on, with the users' sessions in it
     shutil.copy(args.db, source)

@@ -129,16 +129,18 @@ def _sign_in(page, main, url: str) -> None:
 
 
 def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int, cycles: int,
-                          timings: list[tuple[float, float]], code: Path = ROOT) -> list[float]:
+                          timings: list[tuple[float, float]], code: Path = ROOT,
+                          server_env: dict[str, str] | None = None) -> list[float]:
     """Resident memory before the first upload and after each refresh; ``timings`` gets, per
-    refresh, (upload -> validation report, Commit -> Overview drawn) in seconds, as a user waits."""
+    refresh, (upload -> validation report, Commit -> Overview drawn) in seconds, as a user waits.
+    ``server_env`` is added to the server's environment (an allocator setting, the memory report)."""
     from playwright.sync_api import sync_playwright
 
     from opportunity_engine.config import settings
 
     copy = work / f"app-{port}.duckdb"  # its own name: a stopped server may leave its .wal beside the file
     shutil.copy(source, copy)
-    env = {**os.environ, "OPPORTUNITY_DB": str(copy), "OPPORTUNITY_COOKIE_KEY": "bench-key"}
+    env = {**os.environ, "OPPORTUNITY_DB": str(copy), "OPPORTUNITY_COOKIE_KEY": "bench-key", **(server_env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(code / "app.py"), "--server.port", str(port),
                              "--server.headless", "true", "--server.fileWatcherType", "none",
                              "--browser.gatherUsageStats", "false"], cwd=code, env=env,
@@ -204,7 +206,15 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--baseline", metavar="REV", default=None,
                         help="also time the code of this git revision (e.g. a306fa0, before issue 14)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the server (repeatable), e.g. MALLOC_ARENA_MAX=2")
+    parser.add_argument("--memory-report", type=Path, default=None, metavar="FILE",
+                        help="the server appends a JSON line of what holds its memory after each collection "
+                             "(OPPORTUNITY_MEMORY_REPORT, ui.py)")
     args = parser.parse_args()
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    if args.memory_report:
+        server_env["OPPORTUNITY_MEMORY_REPORT"] = str(args.memory_report.resolve())
     work = Path(tempfile.mkdtemp(prefix="oe-refresh-"))
     try:
         trust = args.trust_db or work / "trust.duckdb"
@@ -248,7 +258,8 @@ def main() -> None:
         if not args.no_memory:
             print(f"Server memory over {args.cycles} Data-page refreshes (upload, check, commit):")
             timings: list[tuple[float, float]] = []
-            readings = memory_over_refreshes(trust, trust_files, work, args.port, args.cycles, timings)
+            readings = memory_over_refreshes(trust, trust_files, work, args.port, args.cycles, timings,
+                                             server_env=server_env)
             if len(readings) > 2:
                 print(f"  after the last vs after the first: {readings[-1] / readings[1]:.2f} x")
             if timings:
