@@ -18,9 +18,15 @@ import duckdb
 from . import shipped
 
 # No network at run time: DuckDB must never try to fetch an extension.
+# DuckDB's own allocator (jemalloc, built into the wheel) keeps the pages a query freed unless a
+# task peaked over 128 MB; its background threads hand them back to the system after a few
+# seconds. In the app server that memory was the largest part of what rose with each monthly
+# refresh (tools/bench_refresh.py: its region of the server held 77-107 MB after a refresh,
+# 48-70 MB with the threads on).
 CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "allocator_background_threads": True,
 }
 
 
