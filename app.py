@@ -15,7 +15,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 import ui
 from opportunity_engine import feedback, logs, usage, users
 from opportunity_engine.analysis import freshness
-from opportunity_engine.analysis.opportunities import (
+from opportunity_engine.analysis.opportunities import default_peer_group, peer_groups
+from opportunity_engine.analysis.targets import (
     BENCHMARK_LABELS,
     BENCHMARKS,
     CUSTOM_BEST,
@@ -23,8 +24,6 @@ from opportunity_engine.analysis.opportunities import (
     TARGETS,
     custom_best,
     custom_target,
-    default_peer_group,
-    peer_groups,
 )
 from opportunity_engine.config import settings
 from opportunity_engine.errors import Refusal

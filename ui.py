@@ -34,14 +34,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from opportunity_engine import formatting, usage, users
 from opportunity_engine.analysis import lookups
-from opportunity_engine.analysis.opportunities import (
-    BENCHMARKS,
-    Basis,
-    default_peer_group,
-    is_target,
-    missing_targets_note,
-    peer_groups,
-)
+from opportunity_engine.analysis.opportunities import Basis, default_peer_group, missing_targets_note, peer_groups
+from opportunity_engine.analysis.targets import BENCHMARKS, is_target
 from opportunity_engine.config import database_path, settings
 from opportunity_engine.delivery import plans
 from opportunity_engine.errors import Refusal

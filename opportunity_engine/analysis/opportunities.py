@@ -38,17 +38,7 @@ from ..store.db import scalar
 from . import casemix, lookups, maths, stats
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
-from .targets import (  # noqa: F401 (part of this module's API)
-    BENCHMARK_LABELS,
-    BENCHMARKS,
-    CUSTOM_BEST,
-    TARGET_LABELS,
-    TARGETS,
-    custom_best,
-    custom_target,
-    is_target,
-    target_label,
-)
+from .targets import BENCHMARK_LABELS, BENCHMARKS, CUSTOM_BEST, TARGETS, custom_best, is_target, target_label
 
 T = TypeVar("T")
 

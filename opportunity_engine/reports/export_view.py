@@ -14,13 +14,8 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from ..analysis.catalogue import all_metrics
-from ..analysis.opportunities import (
-    BENCHMARK_LABELS,
-    Basis,
-    opportunities,
-    resolve_peer_group,
-    target_label,
-)
+from ..analysis.opportunities import Basis, opportunities, resolve_peer_group
+from ..analysis.targets import BENCHMARK_LABELS, target_label
 from ..config import settings
 from ..formatting import months
 from ..scope import Scope

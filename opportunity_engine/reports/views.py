@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..analysis.opportunities import Basis, Totals, missing_targets_note, summarise, target_label, totals
+from ..analysis.opportunities import Basis, Totals, missing_targets_note, summarise, totals
+from ..analysis.targets import target_label
 from ..formatting import gbp_short, metric_value, month, months, units
 
 SAVING_TYPE_LABELS = {"cash": "Cash-releasing", "productivity": "Productivity"}
