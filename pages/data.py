@@ -11,7 +11,7 @@ from opportunity_engine.config import settings
 from opportunity_engine.delivery import plans
 from opportunity_engine.formatting import plain
 from opportunity_engine.store import codes, costs, mappings, staging
-from opportunity_engine.store.importer import import_files, matches_template
+from opportunity_engine.store.importer import ImportResult, import_files, matches_template
 from opportunity_engine.store.templates import ORDER, TEMPLATES, csv_template
 
 user = ui.require_user()
@@ -52,7 +52,7 @@ def _finish_upload() -> None:
     ui.release_memory_soon()  # the upload's buffers are garbage once this run ends
 
 
-def _run(paths: list[Path], dry_run: bool, checked=None):
+def _run(paths: list[Path], dry_run: bool, checked: ImportResult | None = None):
     bar = st.progress(0.0, text="Starting")
     result = import_files(cur, paths, loaded_by=user.username, dry_run=dry_run, checked=checked,
                           progress=lambda message, fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=message))

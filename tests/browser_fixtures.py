@@ -66,3 +66,18 @@ def choose(page, label: str, option_text: str) -> None:
     page.get_by_role("combobox", name=label, exact=True).click()
     page.get_by_role("option", name=option_text).first.click()
     settle(page)
+
+
+def unit_costs_upload(page, main, folder: Path):
+    """A one-row unit_costs file and a function that drops it on the Data page's uploader and waits
+    for the check to pass: the memory and staging tests both upload it again and again."""
+    good = folder / "unit_costs.csv"
+    good.write_text("cost_driver,specialty_code,unit_cost_gbp,source\nbed_day,,352,Trust costing 2026/27\n",
+                    encoding="utf-8")
+
+    def upload() -> None:
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(good))
+        settle(page, timeout=90)
+        main.get_by_text("All files passed every check").wait_for()
+
+    return good, upload

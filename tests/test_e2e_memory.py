@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser_fixtures import settle, sign_in
+from .browser_fixtures import settle, sign_in, unit_costs_upload
 
 pytestmark = pytest.mark.browser
 
@@ -48,19 +48,12 @@ def _uploads_held(report: Path, after: float, want, timeout: float = 30) -> int:
 
 def test_uploads_leave_the_servers_memory_after_commit_and_after_the_tab_closes(memory_server, browser, tmp_path):
     url, report = memory_server
-    good = tmp_path / "unit_costs.csv"
-    good.write_text("cost_driver,specialty_code,unit_cost_gbp,source\nbed_day,,352,Trust costing 2026/27\n",
-                    encoding="utf-8")
-    size = good.stat().st_size
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
     sign_in(page, url, "admin", "/data")
     main = page.locator('[data-testid="stMain"]')
-
-    def upload() -> None:
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(good))
-        settle(page, timeout=90)
-        main.get_by_text("All files passed every check").wait_for()
+    good, upload = unit_costs_upload(page, main, tmp_path)
+    size = good.stat().st_size
 
     upload()
     assert _uploads_held(report, time.time(), lambda held: held == size) == size

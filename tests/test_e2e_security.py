@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .browser_fixtures import ARTIFACTS, settle, sign_in
+from .browser_fixtures import ARTIFACTS, settle, sign_in, unit_costs_upload
 
 pytestmark = pytest.mark.browser
 
@@ -95,17 +95,10 @@ def test_one_staging_folder_per_upload_and_a_clean_sign_out(server, browser, wor
     """Reruns reuse the upload's one folder; cancel, commit and sign-out remove it; sign-out
     logs no exception (a page's sign-in check used to raise StreamlitPageNotFoundError)."""
     uploads = workdir / "uploads"
-    good = tmp_path / "unit_costs.csv"
-    good.write_text("cost_driver,specialty_code,unit_cost_gbp,source\nbed_day,,352,Trust costing 2026/27\n",
-                    encoding="utf-8")
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     sign_in(page, server, "admin", "/data")
     main = page.locator('[data-testid="stMain"]')
-
-    def upload() -> None:
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(good))
-        settle(page, timeout=90)
-        main.get_by_text("All files passed every check").wait_for()
+    _, upload = unit_costs_upload(page, main, tmp_path)
 
     def staged() -> int:
         return len(list(uploads.glob("oe-upload-*")))
