@@ -19,9 +19,20 @@ if not user.can_manage_data:
     st.error("The Data page is for administrators.")
     st.stop()
 cur = ui.cursor()
+COUNT = st.column_config.NumberColumn(format="localized")
+
+
+def _freshness_table(fresh: pd.DataFrame) -> None:
+    """What is loaded, the same on the projector as at the desk: reference data has no month."""
+    st.dataframe(fresh.fillna({"latest_period": "–"}).rename(columns={
+        "source": "Source", "latest_period": "Latest month", "rows": "Rows in last load", "loaded_by": "Loaded by",
+        "loaded_at": "Loaded at", "loads": "Loads"}), hide_index=True, width="stretch",
+        column_config={"Rows in last load": COUNT, "Loads": COUNT})
+
+
 if ui.presenting():  # no editing controls on a projector: show what is loaded, nothing else
     st.title("Data")
-    st.dataframe(freshness(cur), hide_index=True, width="stretch")
+    _freshness_table(freshness(cur))
     st.caption("Presentation mode: switch it off to load data or change unit costs and targets.")
     st.stop()
 limit_mb = int(settings()["import"].get("max_upload_mb", 300))
@@ -148,10 +159,12 @@ if uploads:
             st.success("All files passed every check. Nothing is committed yet. A commit will change what the table says.")
             st.dataframe(pd.DataFrame(checked.changes_table()).rename(columns={
                 "source": "Source", "files": "Files", "months": "Months", "csus": "CSUs", "rows": "Rows in files",
-                "added": "Added", "replaced": "Replaced", "removed": "Removed"}), hide_index=True, width="stretch")
+                "added": "Added", "replaced": "Replaced", "removed": "Removed"}), hide_index=True, width="stretch",
+                column_config={"CSUs": st.column_config.TextColumn(width="medium"),
+                               **{c: COUNT for c in ("Rows in files", "Added", "Replaced", "Removed")}})
             st.caption("Files read: " + "; ".join(f"{plain(f.label)}: {f.rows:,} {f.kind} rows" for f in checked.loaded)
                        + ". Re-loading replaces exactly the months × CSUs listed; other months and CSUs stay.")
-            commit, cancel = st.columns([1, 4])
+            commit, cancel = st.columns([2, 5])  # the Commit label whole at 1280 px
             if cancel.button("Cancel", icon=":material/close:", help="Forget these files; nothing is loaded."):
                 _finish_upload()
                 st.rerun()
@@ -177,11 +190,7 @@ fresh = freshness(cur)
 if fresh.empty:
     st.info("Nothing loaded yet.")
 else:
-    st.dataframe(fresh.rename(columns={"source": "Source", "latest_period": "Latest month", "rows": "Rows in last load",
-                                       "loaded_by": "Loaded by", "loaded_at": "Loaded at", "loads": "Loads"}),
-                 hide_index=True, width="stretch",
-                 column_config={"Rows in last load": st.column_config.NumberColumn(format="localized"),
-                                "Loads": st.column_config.NumberColumn(format="localized")})
+    _freshness_table(fresh)
 
 st.subheader("Templates")
 st.caption("Each has the header row and one example row: delete the example and paste your extract below the header.")
