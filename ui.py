@@ -40,7 +40,7 @@ from opportunity_engine.config import database_path, settings
 from opportunity_engine.delivery import plans
 from opportunity_engine.errors import Refusal
 from opportunity_engine.formatting import gbp_short
-from opportunity_engine.store import db
+from opportunity_engine.store import allocator, db
 from opportunity_engine.store.audit import ConflictError
 from opportunity_engine.users import User, get_user
 
@@ -186,8 +186,9 @@ def release_memory_soon() -> None:
 
 @st.cache_resource(show_spinner=False)
 def start_housekeeping() -> threading.Thread:
-    """Once per server: every ``HOUSEKEEPING_SECONDS`` a full garbage collection, then glibc's
-    malloc_trim hands the freed memory back to the system.
+    """Once per server: every ``HOUSEKEEPING_SECONDS`` a full garbage collection, a DuckDB
+    checkpoint (:func:`db.checkpoint`), then the C allocators (glibc's and DuckDB's jemalloc)
+    hand the freed memory back to the system (:mod:`opportunity_engine.store.allocator`).
 
     Streamlit's collection after every script run is off (.streamlit/config.toml: it was a third
     of the CPU with 20 users); Python's own collector seldom reaches the oldest generation, so the
@@ -200,8 +201,7 @@ def start_housekeeping() -> threading.Thread:
     import time
 
     name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    trim = getattr(libc, "malloc_trim", None)  # glibc only
+    libc = ctypes.CDLL(name) if name else None  # for the memory report
 
     def loop() -> None:
         while True:
@@ -209,8 +209,8 @@ def start_housekeeping() -> threading.Thread:
                 _NUDGE.clear()
                 time.sleep(1)
             gc.collect()
-            if trim is not None:
-                trim(0)
+            db.checkpoint(cursor())  # the rows written since the last one, out of memory into the file
+            allocator.release()
             if report:
                 try:
                     _write_memory_report(report, libc)
@@ -218,6 +218,7 @@ def start_housekeeping() -> threading.Thread:
                     log.exception("memory_report_failed")
 
     report = os.environ.get("OPPORTUNITY_MEMORY_REPORT")
+    allocator.configure()
     thread = threading.Thread(target=loop, name="oe-housekeeping", daemon=True)
     thread.start()
     return thread
@@ -287,7 +288,7 @@ def _write_memory_report(path: str, libc) -> None:
 
     import pyarrow as pa
 
-    from opportunity_engine.analysis import casemix
+    from opportunity_engine.analysis import casemix, versioned
     from opportunity_engine.analysis import opportunities as engine
 
     out: dict = {"t": round(time.time(), 1)}
@@ -315,10 +316,23 @@ def _write_memory_report(path: str, libc) -> None:
         except (AttributeError, OSError):
             pass
     pool = pa.default_memory_pool()
+    out["jemalloc_mb"] = allocator.jemalloc_stats()
+    done: dict = {}
+
+    def duckdb_memory() -> None:  # on a thread of its own: read during an import it can wait long
+        cur = cursor()
+        done["duckdb_mb"] = dict(cur.execute("""SELECT tag, round(memory_usage_bytes / 2^20, 1) FROM duckdb_memory()
+                                               WHERE memory_usage_bytes > 0""").fetchall())
+        done["wal"] = cur.execute("SELECT wal_size FROM pragma_database_size()").fetchall()
+
+    reader = threading.Thread(target=duckdb_memory, daemon=True)
+    reader.start()
+    reader.join(5)
+    out.update(done)
     out["arrow"] = {"backend": pool.backend_name, "allocated_mb": pa.total_allocated_bytes() >> 20,
                     "max_mb": pool.max_memory() >> 20 if pool.max_memory() else None}
     out["engine"] = {"opportunities": len(engine._CACHE), "casemix": len(casemix._CACHE),
-                     "lookups": len(lookups._CACHE), "kept_by": sum(len(k) for k in engine.KEPT_CACHES)}
+                     "lookups": len(lookups._CACHE), "all_versioned": sum(len(c) for c in versioned.ALL)}
     try:
         from streamlit.runtime.stats import CacheStat
 

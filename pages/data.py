@@ -58,6 +58,7 @@ def _finish_upload() -> None:
     if held is not None:
         held.discard()
     st.session_state.pop("checked_key", None)
+    st.session_state.pop("checked", None)
     st.session_state["_oe_upload_round"] = upload_round + 1
     ui.forget_uploads(uploads)  # else Streamlit keeps their bytes until the browser session ends
     ui.release_memory_soon()  # the upload's buffers are garbage once this run ends

@@ -161,3 +161,40 @@ def test_a_pages_derived_view_is_kept_per_data_version_and_handed_out_as_copies(
     bump_data_version(tiny)
     view(tiny, Scope.trust(), Basis(), biggest, 2)
     assert calls == [2, 2, 3, 2]
+
+
+def test_the_engine_keeps_results_of_the_current_data_version_only(tiny):
+    """After a refresh (a new data version) the engine's caches hold nothing of the version before:
+    the database only moves forward, so older results are dead weight, and keeping them until the
+    size limit made the server grow with every monthly refresh (tools/bench_refresh.py)."""
+    from opportunity_engine.analysis import casemix, versioned
+    from opportunity_engine.analysis.opportunities import Basis, opportunities
+    from opportunity_engine.scope import Scope
+    from opportunity_engine.store.db import bump_data_version
+
+    def versions() -> set[str]:
+        return {key[0] for cache in versioned.ALL for key in cache._entries}
+
+    for _ in range(3):
+        bump_data_version(tiny)
+        for target in ("median", "top_quartile"):
+            opportunities(tiny, Scope.trust(), Basis(target=target))
+            opportunities(tiny, Scope.of("A"), Basis(target=target), csu="A")
+        current = tiny.execute("SELECT value FROM settings WHERE key = 'data_version'").fetchone()[0]
+        assert versions() == {current}
+        assert len(casemix._CACHE) >= 1  # the case-mix references are kept too, for this version
+
+
+def test_a_versioned_cache_drops_other_versions_and_keeps_its_size():
+    from opportunity_engine.analysis.versioned import MISSING, VersionedCache
+
+    cache: VersionedCache[int] = VersionedCache(2)
+    cache.put("v1", "a", 1)
+    cache.put("v1", "b", 2)
+    assert cache.get("v1", "a") == 1  # "a" now the most recently used
+    cache.put("v1", "c", 3)
+    assert cache.get("v1", "b") is MISSING and cache.get("v1", "a") == 1 and len(cache) == 2
+    cache.put("v2", "a", 10)
+    assert len(cache) == 1 and cache.get("v1", "a") is MISSING and cache.get("v2", "a") == 10
+    cache.put("0", "a", 0)  # version "0": nothing ever loaded, never kept
+    assert cache.get("0", "a") is MISSING and len(cache) == 1

@@ -26,8 +26,6 @@ each, and kept as arrays keyed by grain.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import duckdb
@@ -35,6 +33,7 @@ import numpy as np
 
 from ..store.facts import CASEMIX_METRICS
 from .lookups import Lookups
+from .versioned import VersionedCache
 
 QUANTILE_LIST = "[0.10, 0.25, 0.50, 0.75, 0.90]"
 HISTORY_MONTHS = 36
@@ -73,9 +72,7 @@ class References:
     history: History | None  # internal benchmarks only
 
 
-_CACHE: OrderedDict[tuple, References] = OrderedDict()
-_CACHE_SIZE = 32
-_LOCK = threading.Lock()
+_CACHE: VersionedCache[References] = VersionedCache(32)
 
 
 def references(con: duckdb.DuckDBPyConnection, lk: Lookups, windows: tuple, benchmark: str, peer_group: str,
@@ -83,21 +80,16 @@ def references(con: duckdb.DuckDBPyConnection, lk: Lookups, windows: tuple, benc
     """The case-mix and (internal) own-history references for the analysis windows, cached per
     data version. ``version`` is the data version the queries read: the caller checks it is the
     version of its facts (an import in between means run again)."""
-    key = (lk.version, windows, benchmark, peer_group, internal_min, min_spells)
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
+    key = (windows, benchmark, peer_group, internal_min, min_spells)
+    hit = _CACHE.get(lk.version, key)
+    if isinstance(hit, References):
+        return hit
     internal = benchmark == "internal"
     casemix, version = _casemix(con, windows, internal, peer_group, internal_min, min_spells)
     history = _history(con, windows) if internal else None
     found = References(version, casemix, history)
-    if version != "0" and version == lk.version:
-        with _LOCK:
-            _CACHE[key] = found
-            if len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
+    if version == lk.version:
+        _CACHE.put(version, key, found)
     return found
 
 

@@ -191,7 +191,9 @@ def opportunities(g: dict[str, np.ndarray], lk: Lookups, basis, windows: tuple[W
     return pd.concat(parts, axis=1).reindex(columns=_LABELS["all"])
 
 
-@lru_cache(maxsize=64)
+# Keyed on the look-ups, one object per data version: a small size lets old versions' look-ups go
+# (64 kept up to 64 of them alive after the look-ups' own cache had let them go).
+@lru_cache(maxsize=16)
 def _metric_texts(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
     """The per-metric text columns (catalogue entry, analysis window) as one block, by metric."""
     window = {mid: (w.period_from, w.period_to) for w in windows for mid in w.metric_ids}
@@ -199,7 +201,7 @@ def _metric_texts(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
     return np.vstack([lk.metric[c] for c in _CATALOGUE_TEXTS] + [spans[:, 0], spans[:, 1]])
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _window_lengths(lk: Lookups, windows: tuple[Window, ...]) -> np.ndarray:
     """Months in each metric's analysis window (from and to inclusive), by metric position."""
     length = np.ones(len(lk.metric_ids))

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -39,6 +37,7 @@ from . import casemix, lookups, maths, stats
 from .maths import COLUMNS, Window  # noqa: F401 (COLUMNS: part of this module's API)
 from .stats import xmr
 from .targets import BENCHMARK_LABELS, BENCHMARKS, CUSTOM_BEST, TARGETS, custom_best, is_target, target_label
+from .versioned import MISSING, VersionedCache
 
 T = TypeVar("T")
 
@@ -146,9 +145,7 @@ def add_months(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-_CACHE: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
-_CACHE_SIZE = 128
-_CACHE_LOCK = threading.Lock()
+_CACHE: VersionedCache[pd.DataFrame] = VersionedCache(128)
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> str:
@@ -169,21 +166,11 @@ def opportunities(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis = B
     version = data_version(con)
     if version == "0":
         return compute_opportunities(con, scope, basis, csu, specialty, metric)
-    key = (version, scope.csus, basis, csu, specialty, metric)
-    with _CACHE_LOCK:  # Streamlit serves sessions on threads
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-    if hit is None:
+    key = (scope.csus, basis, csu, specialty, metric)
+    hit = _CACHE.get(version, key)
+    if not isinstance(hit, pd.DataFrame):
         hit = compute_opportunities(con, scope, basis, csu, specialty, metric)
-        with _CACHE_LOCK:
-            # A new data version makes the older entries dead weight: the app's database only moves
-            # forward, and keeping up to 128 stale tables made the server grow with every refresh.
-            for stale in [k for k in _CACHE if k[0] != version]:
-                del _CACHE[stale]
-            _CACHE[key] = hit
-            if len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
+        _CACHE.put(version, key, hit)
     return hit.copy()
 
 
@@ -200,9 +187,6 @@ def view(con: duckdb.DuckDBPyConnection, scope: Scope, basis: Basis, derive: Cal
     result is kept per data version, scope, basis and filters (:func:`kept_by`), and frames come
     back as copies (in a tuple or a dataclass too), so a page may change its own."""
     return _derived(con, scope, basis, derive, args, csu, specialty)
-
-
-_MISSING = object()
 
 
 def _copied(value):
@@ -223,34 +207,22 @@ def _copied(value):
 F = TypeVar("F", bound=Callable)
 
 
-KEPT_CACHES: list[OrderedDict] = []  # every kept_by cache, for the app's memory report (ui.py)
-
-
 def kept_by(version_of: Callable[[duckdb.DuckDBPyConnection], str]) -> Callable[[F], F]:
     """A decorator: ``fn(con, *args)`` kept per ``version_of(con)`` and (hashable) arguments,
     handed out as copies. Version "0" (nothing ever loaded) is never kept."""
     def decorate(fn: F) -> F:
-        kept: OrderedDict[tuple, object] = OrderedDict()
-        KEPT_CACHES.append(kept)
+        kept: VersionedCache[object] = VersionedCache(_VIEWS_SIZE)
 
         @functools.wraps(fn)
         def wrapper(con, *args, **kwargs):
             version = version_of(con)
             if version == "0":
                 return fn(con, *args, **kwargs)
-            key = (version, args, tuple(sorted(kwargs.items())))
-            with _CACHE_LOCK:
-                hit = kept.get(key, _MISSING)
-                if hit is not _MISSING:
-                    kept.move_to_end(key)
-            if hit is _MISSING:
+            key = (args, tuple(sorted(kwargs.items())))
+            hit = kept.get(version, key)
+            if hit is MISSING:
                 hit = fn(con, *args, **kwargs)
-                with _CACHE_LOCK:
-                    for stale in [k for k in kept if k[0] != version]:
-                        del kept[stale]
-                    kept[key] = hit
-                    if len(kept) > _VIEWS_SIZE:
-                        kept.popitem(last=False)
+                kept.put(version, key, hit)
             return _copied(hit)
 
         return wrapper  # type: ignore[return-value]
