@@ -77,8 +77,21 @@ def _connection(path: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+_RUN_CURSORS = threading.local()
+
+
 def cursor():
-    return _connection(str(database_path())).cursor()
+    """A cursor of the app's connection, closed when the page run ends (:func:`end_run`).
+
+    A cursor's last result stays open until the cursor is closed, and with it its transaction;
+    a cursor that outlived its run (held by a cycle, or by the duckdb module's own bindings)
+    kept one open for as long as the server ran, and then DuckDB could never checkpoint: its
+    rows written since stayed in memory (tools/bench_refresh.py, +3 MB a refresh)."""
+    cur = _connection(str(database_path())).cursor()
+    held = getattr(_RUN_CURSORS, "cursors", None)
+    if held is not None:
+        held.append(cur)
+    return cur
 
 
 class RequestCookies(stx.CookieManager):
@@ -363,12 +376,20 @@ def start_run() -> None:
     """app.py, first thing in every run: forget what the last run worked out once (see once_per_run),
     and read the data version once for the whole run (lookups.pin_version)."""
     st.session_state[RUN_MEMO] = {}
+    _RUN_CURSORS.cursors = []
     lookups.pin_version(cursor())
 
 
 def end_run() -> None:
-    """app.py, last thing in every run (also when it stops early): the version pin goes with it."""
+    """app.py, last thing in every run (also when it stops early): the version pin goes with it,
+    and the run's cursors are closed (see :func:`cursor`)."""
     lookups.pin_version(None)
+    for cur in getattr(_RUN_CURSORS, "cursors", None) or ():
+        try:
+            cur.close()
+        except duckdb.Error:
+            pass
+    _RUN_CURSORS.cursors = None
 
 
 def once_per_run(name: str, compute):
