@@ -43,3 +43,26 @@ def test_checkpoint_moves_the_log_into_the_file_and_waits_for_a_write_under_way(
     db.checkpoint(con)
     assert _wal_bytes(con) == "0 bytes"
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 100000
+
+
+def test_a_page_runs_cursors_are_closed_when_the_run_ends(demo_copy, monkeypatch):
+    """A cursor keeps its last result, and so its transaction, open until it is closed: one that
+    outlived its run (a reference cycle, the duckdb module's own bindings) held DuckDB's checkpoint
+    off for as long as the server ran, and the rows written since stayed in memory."""
+    import duckdb
+
+    import ui
+
+    monkeypatch.setenv("OPPORTUNITY_DB", str(demo_copy))
+    ui.start_run()
+    kept = ui.cursor()
+    kept.execute("SELECT * FROM metric_facts").fetchone()  # a result left unfinished
+    ui.end_run()
+    with pytest.raises(duckdb.ConnectionException):
+        kept.execute("SELECT 1")
+    after = ui.cursor()  # outside a run: the caller's own, not closed by anyone else
+    ui.end_run()
+    assert after.execute("SELECT 1").fetchone() == (1,)
+    ui.cursor().execute("UPDATE settings SET value = value WHERE key = 'data_version'")
+    db.checkpoint(ui.cursor())
+    assert _wal_bytes(ui.cursor()) == "0 bytes"

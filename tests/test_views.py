@@ -173,7 +173,7 @@ def test_the_engine_keeps_results_of_the_current_data_version_only(tiny):
     from opportunity_engine.store.db import bump_data_version
 
     def versions() -> set[str]:
-        return {key[0] for cache in versioned.ALL for key in cache._entries}
+        return {key[0] for cache in versioned.ALL if cache.family == "data_version" for key in cache._entries}
 
     for _ in range(3):
         bump_data_version(tiny)
@@ -188,7 +188,9 @@ def test_the_engine_keeps_results_of_the_current_data_version_only(tiny):
 def test_a_versioned_cache_drops_other_versions_and_keeps_its_size():
     from opportunity_engine.analysis.versioned import MISSING, VersionedCache
 
-    cache: VersionedCache[int] = VersionedCache(2)
+    cache: VersionedCache[int] = VersionedCache(2, "test_version")
+    other: VersionedCache[int] = VersionedCache(2, "other_version")
+    other.put("r1", "x", 7)
     cache.put("v1", "a", 1)
     cache.put("v1", "b", 2)
     assert cache.get("v1", "a") == 1  # "a" now the most recently used
@@ -198,3 +200,4 @@ def test_a_versioned_cache_drops_other_versions_and_keeps_its_size():
     assert len(cache) == 1 and cache.get("v1", "a") is MISSING and cache.get("v2", "a") == 10
     cache.put("0", "a", 0)  # version "0": nothing ever loaded, never kept
     assert cache.get("0", "a") is MISSING and len(cache) == 1
+    assert other.get("r1", "x") == 7  # another kind of version (a scheme saved) moves on its own

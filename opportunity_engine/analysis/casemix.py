@@ -72,7 +72,7 @@ class References:
     history: History | None  # internal benchmarks only
 
 
-_CACHE: VersionedCache[References] = VersionedCache(32)
+_CACHE: VersionedCache[References] = VersionedCache(32, "data_version")
 
 
 def references(con: duckdb.DuckDBPyConnection, lk: Lookups, windows: tuple, benchmark: str, peer_group: str,

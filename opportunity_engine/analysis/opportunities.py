@@ -145,7 +145,7 @@ def add_months(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-_CACHE: VersionedCache[pd.DataFrame] = VersionedCache(128)
+_CACHE: VersionedCache[pd.DataFrame] = VersionedCache(128, "data_version")
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> str:
@@ -211,7 +211,7 @@ def kept_by(version_of: Callable[[duckdb.DuckDBPyConnection], str]) -> Callable[
     """A decorator: ``fn(con, *args)`` kept per ``version_of(con)`` and (hashable) arguments,
     handed out as copies. Version "0" (nothing ever loaded) is never kept."""
     def decorate(fn: F) -> F:
-        kept: VersionedCache[object] = VersionedCache(_VIEWS_SIZE)
+        kept: VersionedCache[object] = VersionedCache(_VIEWS_SIZE, version_of.__name__)
 
         @functools.wraps(fn)
         def wrapper(con, *args, **kwargs):

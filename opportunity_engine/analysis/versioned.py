@@ -6,7 +6,11 @@ build. The app's database only moves forward, so when a new version's result is 
 older version's entry is dead weight that nobody can ask for again. Kept until the size limit
 pushed them out, they made the server hold a little more after every monthly refresh. So the
 first result of a new version stored in any of these caches drops the older versions' entries
-from all of them, also from the caches of pages nobody has opened since the refresh.
+from all the caches of its family, also from those of pages nobody has opened since the refresh.
+
+A family is one kind of version: the data version (imports) or the records version (schemes,
+plans: every save). Each moves on its own, so a save must not empty the data's caches (a first
+version of this module swept across families and doubled the CPU of a page view with 20 users).
 
 Two databases in one process (the tests, a copy opened beside the live one) then take turns
 rather than share the cache: each change of version costs one computation, never a wrong answer,
@@ -23,7 +27,7 @@ V = TypeVar("V")
 MISSING = object()  # what get() returns for a key not held (None can be a result)
 
 ALL: list[VersionedCache] = []  # every cache made (the app's memory report reads them too, ui.py)
-_newest = [""]  # the version last stored anywhere
+_newest: dict[str, str] = {}  # family -> the version last stored in it
 
 
 class VersionedCache(Generic[V]):
@@ -31,8 +35,9 @@ class VersionedCache(Generic[V]):
     (Streamlit serves sessions on threads). Version "0" (nothing ever loaded, e.g. a scratch
     database) is never stored: two such databases would share it."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, family: str) -> None:
         self.size = size
+        self.family = family
         self._entries: OrderedDict[tuple[str, Hashable], V] = OrderedDict()
         self._lock = threading.Lock()
         ALL.append(self)
@@ -47,10 +52,11 @@ class VersionedCache(Generic[V]):
     def put(self, version: str, key: Hashable, value: V) -> None:
         if version == "0":
             return
-        if version != _newest[0]:
-            _newest[0] = version
+        if version != _newest.get(self.family):
+            _newest[self.family] = version
             for cache in ALL:
-                cache._keep_only(version)
+                if cache.family == self.family:
+                    cache._keep_only(version)
         with self._lock:
             self._keep_only_locked(version)  # (another thread may have stored an older one meanwhile)
             self._entries[(version, key)] = value

@@ -331,9 +331,9 @@ def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
     tables grew 3.8 -> 15.9 MB over seven refreshes (tools/bench_refresh.py, its log 2.8 MB a
     refresh). The app's housekeeping calls this every half minute and after an import. DuckDB
     refuses while a transaction that changed rows is still open or still needed by an older
-    reader; the refusal is left for the next try. (In the bench such a holder appeared after the
-    first refresh's next cookie sign-in and stayed: not found yet, see README "Speed".) A
-    command-line import needs none: DuckDB checkpoints when the process closes the database."""
+    reader (a cursor left with an unfinished result: why ui.end_run closes a run's cursors); the
+    refusal is left for the next try. A command-line import needs none: DuckDB checkpoints when
+    the process closes the database."""
     try:
         con.execute("CHECKPOINT")
     except duckdb.Error:
