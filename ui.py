@@ -197,6 +197,17 @@ def release_memory_soon() -> None:
     _NUDGE.set()
 
 
+def _checkpoint_open_databases() -> None:
+    """Checkpoint the databases this server has open (never opens one: the housekeeping of a
+    process that has not used its database yet must not take the file's lock)."""
+    for con in list(_CONNECTIONS.values()):
+        cur = con.cursor()
+        try:
+            db.checkpoint(cur)  # the rows written since the last one, out of memory into the file
+        finally:
+            cur.close()
+
+
 @st.cache_resource(show_spinner=False)
 def start_housekeeping() -> threading.Thread:
     """Once per server: every ``HOUSEKEEPING_SECONDS`` a full garbage collection, a DuckDB
@@ -222,8 +233,11 @@ def start_housekeeping() -> threading.Thread:
                 _NUDGE.clear()
                 time.sleep(1)
             gc.collect()
-            db.checkpoint(cursor())  # the rows written since the last one, out of memory into the file
-            allocator.release()
+            try:
+                _checkpoint_open_databases()
+                allocator.release()
+            except Exception:  # the housekeeping must outlive anything it meets
+                log.exception("housekeeping_failed")
             if report:
                 try:
                     _write_memory_report(report, libc)

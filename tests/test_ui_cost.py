@@ -143,5 +143,5 @@ def test_the_memory_report_names_what_holds_the_servers_memory(tmp_path):
         ui._write_memory_report(str(report), ctypes.CDLL(name) if name else None)
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     assert len(lines) == 2 and lines[1]["VmRSS"] > 0 and lines[1]["objects"] > 0
-    assert {"opportunities", "casemix", "lookups", "kept_by"} <= set(lines[1]["engine"])
+    assert {"opportunities", "casemix", "lookups", "all_versioned"} <= set(lines[1]["engine"])
     assert "arrow" in lines[1] and "object_growth" in lines[1]
