@@ -347,7 +347,9 @@ def _write_memory_report(path: str, libc) -> None:
     done: dict = {}
 
     def duckdb_memory() -> None:  # on a thread of its own: read during an import it can wait long
-        cur = cursor()
+        if not _CONNECTIONS:  # never opens a database (a test's report must not create the default one)
+            return
+        cur = next(iter(_CONNECTIONS.values())).cursor()
         done["duckdb_mb"] = dict(cur.execute("""SELECT tag, round(memory_usage_bytes / 2^20, 1) FROM duckdb_memory()
                                                WHERE memory_usage_bytes > 0""").fetchall())
         done["wal"] = cur.execute("SELECT wal_size FROM pragma_database_size()").fetchall()
