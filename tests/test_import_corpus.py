@@ -186,6 +186,11 @@ CASES: list[Case] = [
     Case("blank lines inside", {"spells.csv": b(SPELL_HEADER + "\n" + FEB[0] + "\n\n  \n" + FEB[1] + "\n")},
          loads={"spells": 10}),
     Case("blank lines at the end", {"spells.csv": new_spells(FEB) + b"\n\n\n"}, loads={"spells": 10}),
+    Case("a blank line straight after the header, spaces as the last line", {"spells.csv": b(
+        SPELL_HEADER + "\n\t\n" + FEB[0] + "\n" + FEB[1] + "\n  ")}, loads={"spells": 10}),
+    Case("blank lines counted after a blank line straight after the header", {"spells.csv": b(
+        SPELL_HEADER + "\n\n" + FEB[0] + "\n \n" + spell("F9", csu="ZZZ") + "\n")},
+         refused=("spells.csv", 5, "csu_code", "unknown CSU code")),
     Case("rows of separators only (Excel's empty rows)", {"spells.csv": b(SPELL_HEADER + "\n" + FEB[0] + "\n,,,,,,,,\n"
                                                                           + FEB[1] + "\n")}, loads={"spells": 10}),
     Case("quoted names with commas and accents", {"csus.csv": b('csu_code,csu_name\nNEW,"Médecine, Urgences"\n')},
