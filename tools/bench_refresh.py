@@ -9,7 +9,9 @@
    importer before it (a306fa0), so on a slower or busier machine the ratio is the fair test.
 2. Server memory: a Streamlit server on a copy of the trust database, driven in headless Chromium
    through 10 Data-page refreshes (upload the four files, check, commit). Prints the server's
-   resident memory after each; target: after the 10th within 10 % of after the first.
+   resident memory after each; target: after the 10th within 10 % of after the first. With
+   --baseline, a second server runs REV's code and each refresh is followed by one on it, so the
+   Data page's times are compared refresh by refresh in one run (the same drift hits both).
 """
 from __future__ import annotations
 
@@ -78,6 +80,7 @@ def cli_refresh(source: Path, files: list[Path], work: Path, code: Path = ROOT) 
     machine the CPU time is the steadier measure of the work done; wall clock is what a user waits."""
     copy = work / "run.duckdb"
     shutil.copy(source, copy)
+    os.sync()  # the copy is set-up: its write-back must not run inside the timed refresh (more for the larger file)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     python = sys.executable
@@ -128,70 +131,111 @@ def _sign_in(page, main, url: str) -> None:
                 raise
 
 
+class DataPageServer:
+    """A Streamlit server on its own copy of a database, and a signed-in Chromium page on its Data page.
+
+    Several can run at once so that two versions of the code are driven in alternation, refresh by
+    refresh: drift on a shared machine then hits both alike, and their ratio is fair."""
+
+    def __init__(self, source: Path, files: list[Path], work: Path, port: int, browser, code: Path = ROOT,
+                 server_env: dict[str, str] | None = None) -> None:
+        from opportunity_engine.config import settings
+
+        self.files, self.port, self.work = files, port, work
+        copy = work / f"app-{port}.duckdb"  # its own name: a stopped server may leave its .wal beside the file
+        shutil.copy(source, copy)
+        env = {**os.environ, "OPPORTUNITY_DB": str(copy), "OPPORTUNITY_COOKIE_KEY": "bench-key",
+               **(server_env or {})}
+        self.log = work / f"server-{port}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(code / "app.py"),
+                                      "--server.port", str(port), "--server.headless", "true",
+                                      "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                                     cwd=code, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        time.sleep(4)
+        self.page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        self.main = self.page.locator('[data-testid="stMain"]')
+        self.url = f"http://127.0.0.1:{port}/data"
+        _sign_in(self.page, self.main, self.url)
+        name = settings()["auth"]["cookie_name"]
+        for _ in range(300):  # the sign-in cookie is written by a component once the page has drawn
+            if any(c["name"] == name for c in self.page.context.cookies()):
+                break
+            time.sleep(0.1)
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.proc.pid)
+
+    def refresh(self) -> tuple[float, float]:
+        """One refresh as a user waits: (upload -> validation report, Commit -> Overview drawn) in seconds."""
+        page, main = self.page, self.main
+        page.goto(self.url, timeout=120_000)
+        try:
+            main.get_by_text("Load extracts").wait_for(timeout=20_000)
+        except Exception:  # the sign-in cookie was not kept (seen with older code): sign in again
+            _sign_in(page, main, self.url)
+        _wait_idle(page)  # files are chosen on a page that has finished drawing, not while it still draws
+        started = time.perf_counter()
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in self.files])
+        main.get_by_text("All files passed every check").wait_for(timeout=300_000)
+        checked = time.perf_counter()
+        main.get_by_role("button", name="Commit to the database").click()
+        main.get_by_text(f"Loaded {len(self.files)} file(s)").wait_for(timeout=300_000)
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Overview").click()
+        main.get_by_text("Top 10 opportunities").first.wait_for(timeout=300_000)
+        _wait_idle(page)
+        drawn = time.perf_counter()
+        time.sleep(3)  # settled: the app collects the upload's garbage a second after the commit
+        return checked - started, drawn - checked
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        if os.environ.get("BENCH_KEEP_LOG"):
+            shutil.copy(self.log, os.environ["BENCH_KEEP_LOG"] + f"-{self.port}.log")
+
+
 def memory_over_refreshes(source: Path, files: list[Path], work: Path, port: int, cycles: int,
-                          timings: list[tuple[float, float]], code: Path = ROOT,
-                          server_env: dict[str, str] | None = None) -> list[float]:
+                          timings: list[tuple[float, float]], server_env: dict[str, str] | None = None,
+                          baseline: tuple[Path, list[Path], Path] | None = None,
+                          before: list[tuple[float, float]] | None = None) -> list[float]:
     """Resident memory before the first upload and after each refresh; ``timings`` gets, per
-    refresh, (upload -> validation report, Commit -> Overview drawn) in seconds, as a user waits.
-    ``server_env`` is added to the server's environment (an allocator setting, the memory report)."""
+    refresh, (upload -> validation report, Commit -> Overview drawn) in seconds. With ``baseline``
+    (its database, files and checkout) a server of that code is refreshed after each of this one's,
+    into ``before``. ``server_env`` is added to this code's server's environment."""
     from playwright.sync_api import sync_playwright
 
-    from opportunity_engine.config import settings
-
-    copy = work / f"app-{port}.duckdb"  # its own name: a stopped server may leave its .wal beside the file
-    shutil.copy(source, copy)
-    env = {**os.environ, "OPPORTUNITY_DB": str(copy), "OPPORTUNITY_COOKIE_KEY": "bench-key", **(server_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(code / "app.py"), "--server.port", str(port),
-                             "--server.headless", "true", "--server.fileWatcherType", "none",
-                             "--browser.gatherUsageStats", "false"], cwd=code, env=env,
-                            stdout=(work / f"server-{port}.log").open("wb"), stderr=subprocess.STDOUT)
+    servers: list[DataPageServer] = []
     readings: list[float] = []
     try:
-        time.sleep(4)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                         args=["--headless", "--no-sandbox", "--disable-gpu",
                                               "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            main = page.locator('[data-testid="stMain"]')
-            _sign_in(page, main, f"http://127.0.0.1:{port}/data")
-            name = settings()["auth"]["cookie_name"]
-            for _ in range(300):  # the sign-in cookie is written by a component once the page has drawn
-                if any(c["name"] == name for c in page.context.cookies()):
-                    break
-                time.sleep(0.1)
-            readings.append(rss_mb(proc.pid))
+            now = DataPageServer(source, files, work, port, browser, server_env=server_env)
+            servers.append(now)
+            then = None
+            if baseline is not None:
+                then = DataPageServer(baseline[0], baseline[1], work, port + 1, browser, code=baseline[2])
+                servers.append(then)
+            readings.append(now.rss_mb())
             print(f"  before the first upload: {readings[-1]:.0f} MB")
             for cycle in range(1, cycles + 1):
-                page.goto(f"http://127.0.0.1:{port}/data", timeout=120_000)
-                try:
-                    main.get_by_text("Load extracts").wait_for(timeout=20_000)
-                except Exception:  # the sign-in cookie was not kept (seen with older code): sign in again
-                    _sign_in(page, main, f"http://127.0.0.1:{port}/data")
-                started = time.perf_counter()
-                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in files])
-                main.get_by_text("All files passed every check").wait_for(timeout=300_000)
-                checked = time.perf_counter()
-                main.get_by_role("button", name="Commit to the database").click()
-                main.get_by_text(f"Loaded {len(files)} file(s)").wait_for(timeout=300_000)
-                page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Overview").click()
-                main.get_by_text("Top 10 opportunities").first.wait_for(timeout=300_000)
-                _wait_idle(page)
-                drawn = time.perf_counter()
-                timings.append((checked - started, drawn - checked))
-                time.sleep(3)  # settled: the app collects the upload's garbage a second after the commit
-                readings.append(rss_mb(proc.pid))
-                print(f"  after refresh {cycle}: {readings[-1]:.0f} MB  (upload -> report {timings[-1][0]:.2f} s, "
-                      f"commit -> Overview drawn {timings[-1][1]:.2f} s)")
+                timings.append(now.refresh())
+                readings.append(now.rss_mb())
+                line = (f"  after refresh {cycle}: {readings[-1]:.0f} MB  (upload -> report {timings[-1][0]:.2f} s, "
+                        f"commit -> Overview drawn {timings[-1][1]:.2f} s)")
+                if then is not None and before is not None:
+                    before.append(then.refresh())
+                    line += f"; baseline {before[-1][0]:.2f} s, {before[-1][1]:.2f} s"
+                print(line, flush=True)
             browser.close()
     except Exception:
-        print((work / f"server-{port}.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        for server in servers:
+            print(server.log.read_text(errors="replace")[-3000:], file=sys.stderr)
         raise
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        if os.environ.get("BENCH_KEEP_LOG"):
-            shutil.copy(work / f"server-{port}.log", os.environ["BENCH_KEEP_LOG"] + f"-{port}.log")
+        for server in servers:
+            server.stop()
     return readings
 
 
@@ -258,22 +302,24 @@ def main() -> None:
         if not args.no_memory:
             print(f"Server memory over {args.cycles} Data-page refreshes (upload, check, commit):")
             timings: list[tuple[float, float]] = []
+            before: list[tuple[float, float]] = []
+            if args.baseline:
+                print(f"  (each refresh followed by one with the code of {args.baseline}, on its own server)")
             readings = memory_over_refreshes(trust, trust_files, work, args.port, args.cycles, timings,
-                                             server_env=server_env)
+                                             server_env=server_env, baseline=dbs.get("baseline"), before=before)
             if len(readings) > 2:
                 print(f"  after the last vs after the first: {readings[-1] / readings[1]:.2f} x")
             if timings:
                 print(f"  Data page, median of {len(timings)}: upload -> validation report "
                       f"{statistics.median(t[0] for t in timings):.2f} s (target <= 2 s), Commit -> Overview drawn "
                       f"{statistics.median(t[1] for t in timings):.2f} s (target <= 2.5 s)")
-            if args.baseline and timings:
-                source, files, tree = dbs["baseline"]
-                before: list[tuple[float, float]] = []
-                print(f"The same Data-page refreshes with the code of {args.baseline}:")
-                memory_over_refreshes(source, files, work, args.port + 1, min(args.cycles, 5), before, tree)
+            if before:
+                print(f"  This code : {args.baseline}, alternating refreshes:")
                 for at, label in ((0, "upload -> validation report"), (1, "Commit -> Overview drawn")):
                     now, then = statistics.median(t[at] for t in timings), statistics.median(t[at] for t in before)
-                    print(f"  {label}: {now:.2f} s against {then:.2f} s = {now / then:.2f} x")
+                    ratios = [a[at] / b[at] for a, b in zip(timings, before)]
+                    print(f"  {label}: {now:.2f} s against {then:.2f} s = {now / then:.2f} x (median of per-refresh "
+                          f"ratios {statistics.median(ratios):.2f})")
     finally:
         if (work / "baseline").exists():
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "baseline")],
