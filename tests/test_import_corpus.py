@@ -361,6 +361,21 @@ def test_corpus_file(con, tmp_path, case: Case):
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count, result.report()
 
 
+def test_blank_lines_inside_quoted_values_stay_in_the_value(con, tmp_path):
+    """A name typed over several lines in Excel, with an empty line between: the empty line is
+    part of the value, not a blank row to fill with separators (it once became 'Two\\n,\\nlines'),
+    while the blank lines between rows are still counted in row numbers."""
+    path = tmp_path / "csus.csv"
+    path.write_bytes(b('csu_code,csu_name\nNEW,"Two\n\nlines"\n\nN2,"Say ""hi""\n \nthere"\n'))
+    result = import_files(con, [path])
+    assert result.ok, result.report()
+    names = dict(con.execute("SELECT csu_code, csu_name FROM csus WHERE csu_code IN ('NEW', 'N2')").fetchall())
+    assert names == {"NEW": "Two\n\nlines", "N2": 'Say "hi"\n \nthere'}
+    path.write_bytes(b('csu_code,csu_name\nNEW,"Two\n\nlines"\n\nN\u200b2,Bad\n'))
+    refused = import_files(con, [path])
+    assert (refused.issues[0].row, refused.issues[0].column) == (4, "csu_code"), refused.report()
+
+
 def test_reload_report_announces_exactly_what_changes(con, tmp_path):
     """ABD 2026-03 holds S1-S4: a file with S1 (changed) and S9 replaces 1, adds 1, removes 3; EMA and
     CAR, and ABD's other months, are untouched, and the database changes only as announced."""
