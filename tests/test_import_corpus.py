@@ -376,6 +376,16 @@ def test_blank_lines_inside_quoted_values_stay_in_the_value(con, tmp_path):
     assert (refused.issues[0].row, refused.issues[0].column) == (4, "csu_code"), refused.report()
 
 
+def test_the_report_spells_out_invisible_characters_and_cuts_long_values(con, tmp_path):
+    """The Data page's report table: a refused code with a zero-width space must not look exactly
+    like the valid code it imitates, and a 200 KB value must not fill the page."""
+    path = tmp_path / "csus.csv"
+    path.write_bytes(b("csu_code,csu_name\nN\u200b1,One\nN2," + "x" * 500 + "\n"))
+    rows = import_files(con, [path]).table()
+    assert [(r["row"], r["column"], r["value"]) for r in rows] == [
+        (2, "csu_code", "N⟨U+200B⟩1"), (3, "csu_name", "x" * 59 + "…")]
+
+
 def test_reload_report_announces_exactly_what_changes(con, tmp_path):
     """ABD 2026-03 holds S1-S4: a file with S1 (changed) and S9 replaces 1, adds 1, removes 3; EMA and
     CAR, and ABD's other months, are untouched, and the database changes only as announced."""

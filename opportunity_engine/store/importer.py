@@ -14,6 +14,7 @@ are rebuilt for the cells loaded only, inside the same transaction.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,20 @@ class Issue:
             shown = self.value if len(self.value) <= 40 else self.value[:37] + "..."
             parts.append(f"value {shown!r}")
         return ", ".join(parts) + f": {self.rule}"
+
+
+# Python's spelling of INVISIBLE and CONTROL together (below), for showing a refused value.
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\xa0\xad\u200b-\u200f\u2028-\u202f\u205f-\u206f\ufeff]")
+
+
+def shown_value(value: str | None, most: int = 60) -> str | None:
+    """A refused value as the report shows it: an invisible or control character spelled out
+    (``M⟨U+200B⟩SK``: the cell looks exactly like ``MSK`` otherwise, so the rule would seem
+    wrong), and a long value cut (a 200 KB field would fill the page)."""
+    if value is None:
+        return None
+    cut = value if len(value) <= most else value[:most - 1] + "…"
+    return _UNSEEN.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", cut)
 
 
 @dataclass
@@ -120,7 +135,7 @@ class ImportResult:
 
     def table(self) -> list[dict]:
         """The validation report as rows (file, row, column, value, rule) for the Data page."""
-        return [{"file": i.file, "row": i.row, "column": i.column, "value": i.value, "rule": i.rule}
+        return [{"file": i.file, "row": i.row, "column": i.column, "value": shown_value(i.value), "rule": i.rule}
                 for i in self.issues]
 
     def changes_table(self) -> list[dict]:
