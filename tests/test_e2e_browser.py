@@ -423,3 +423,53 @@ def test_overview_opens_by_its_own_name(server, browser):
         assert page.url.endswith(query), (path, page.url)
     shot(page, "overview-by-name")
     context.close()
+
+
+def test_a_new_trust_from_init_to_figures_in_the_browser(tmp_path, browser, monkeypatch):
+    """Issue 14's first month as a trust lives it: `init` makes the database and its admin, the
+    admin signs in to an empty app, loads the trust's files on the Data page and sees the figure
+    the engine test hand-works: ABD General Surgery's 4 elective spells of 5 nights against a peer
+    median of 3 at the shipped £345 a bed day, £2,760, shown as £3k."""
+    import io
+    import sys
+
+    from opportunity_engine.cli import main
+
+    from .test_import_corpus import base_files
+
+    path = tmp_path / "trust.duckdb"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-pass-phrase\n"))
+    assert main(["init", "--db", str(path), "--admin", "lead", "--name", "Finance Lead", "--password-stdin"]) == 0
+    files = base_files(tmp_path)
+    with running_app(path, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(url)
+        settle(page)
+        page.get_by_role("textbox", name="Username").fill("lead")
+        page.get_by_role("textbox", name="Password").fill("a-long-pass-phrase")
+        page.get_by_role("button", name="Sign in").click()
+        settle(page)
+        main_area = page.locator('[data-testid="stMain"]')
+        main_area.get_by_text("No data yet.").wait_for()
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Data").click()
+        settle(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in files])
+        settle(page, timeout=90)
+        main_area.get_by_text("All files passed every check").wait_for()
+        assert "spells.csv" in main_area.inner_text()
+        main_area.get_by_role("button", name="Commit to the database").click()
+        settle(page, timeout=90)
+        main_area.get_by_text(f"Loaded {len(files)} file(s)").wait_for()
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Opportunities").click()
+        settle(page)
+        text = main_area.inner_text()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert "Something went wrong" not in text
+        shot(page, "new-trust-opportunities")
+        assert "1 opportunities, £3k a year in all" in text, text[:2000]
+        headers, rows = grid(page, 0)  # raw values: the £ exact, the units as shown
+        assert headers[:7] == ["Opportunity £", "CSU", "Specialty", "Metric", "Actual", "Target", "Gap"]
+        assert rows == [["2760", "ABD", "General Surgery", "Elective length of stay", "5.00 days", "3.00 days",
+                         "8.0 bed days", "Productivity", "Low volume, Not significant"]]
+        assert "Mar 2026" in text  # the data are months old: said, not hidden
+        page.close()
