@@ -34,7 +34,12 @@ MAX_COUNT = 100_000_000
 MAX_AMOUNT = 1e11
 # Characters no code may hold: controls (C0, DEL, C1), no-break and zero-width spaces, soft hyphen,
 # bidirectional marks and the BOM. They display as nothing, so "ABD" and "AB\u200bD" look the same.
-INVISIBLE = r"[\x{0}-\x{1F}\x{7F}-\x{A0}\x{AD}\x{200B}-\x{200F}\x{2028}-\x{202F}\x{205F}-\x{206F}\x{FEFF}]"
+_INVISIBLE_RANGES = ((0x0, 0x1F), (0x7F, 0xA0), (0xAD, 0xAD), (0x200B, 0x200F), (0x2028, 0x202F),
+                     (0x205F, 0x206F), (0xFEFF, 0xFEFF))
+INVISIBLE = "[" + "".join(rf"\x{{{lo:X}}}" + (rf"-\x{{{hi:X}}}" if hi != lo else "") for lo, hi in _INVISIBLE_RANGES) + "]"
+# The same characters for Python's re, to spell them out in a refused value (``shown_value``).
+_UNSEEN = re.compile("[" + "".join(re.escape(chr(lo)) + ("-" + re.escape(chr(hi)) if hi != lo else "")
+                                   for lo, hi in _INVISIBLE_RANGES) + "]")
 CONTROL = r"[\x{0}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{FEFF}]"
 NAME_COLUMNS = {"csus": "csu_name", "specialties": "specialty_name", "metrics": "metric_name"}
 
@@ -60,14 +65,10 @@ class Issue:
         return ", ".join(parts) + f": {self.rule}"
 
 
-# Python's spelling of INVISIBLE and CONTROL together (below), for showing a refused value.
-_UNSEEN = re.compile("[\x00-\x1f\x7f-\xa0\xad\u200b-\u200f\u2028-\u202f\u205f-\u206f\ufeff]")
-
-
 def shown_value(value: str | None, most: int = 60) -> str | None:
     """A refused value as the report shows it: an invisible or control character spelled out
     (``M⟨U+200B⟩SK``: the cell looks exactly like ``MSK`` otherwise, so the rule would seem
-    wrong), and a long value cut (a 200 KB field would fill the page)."""
+    wrong; INVISIBLE holds every character CONTROL does), and a long value cut (a 200 KB field would fill the page)."""
     if value is None:
         return None
     cut = value if len(value) <= most else value[:most - 1] + "…"

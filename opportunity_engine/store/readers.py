@@ -136,7 +136,7 @@ def csv_header(path: Path) -> Header:
     return _header_of(_split_header(text))
 
 
-# Blank lines (nothing but spaces or tabs) in CSV text whose line ends are \n. The searches start
+# Blank lines (nothing but spaces or tabs) in CSV text whose line ends are \n. The search starts
 # with a literal newline, which Python's regex engine finds fast: a month of outpatients (7 MB) is
 # searched in 4 ms, where a pattern anchored by ^ took 33 ms, and matched the end of every file,
 # so every file was rewritten (42 ms more). Most files have no blank line and skip the rewrite.
